@@ -1,0 +1,38 @@
+# Two commands do everything on a fresh machine with Python 3.11+ and make:
+#   make run    serve on :3000 (embedded PostgreSQL and Redis unless DATABASE_URL/REDIS_URL are set)
+#   make test   run the whole suite against real PostgreSQL and Redis
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+BENCH_ARGS ?=
+
+.PHONY: run test lint typecheck check bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[embedded,dev,loadtest]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/thisthat serve
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+check: lint typecheck test
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
