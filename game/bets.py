@@ -1,0 +1,123 @@
+"""Bet validation and payout: every check a bet must pass before the stake is debited."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+
+from game.clock import ensure_utc
+from game.errors import ErrorCode, GameError
+from game.markets import MarketStatus
+from game.money import MAX_ODDS, MIN_ODDS, floor_cents, has_at_most_decimals
+from game.rules import GameRules
+
+
+class BetStatus(StrEnum):
+    OPEN = "open"
+    WON = "won"
+    LOST = "lost"
+    SPLIT = "split"
+    REFUNDED = "refunded"
+
+
+def _fmt(value: Decimal) -> str:
+    return f"{value:.2f}"
+
+
+def validate_amount(amount: Decimal, rules: GameRules) -> Decimal:
+    """The stake as 2-decimal credits, or BET_AMOUNT_OUT_OF_RANGE naming the allowed range."""
+    in_range = (
+        amount.is_finite()
+        and has_at_most_decimals(amount, 2)
+        and rules.min_bet_amount <= amount <= rules.max_bet_amount
+    )
+    if not in_range:
+        raise GameError(
+            ErrorCode.BET_AMOUNT_OUT_OF_RANGE,
+            f"amount must be between {_fmt(rules.min_bet_amount)} and "
+            f"{_fmt(rules.max_bet_amount)} with at most 2 decimals",
+            min=rules.min_bet_amount,
+            max=rules.max_bet_amount,
+        )
+    return floor_cents(amount)
+
+
+def potential_payout(amount: Decimal, odds: Decimal) -> Decimal:
+    """What a winning bet pays: amount / odds, rounded down to the cent."""
+    if not MIN_ODDS <= odds <= MAX_ODDS:
+        raise ValueError(f"odds {odds} outside [{MIN_ODDS}, {MAX_ODDS}]")
+    return floor_cents(amount / odds)
+
+
+def check_odds(current: Decimal, expected: Decimal | None, max_slippage: Decimal) -> None:
+    """Refuse (ODDS_CHANGED) odds worse than the client expected; better odds always pass.
+
+    Odds are implied probabilities, so higher odds mean a smaller payout: worse.
+    """
+    if expected is None:
+        return
+    if current > expected + max_slippage:
+        raise GameError(
+            ErrorCode.ODDS_CHANGED,
+            f"odds moved to {current} (expected at most {expected + max_slippage})",
+            currentOdds=current,
+        )
+
+
+def check_fresh(odds_updated_at: datetime | None, now: datetime, rules: GameRules) -> None:
+    """Refuse (ODDS_STALE) odds never read or older than `odds_max_age_s`.
+
+    Exactly `odds_max_age_s` old is still fresh.
+    """
+    if odds_updated_at is None:
+        raise GameError(ErrorCode.ODDS_STALE, "no odds have been read for this market yet")
+    age_s = (ensure_utc(now) - ensure_utc(odds_updated_at)).total_seconds()
+    if age_s > rules.odds_max_age_s:
+        raise GameError(
+            ErrorCode.ODDS_STALE,
+            f"odds are {age_s:.0f}s old (limit {rules.odds_max_age_s:.0f}s)",
+        )
+
+
+def check_market_open(
+    status: MarketStatus, ends_at: datetime | None, accepting_orders: bool, now: datetime
+) -> None:
+    """Refuse (MARKET_CLOSED) a market that is not open, has ended, or upstream stopped taking orders.
+
+    A market whose end time is exactly `now` has ended.
+    """
+    if status is not MarketStatus.OPEN:
+        raise GameError(ErrorCode.MARKET_CLOSED, f"market is {status.value}")
+    if ends_at is not None and ensure_utc(now) >= ensure_utc(ends_at):
+        raise GameError(ErrorCode.MARKET_CLOSED, "market is past its end time")
+    if not accepting_orders:
+        raise GameError(ErrorCode.MARKET_CLOSED, "market is not accepting orders upstream")
+
+
+def check_funds_and_cap(
+    balance: Decimal,
+    amount: Decimal,
+    payout: Decimal,
+    open_potential_payout: Decimal,
+    max_balance: Decimal,
+) -> None:
+    """Refuse a stake the balance cannot cover, or a bet whose win could breach the cap.
+
+    The cap rule: balance after the stake, plus the potential payouts of all open
+    bets (this one included), must not exceed `max_balance`; so no settlement can
+    ever push a balance above it. Exactly at the cap is allowed.
+    """
+    if balance < amount:
+        raise GameError(
+            ErrorCode.INSUFFICIENT_CREDITS,
+            f"balance {_fmt(balance)} is below {_fmt(amount)}",
+            balance=balance,
+        )
+    worst_case = (balance - amount) + open_potential_payout + payout
+    if worst_case > max_balance:
+        raise GameError(
+            ErrorCode.BALANCE_CAP_EXCEEDED,
+            f"if every open bet won, the balance would reach {_fmt(worst_case)}, "
+            f"above the cap of {_fmt(max_balance)}",
+        )

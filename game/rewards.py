@@ -1,0 +1,39 @@
+"""Daily reward eligibility: one claim per UTC calendar day, never above the balance cap."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+
+from game.clock import ensure_utc, iso_z
+from game.errors import ErrorCode, GameError
+
+
+def reward_day(now: datetime) -> date:
+    """The UTC calendar day a claim at `now` counts for (the unique key with the user)."""
+    return ensure_utc(now).date()
+
+
+def next_claim_at(now: datetime) -> datetime:
+    """The next UTC midnight after `now`: when the next daily reward can be claimed."""
+    utc = ensure_utc(now)
+    return datetime.combine(utc.date() + timedelta(days=1), time(0), tzinfo=utc.tzinfo)
+
+
+def check_reward(balance: Decimal, reward: Decimal, max_balance: Decimal) -> None:
+    """Refuse (BALANCE_CAP_EXCEEDED) a reward that would lift the balance above the cap."""
+    if balance + reward > max_balance:
+        raise GameError(
+            ErrorCode.BALANCE_CAP_EXCEEDED,
+            f"a reward of {reward:.2f} would take the balance {balance:.2f} "
+            f"above the cap of {max_balance:.2f}",
+        )
+
+
+def reward_already_claimed(now: datetime) -> GameError:
+    """The REWARD_ALREADY_CLAIMED refusal, telling the client when to come back."""
+    return GameError(
+        ErrorCode.REWARD_ALREADY_CLAIMED,
+        "daily reward already claimed today (UTC)",
+        nextClaimAt=iso_z(next_claim_at(now)),
+    )
