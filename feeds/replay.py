@@ -1,0 +1,191 @@
+"""Replay source: a recorded market timeline (JSON lines) played back at any speed.
+
+Each line is one event at `at` seconds from the start:
+
+    {"at": 0, "type": "market", "gamma": {...a Gamma /markets record...}}
+    {"at": 5, "type": "odds", "sourceId": "0x..", "thisOdds": "0.41", "thatOdds": "0.59"}
+    {"at": 90, "type": "close", "sourceId": "0x.."}
+    {"at": 100, "type": "resolve", "sourceId": "0x..", "resolution": "this"}
+    {"at": 110, "type": "remove", "sourceId": "0x.."}
+
+`resolution` is one of this, that, split, cancelled. This module only reads and
+times events; what they do to stored markets is the sink's business.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Final
+
+import orjson
+
+from feeds.parsing import ParseStats, complete_odds, parse_gamma_market, probability_or_none
+from game.markets import MarketListing, Resolution
+
+logger = logging.getLogger("thisthat.feed")
+
+SAMPLE_TIMELINE: Final = Path(__file__).resolve().parent / "timelines" / "sample.jsonl"
+# A looped timeline starts its next pass this long after its last event.
+LOOP_GAP_S: Final = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class MarketEvent:
+    """A market appears (or its listing changes)."""
+
+    at: float
+    listing: MarketListing
+
+    @property
+    def source_id(self) -> str:
+        return self.listing.source_id
+
+
+@dataclass(frozen=True, slots=True)
+class OddsEvent:
+    at: float
+    source_id: str
+    this_odds: Decimal
+    that_odds: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class CloseEvent:
+    """Trading stops upstream; the resolution comes later."""
+
+    at: float
+    source_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ResolveEvent:
+    at: float
+    source_id: str
+    resolution: Resolution
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveEvent:
+    """The market is gone upstream."""
+
+    at: float
+    source_id: str
+
+
+ReplayEvent = MarketEvent | OddsEvent | CloseEvent | ResolveEvent | RemoveEvent
+ReplaySink = Callable[[ReplayEvent], Awaitable[None]]
+
+
+def parse_event(record: object) -> ReplayEvent | None:
+    """One timeline record as an event, or None if it is malformed."""
+    if not isinstance(record, Mapping):
+        return None
+    at = record.get("at")
+    if isinstance(at, bool) or not isinstance(at, int | float) or not 0 <= at < float("inf"):
+        return None
+    at = float(at)
+    kind = record.get("type")
+    if kind == "market":
+        listing = parse_gamma_market(record.get("gamma"))
+        return MarketEvent(at, listing) if listing is not None else None
+    source_id = record.get("sourceId")
+    if not isinstance(source_id, str) or not source_id:
+        return None
+    if kind == "odds":
+        odds = complete_odds(
+            probability_or_none(record.get("thisOdds")),
+            probability_or_none(record.get("thatOdds")),
+        )
+        return OddsEvent(at, source_id, *odds) if odds is not None else None
+    if kind == "close":
+        return CloseEvent(at, source_id)
+    if kind == "remove":
+        return RemoveEvent(at, source_id)
+    if kind == "resolve":
+        name = record.get("resolution")
+        if not isinstance(name, str) or name not in {member.value for member in Resolution}:
+            return None
+        resolution = Resolution(name)
+        return ResolveEvent(at, source_id, resolution)
+    return None
+
+
+def load_timeline(path: Path | str, stats: ParseStats | None = None) -> list[ReplayEvent]:
+    """The events of a timeline file in time order; bad lines are logged, counted and skipped."""
+    stats = stats if stats is not None else ParseStats()
+    events: list[ReplayEvent] = []
+    with Path(path).open("rb") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                event = parse_event(orjson.loads(line))
+            except orjson.JSONDecodeError:
+                event = None
+            stats.record(event is not None)
+            if event is None:
+                logger.warning("%s:%d: skipped an unreadable timeline line", path, number)
+            else:
+                events.append(event)
+    events.sort(key=lambda event: event.at)  # stable: same-time events keep file order
+    return events
+
+
+def _for_pass(event: ReplayEvent, loop: int, offset: float) -> ReplayEvent:
+    """The event as played in pass `loop`: later passes get fresh market and token ids,
+    so a looped timeline opens new markets instead of reopening settled ones."""
+    if loop == 0:
+        return event
+    suffix = f"~{loop}"
+    if isinstance(event, MarketEvent):
+        listing = dataclasses.replace(
+            event.listing,
+            source_id=event.listing.source_id + suffix,
+            this_token_id=event.listing.this_token_id + suffix,
+            that_token_id=event.listing.that_token_id + suffix,
+        )
+        return MarketEvent(event.at + offset, listing)
+    return dataclasses.replace(event, at=event.at + offset, source_id=event.source_id + suffix)
+
+
+async def play(
+    events: Sequence[ReplayEvent],
+    speed: float,
+    sink: ReplaySink,
+    *,
+    loop_forever: bool = False,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> int:
+    """Await `sink(event)` for each event at `event.at / speed` seconds from now.
+
+    Returns the number of events delivered. Stops after the last event unless
+    `loop_forever`, in which case it runs until cancelled.
+    """
+    if not speed > 0:
+        raise ValueError(f"replay speed must be positive, not {speed}")
+    if not events:
+        return 0
+    ordered = sorted(events, key=lambda event: event.at)
+    length = ordered[-1].at + LOOP_GAP_S
+    start = clock()
+    delivered = 0
+    loop = 0
+    while True:
+        for original in ordered:
+            event = _for_pass(original, loop, loop * length)
+            delay = start + event.at / speed - clock()
+            if delay > 0:
+                await sleep(delay)
+            await sink(event)
+            delivered += 1
+        if not loop_forever:
+            return delivered
+        loop += 1

@@ -1,0 +1,26 @@
+"""Typed application state: every resource the app holds, one key each."""
+
+from __future__ import annotations
+
+import asyncpg
+import redis.asyncio as redis
+import socketio
+from aiohttp import web
+
+from game.rules import GameRules
+from server.passwords import PasswordHasher
+from server.sessions import SocketSessions
+from server.settings import Settings
+from server.tokens import TokenService
+from storage.ratelimit import RateLimiter
+
+SETTINGS = web.AppKey("settings", Settings)
+RULES = web.AppKey("rules", GameRules)
+SERVICE_URLS = web.AppKey("service_urls", tuple)  # (database_url, redis_url) actually in use
+DB_POOL = web.AppKey("db_pool", asyncpg.Pool)
+REDIS = web.AppKey("redis", redis.Redis)
+SIO = web.AppKey("sio", socketio.AsyncServer)
+TOKENS = web.AppKey("tokens", TokenService)
+PASSWORDS = web.AppKey("passwords", PasswordHasher)
+LIMITER = web.AppKey("limiter", RateLimiter)
+SESSIONS = web.AppKey("sessions", SocketSessions)

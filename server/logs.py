@@ -1,0 +1,45 @@
+"""Structured JSON logs: one line per event, with the `extra` fields as keys.
+
+Secrets never reach a log line: handlers log user ids and event names, never payloads of
+auth events, and any field whose name looks like a secret is masked here as a last guard.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
+_SECRET_WORDS = ("password", "token", "secret", "authorization")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key in _STANDARD or key.startswith("_"):
+                continue
+            line[key] = "[redacted]" if any(word in key.lower() for word in _SECRET_WORDS) else value
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return orjson.dumps(line, default=str).decode()
+
+
+def configure_logging(level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # Library chatter (every engine.io packet) is not an event worth a line.
+    for noisy in ("engineio", "socketio", "aiohttp.access", "pgserver"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,0 +1,130 @@
+"""The Socket.IO server: handshake authentication, rooms, token expiry, and event registration."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import socketio
+from aiohttp import web
+
+from game.errors import GameError
+from server import appkeys, metrics
+from server.jobs import spawn
+from server.rooms import user_room
+from server.router import dispatch, router
+from server.sessions import SocketSession
+from server.wire import OrjsonModule
+from storage import accounts, keys
+
+logger = logging.getLogger("thisthat.realtime")
+
+SWEEP_INTERVAL_S = 1.0
+
+
+def create_socket_server(app: web.Application, redis_url: str) -> socketio.AsyncServer:
+    settings = app[appkeys.SETTINGS]
+    sio = socketio.AsyncServer(
+        async_mode="aiohttp",
+        client_manager=socketio.AsyncRedisManager(redis_url, channel=keys.SOCKETIO_CHANNEL),
+        json=OrjsonModule,
+        # The handshake Origin must be one of CORS_ORIGINS; clients without one (native games,
+        # load testers) are not browsers and pass.
+        cors_allowed_origins=list(settings.cors_origins),
+        ping_interval=25,
+        ping_timeout=20,
+        max_http_buffer_size=64 * 1024,
+        logger=False,
+        engineio_logger=False,
+    )
+
+    @sio.event
+    async def connect(sid: str, environ: dict[str, Any], auth: object = None) -> None:
+        await _connect(app, sio, sid, auth)
+
+    @sio.event
+    async def disconnect(sid: str, reason: object = None) -> None:
+        session = app[appkeys.SESSIONS].remove(sid)
+        _update_gauges(app)
+        if session is not None:
+            logger.info("socket disconnected", extra={"sid": sid, "userId": str(session.user_id), "reason": str(reason)})
+
+    for name, route in router.routes.items():
+        sio.on(name, _make_handler(app, route))
+    return sio
+
+
+def _make_handler(app: web.Application, route: Any) -> Any:
+    async def handle(sid: str, data: object = None, *_: object) -> dict[str, Any]:
+        return await dispatch(app, route, sid, data)
+
+    return handle
+
+
+async def _connect(app: web.Application, sio: socketio.AsyncServer, sid: str, auth: object) -> None:
+    token = auth.get("token") if isinstance(auth, dict) else None
+    try:
+        claims = app[appkeys.TOKENS].verify(token, "access", datetime.now(UTC))
+    except GameError as error:
+        refusal = socketio.exceptions.ConnectionRefusedError()
+        # Top-level code/message for any client; `data` is the error object of PROTOCOL.md.
+        refusal.error_args = {"message": error.message, "code": error.code.value, "data": error.to_dict()}
+        raise refusal from None
+    session = SocketSession(sid, claims.user_id, claims.username or "", claims.expires_at)
+    app[appkeys.SESSIONS].add(session)
+    await sio.enter_room(sid, user_room(claims.user_id))
+    _update_gauges(app)
+    logger.info("socket connected", extra={"sid": sid, "userId": str(claims.user_id)})
+    # `session` must follow the CONNECT packet, which the library sends after this returns.
+    await spawn(app, _greet(app, sio, session))
+
+
+async def _greet(app: web.Application, sio: socketio.AsyncServer, session: SocketSession) -> None:
+    await asyncio.sleep(0)
+    user = await accounts.get_user(app[appkeys.DB_POOL], session.user_id)
+    if user is None:
+        await sio.disconnect(session.sid)
+        return
+    from server.views import user_view
+
+    await sio.emit("session", {"user": user_view(user), "serverTime": datetime.now(UTC)}, to=session.sid)
+
+
+def _update_gauges(app: web.Application) -> None:
+    sessions = app[appkeys.SESSIONS]
+    metrics.CONNECTED_SOCKETS.set(len(sessions))
+    metrics.ACTIVE_USERS.set(sessions.active_users)
+
+
+async def _sweep_token_deadlines(app: web.Application) -> None:
+    """Warn sockets about 60 s before their token expires; disconnect those that did not refresh."""
+    sio = app[appkeys.SIO]
+    sessions = app[appkeys.SESSIONS]
+    while True:
+        await asyncio.sleep(SWEEP_INTERVAL_S)
+        for session, kind in sessions.due(datetime.now(UTC)):
+            try:
+                if kind == "expiring":
+                    await sio.emit("auth:expiring", {"expiresAt": session.expires_at}, to=session.sid)
+                else:
+                    logger.info("token expired; disconnecting", extra={"sid": session.sid})
+                    await sio.disconnect(session.sid)
+            except Exception:
+                logger.exception("token sweep failed", extra={"sid": session.sid})
+
+
+async def socket_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The token sweeper while the app runs; sockets closed and the Redis manager stopped after."""
+    sio = app[appkeys.SIO]
+    sweeper = await spawn(app, _sweep_token_deadlines(app), name="token-sweeper")
+    yield
+    await sweeper.close()
+    for session in list(app[appkeys.SESSIONS]):
+        try:
+            await sio.disconnect(session.sid)
+        except Exception:  # noqa: BLE001 - shutting down; a socket already gone is fine
+            logger.debug("disconnect at shutdown failed", exc_info=True)
+    await sio.shutdown()

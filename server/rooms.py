@@ -1,0 +1,24 @@
+"""Room names and the pushes that go to them (through the Redis manager, so every node delivers)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import socketio
+
+
+def user_room(user_id: object) -> str:
+    return f"user:{user_id}"
+
+
+def market_room(market_id: object) -> str:
+    return f"market:{market_id}"
+
+
+def leaderboard_room(period: str) -> str:
+    return f"leaderboard:{period}"
+
+
+async def emit_balance(sio: socketio.AsyncServer, user_id: object, balance: Decimal, reason: str) -> None:
+    """Every balance change is pushed to all of the user's sockets, on every node."""
+    await sio.emit("balance", {"balance": balance, "reason": reason}, room=user_room(user_id))

@@ -1,0 +1,109 @@
+"""Socket.IO event routing: one handler per event, its payload schema, and the ack envelope.
+
+Every event goes through the same steps: the socket must be authenticated and its token live,
+the user must be within the rate limit, the payload must match its schema; then the handler runs
+and its result (or error) becomes `{"ok": true, "data": ...}` / `{"ok": false, "error": ...}`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+
+from aiohttp import web
+
+from game.errors import ErrorCode, GameError
+from server import appkeys, metrics
+from server.errors import ack_error, internal_error
+from server.schemas import Payload, parse
+from server.sessions import SocketSession
+
+logger = logging.getLogger("thisthat.events")
+
+P = TypeVar("P", bound=Payload)
+
+
+@dataclass(slots=True)
+class EventContext:
+    app: web.Application
+    session: SocketSession
+
+    @property
+    def sid(self) -> str:
+        return self.session.sid
+
+
+Handler = Callable[[EventContext, P], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Route(Generic[P]):
+    name: str
+    schema: type[P]
+    handler: Handler[P]
+    # Which rate-limit bucket the event draws from: bets have their own.
+    limit_scope: str
+    # auth:refresh must work on a socket whose token just ran out; nothing else may.
+    live_token: bool
+
+
+class EventRouter:
+    def __init__(self) -> None:
+        self.routes: dict[str, Route[Any]] = {}
+
+    def event(
+        self, name: str, schema: type[P], *, limit_scope: str = "events", live_token: bool = True
+    ) -> Callable[[Handler[P]], Handler[P]]:
+        def register(handler: Handler[P]) -> Handler[P]:
+            if name in self.routes:
+                raise ValueError(f"event {name!r} registered twice")
+            self.routes[name] = Route(name, schema, handler, limit_scope, live_token)
+            return handler
+
+        return register
+
+
+router = EventRouter()
+
+
+async def dispatch(app: web.Application, route: Route[Any], sid: str, data: object) -> dict[str, Any]:
+    started = time.perf_counter()
+    outcome = "ok"
+    try:
+        session = app[appkeys.SESSIONS].get(sid)
+        if session is None:
+            raise GameError(ErrorCode.AUTH_REQUIRED, "socket is not authenticated")
+        if route.live_token and session.expires_at <= datetime.now(UTC):
+            raise GameError(ErrorCode.TOKEN_EXPIRED, "access token expired; send auth:refresh")
+        await _check_rate(app, route, session)
+        payload = parse(route.schema, data)
+        result = await route.handler(EventContext(app, session), payload)
+        return {"ok": True, "data": result}
+    except GameError as error:
+        outcome = error.code.value
+        metrics.ERRORS.labels(outcome).inc()
+        return ack_error(error)
+    except Exception:
+        outcome = ErrorCode.INTERNAL_ERROR.value
+        metrics.ERRORS.labels(outcome).inc()
+        logger.exception("event failed", extra={"event": route.name, "sid": sid})
+        return ack_error(internal_error())
+    finally:
+        metrics.SOCKET_EVENTS.labels(route.name, outcome).inc()
+        metrics.SOCKET_LATENCY.labels(route.name).observe(time.perf_counter() - started)
+
+
+async def _check_rate(app: web.Application, route: Route[Any], session: SocketSession) -> None:
+    settings = app[appkeys.SETTINGS]
+    limit, window = (
+        settings.rate_limit_bets_per_user if route.limit_scope == "bets" else settings.rate_limit_events_per_user
+    )
+    wait_ms = await app[appkeys.LIMITER].hit(route.limit_scope, str(session.user_id), limit, window)
+    if wait_ms:
+        raise GameError(
+            ErrorCode.RATE_LIMITED, f"too many {route.limit_scope}; retry in {wait_ms} ms", retryAfterMs=wait_ms
+        )

@@ -1,0 +1,123 @@
+"""JWT access and refresh tokens: HS256 only, two keys, and a type claim so one never passes as the other."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, Literal
+
+import jwt
+
+from game.errors import ErrorCode, GameError
+
+# Hard-coded: the algorithm is never taken from the token header, so `alg: none` and
+# key-confusion tricks are refused by construction.
+ALGORITHMS: Final = ["HS256"]
+REQUIRED_CLAIMS: Final = ["exp", "iat", "iss", "aud", "sub", "typ", "jti"]
+
+TokenType = Literal["access", "refresh"]
+
+
+@dataclass(frozen=True, slots=True)
+class TokenClaims:
+    user_id: uuid.UUID
+    token_type: TokenType
+    token_id: uuid.UUID
+    expires_at: datetime
+    family_id: uuid.UUID | None = None
+    username: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    token: str
+    claims: TokenClaims
+
+
+@dataclass(frozen=True, slots=True)
+class TokenService:
+    access_secret: str
+    refresh_secret: str
+    access_ttl_s: int
+    refresh_ttl_s: int
+    issuer: str
+    audience: str
+
+    def _secret(self, token_type: TokenType) -> str:
+        return self.access_secret if token_type == "access" else self.refresh_secret
+
+    def issue(
+        self,
+        token_type: TokenType,
+        user_id: uuid.UUID,
+        now: datetime,
+        *,
+        family_id: uuid.UUID | None = None,
+        username: str | None = None,
+    ) -> IssuedToken:
+        ttl = self.access_ttl_s if token_type == "access" else self.refresh_ttl_s
+        expires_at = now + timedelta(seconds=ttl)
+        token_id = uuid.uuid4()
+        payload: dict[str, Any] = {
+            "sub": str(user_id),
+            "typ": token_type,
+            "jti": str(token_id),
+            "iat": int(now.timestamp()),
+            "exp": int(expires_at.timestamp()),
+            "iss": self.issuer,
+            "aud": self.audience,
+        }
+        if family_id is not None:
+            payload["fam"] = str(family_id)
+        if username is not None:
+            payload["name"] = username
+        if token_type == "refresh":
+            # Two refresh tokens minted in the same second must still differ.
+            payload["nonce"] = secrets.token_urlsafe(8)
+        token = jwt.encode(payload, self._secret(token_type), algorithm=ALGORITHMS[0])
+        claims = TokenClaims(
+            user_id, token_type, token_id,
+            datetime.fromtimestamp(payload["exp"], UTC), family_id, username,
+        )
+        return IssuedToken(token, claims)
+
+    def verify(self, token: object, token_type: TokenType, now: datetime | None = None) -> TokenClaims:
+        """Claims of a valid token of that type, or TOKEN_INVALID / TOKEN_EXPIRED / AUTH_REQUIRED."""
+        if not token:
+            raise GameError(ErrorCode.AUTH_REQUIRED, "a token is required")
+        if not isinstance(token, str):
+            raise GameError(ErrorCode.TOKEN_INVALID, "token must be a string")
+        try:
+            payload = jwt.decode(
+                token,
+                self._secret(token_type),
+                algorithms=ALGORITHMS,
+                audience=self.audience,
+                issuer=self.issuer,
+                options={"require": REQUIRED_CLAIMS},
+                leeway=0,
+            )
+        except jwt.ExpiredSignatureError as error:
+            raise GameError(ErrorCode.TOKEN_EXPIRED, f"{token_type} token expired") from error
+        except jwt.PyJWTError as error:
+            raise GameError(ErrorCode.TOKEN_INVALID, f"invalid {token_type} token") from error
+        if payload.get("typ") != token_type:
+            raise GameError(ErrorCode.TOKEN_INVALID, f"not a {token_type} token")
+        try:
+            user_id = uuid.UUID(payload["sub"])
+            token_id = uuid.UUID(payload["jti"])
+            family = uuid.UUID(payload["fam"]) if "fam" in payload else None
+        except (ValueError, TypeError) as error:
+            raise GameError(ErrorCode.TOKEN_INVALID, f"invalid {token_type} token") from error
+        expires_at = datetime.fromtimestamp(payload["exp"], UTC)
+        if now is not None and expires_at <= now:
+            raise GameError(ErrorCode.TOKEN_EXPIRED, f"{token_type} token expired")
+        return TokenClaims(user_id, token_type, token_id, expires_at, family, payload.get("name"))
+
+
+def token_hash(token: str) -> bytes:
+    """Refresh tokens are stored by hash only."""
+    return hashlib.sha256(token.encode()).digest()

@@ -1,0 +1,47 @@
+"""Database rows as the wire shapes of PROTOCOL.md (camelCase; Decimals stay exact)."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from typing import Any
+
+from game.errors import ErrorCode, GameError
+
+
+def user_view(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]),
+        "username": row["username"],
+        "balance": row["balance"],
+        "createdAt": row["created_at"],
+    }
+
+
+def ledger_entry_view(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]),
+        "kind": row["kind"],
+        "amount": row["amount"],
+        "balanceAfter": row["balance_after"],
+        "betId": str(row["bet_id"]) if row["bet_id"] is not None else None,
+        "createdAt": row["created_at"],
+    }
+
+
+def encode_cursor(*parts: object) -> str:
+    """Opaque to clients: a base64 of the position, never parsed by them."""
+    return base64.urlsafe_b64encode("|".join(str(part) for part in parts).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, count: int) -> list[str]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        parts = base64.urlsafe_b64decode(padded.encode()).decode().split("|")
+    except (ValueError, UnicodeDecodeError) as error:
+        raise GameError(ErrorCode.VALIDATION_ERROR, "cursor: not a cursor from this server",
+                        details={"field": "cursor"}) from error
+    if len(parts) != count:
+        raise GameError(ErrorCode.VALIDATION_ERROR, "cursor: not a cursor from this server",
+                        details={"field": "cursor"})
+    return parts

@@ -1,0 +1,1 @@
+"""PostgreSQL and Redis: pool setup, migrations, transactional game operations, keys and caches."""

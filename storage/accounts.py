@@ -1,0 +1,127 @@
+"""Users and their refresh tokens: signup with its bonus, lookups, token rotation and revocation."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Final
+
+import asyncpg
+
+from game.errors import ErrorCode, GameError
+
+INSERT_USER_WITH_BONUS: Final = """
+WITH new_user AS (
+    INSERT INTO users (username, password_hash, balance, is_load_test)
+    VALUES ($1, $2, $3, $4)
+    RETURNING id, username, balance, created_at
+), bonus AS (
+    INSERT INTO ledger (user_id, kind, amount, balance_after)
+    SELECT id, 'signup_bonus', balance, balance FROM new_user
+    WHERE balance > 0
+)
+SELECT id, username, balance, created_at FROM new_user
+"""
+
+SELECT_USER_BY_ID: Final = "SELECT id, username, balance, created_at FROM users WHERE id = $1"
+
+SELECT_LOGIN: Final = """
+SELECT id, username, balance, created_at, password_hash FROM users WHERE lower(username) = lower($1)
+"""
+
+INSERT_REFRESH_TOKEN: Final = """
+INSERT INTO refresh_tokens (id, user_id, family_id, token_hash, expires_at)
+VALUES ($1, $2, $3, $4, $5)
+"""
+
+SELECT_REFRESH_FOR_UPDATE: Final = """
+SELECT id, user_id, family_id, expires_at, spent_at, revoked_at
+FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE
+"""
+
+SPEND_REFRESH_TOKEN: Final = "UPDATE refresh_tokens SET spent_at = now() WHERE id = $1"
+
+REVOKE_FAMILY: Final = """
+UPDATE refresh_tokens SET revoked_at = now()
+WHERE family_id = $1 AND revoked_at IS NULL
+"""
+
+REVOKE_FAMILY_OF_TOKEN: Final = """
+UPDATE refresh_tokens SET revoked_at = now()
+WHERE family_id = (SELECT family_id FROM refresh_tokens WHERE token_hash = $1)
+  AND revoked_at IS NULL
+"""
+
+
+async def create_user(
+    connection: asyncpg.Connection | asyncpg.Pool,
+    username: str,
+    password_hash: str,
+    starting_credits: Decimal,
+    *,
+    is_load_test: bool = False,
+) -> asyncpg.Record:
+    """The user and their `signup_bonus` ledger row, in one statement (so one transaction)."""
+    try:
+        row = await connection.fetchrow(
+            INSERT_USER_WITH_BONUS, username, password_hash, starting_credits, is_load_test
+        )
+    except asyncpg.UniqueViolationError as error:
+        raise GameError(ErrorCode.USERNAME_TAKEN, f"username {username!r} is taken") from error
+    assert row is not None
+    return row
+
+
+async def get_user(connection: asyncpg.Connection | asyncpg.Pool, user_id: uuid.UUID) -> asyncpg.Record | None:
+    return await connection.fetchrow(SELECT_USER_BY_ID, user_id)
+
+
+async def get_login(connection: asyncpg.Connection | asyncpg.Pool, username: str) -> asyncpg.Record | None:
+    return await connection.fetchrow(SELECT_LOGIN, username)
+
+
+async def store_refresh_token(
+    connection: asyncpg.Connection | asyncpg.Pool,
+    token_id: uuid.UUID,
+    user_id: uuid.UUID,
+    family_id: uuid.UUID,
+    token_hash: bytes,
+    expires_at: datetime,
+) -> None:
+    await connection.execute(INSERT_REFRESH_TOKEN, token_id, user_id, family_id, token_hash, expires_at)
+
+
+class RotationOutcome(enum.Enum):
+    ROTATED = "rotated"
+    UNKNOWN = "unknown"
+    REVOKED = "revoked"
+    REUSED = "reused"
+    EXPIRED = "expired"
+
+
+async def spend_refresh_token(
+    connection: asyncpg.Connection, token_hash: bytes, now: datetime
+) -> tuple[RotationOutcome, asyncpg.Record | None]:
+    """Mark a refresh token spent, or detect reuse. Call inside a transaction.
+
+    A token presented after it was spent means two parties hold it: the whole family is revoked
+    (and that revocation must commit even though the caller then refuses the request).
+    """
+    row = await connection.fetchrow(SELECT_REFRESH_FOR_UPDATE, token_hash)
+    if row is None:
+        return RotationOutcome.UNKNOWN, None
+    if row["revoked_at"] is not None:
+        return RotationOutcome.REVOKED, row
+    if row["spent_at"] is not None:
+        await connection.execute(REVOKE_FAMILY, row["family_id"])
+        return RotationOutcome.REUSED, row
+    if row["expires_at"] <= now:
+        return RotationOutcome.EXPIRED, row
+    await connection.execute(SPEND_REFRESH_TOKEN, row["id"])
+    return RotationOutcome.ROTATED, row
+
+
+async def revoke_family_of(connection: asyncpg.Connection | asyncpg.Pool, token_hash: bytes) -> None:
+    await connection.execute(REVOKE_FAMILY_OF_TOKEN, token_hash)

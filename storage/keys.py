@@ -1,0 +1,25 @@
+"""Every Redis key of the server, in one place."""
+
+from __future__ import annotations
+
+from typing import Final
+
+PREFIX: Final = "tt:"
+
+SOCKETIO_CHANNEL: Final = PREFIX + "socketio"
+FEED_LOCK: Final = PREFIX + "feed:lock"
+FEED_STATUS: Final = PREFIX + "feed:status"
+MARKETS_VERSION: Final = PREFIX + "markets:version"
+
+
+def rate_limit(scope: str, subject: str) -> str:
+    return f"{PREFIX}rl:{scope}:{subject}"
+
+
+def leaderboard(period_key: str) -> str:
+    """A sorted set of user id -> realized PnL for one period bucket ("all", "2026-11-25", "2026-W48")."""
+    return f"{PREFIX}lb:{period_key}"
+
+
+def leaderboard_throttle(period: str) -> str:
+    return f"{PREFIX}lb:throttle:{period}"

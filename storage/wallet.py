@@ -1,0 +1,84 @@
+"""Balances, the daily reward and ledger history pages."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+from decimal import Decimal
+from typing import Final
+
+import asyncpg
+
+INSERT_REWARD_CLAIM: Final = """
+INSERT INTO daily_rewards (user_id, day, amount) VALUES ($1, $2, $3)
+ON CONFLICT (user_id, day) DO NOTHING
+RETURNING user_id
+"""
+
+# The cap guard sits in the UPDATE itself, so a concurrent bet cannot slip between check and write.
+CREDIT_REWARD: Final = """
+WITH credited AS (
+    UPDATE users SET balance = balance + $2
+    WHERE id = $1 AND balance + $2 <= $3
+    RETURNING id, balance
+)
+INSERT INTO ledger (user_id, kind, amount, balance_after)
+SELECT id, 'daily_reward', $2, balance FROM credited
+RETURNING balance_after
+"""
+
+SELECT_WALLET: Final = """
+SELECT u.balance,
+       coalesce(sum(b.amount), 0) AS open_stake,
+       coalesce(sum(b.potential_payout), 0) AS open_potential_payout
+FROM users u
+LEFT JOIN bets b ON b.user_id = u.id AND b.status = 'open'
+WHERE u.id = $1
+GROUP BY u.balance
+"""
+
+SELECT_HISTORY_PAGE: Final = """
+SELECT id, seq, kind, amount, balance_after, bet_id, created_at
+FROM ledger
+WHERE user_id = $1 AND ($2::bigint IS NULL OR seq < $2)
+ORDER BY seq DESC
+LIMIT $3
+"""
+
+
+class RewardRefused(Exception):
+    """The reward was not paid; `already_claimed` tells which rule refused it."""
+
+    def __init__(self, already_claimed: bool) -> None:
+        super().__init__("already claimed" if already_claimed else "balance cap")
+        self.already_claimed = already_claimed
+
+
+async def claim_daily_reward(
+    pool: asyncpg.Pool, user_id: uuid.UUID, day: date, amount: Decimal, max_balance: Decimal
+) -> Decimal:
+    """Pay the reward once per (user, UTC day); returns the new balance.
+
+    The unique (user, day) key and the balance update share one transaction: of many concurrent
+    claims, one inserts the key and the others wait on it, then find it taken.
+    """
+    async with pool.acquire() as connection, connection.transaction():
+        claimed = await connection.fetchval(INSERT_REWARD_CLAIM, user_id, day, amount)
+        if claimed is None:
+            raise RewardRefused(already_claimed=True)
+        balance = await connection.fetchval(CREDIT_REWARD, user_id, amount, max_balance)
+        if balance is None:
+            # Raising rolls the claim back: a refused reward can be claimed later the same day.
+            raise RewardRefused(already_claimed=False)
+        return Decimal(balance)
+
+
+async def get_wallet(connection: asyncpg.Connection | asyncpg.Pool, user_id: uuid.UUID) -> asyncpg.Record | None:
+    return await connection.fetchrow(SELECT_WALLET, user_id)
+
+
+async def history_page(
+    connection: asyncpg.Connection | asyncpg.Pool, user_id: uuid.UUID, before_seq: int | None, limit: int
+) -> list[asyncpg.Record]:
+    """Up to `limit` + 1 entries, newest first: the extra one tells the caller another page exists."""
+    return list(await connection.fetch(SELECT_HISTORY_PAGE, user_id, before_seq, limit + 1))
