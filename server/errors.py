@@ -39,9 +39,7 @@ def validation_error(error: msgspec.ValidationError | str) -> GameError:
     if " - at `$." in text:
         text, _, path = text.partition(" - at `$.")
         field = path.rstrip("`")
-    elif "unknown field `" in text:
-        field = text.split("`")[1]
-    elif "missing required field `" in text:
+    elif "unknown field `" in text or "missing required field `" in text:
         field = text.split("`")[1]
     if not field:
         return GameError(ErrorCode.VALIDATION_ERROR, text)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.toml"
 
@@ -98,8 +98,8 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
-def _convert(name: str, target: Any, raw: Any) -> Any:
-    """Turn a TOML or environment value into the field's type."""
+def _convert(name: str, hint: Any, raw: Any) -> Any:
+    """Turn a TOML or environment value into the field's declared type."""
     if raw is None:
         return None
     if name.endswith("_expires_in"):
@@ -109,24 +109,22 @@ def _convert(name: str, target: Any, raw: Any) -> Any:
             count, _, window = raw.partition("/")
             return (int(count), int(window or 1))
         return tuple(int(part) for part in raw)
-    default = target if target is not dataclasses.MISSING else None
-    if isinstance(default, bool):
+    if hint is bool:
         if isinstance(raw, bool):
             return raw
         return str(raw).strip().lower() in {"1", "true", "yes", "on"}
-    if isinstance(default, Decimal):
+    if hint is Decimal:
         return Decimal(str(raw))
-    if isinstance(default, Path):
+    if hint is Path:
         return Path(str(raw))
-    if isinstance(default, tuple):
+    if hint == tuple[str, ...]:
         items = raw if isinstance(raw, list) else str(raw).split(",")
         return tuple(item.strip() for item in items if item.strip())
-    if isinstance(default, float):
+    if hint is float:
         return float(raw)
-    if isinstance(default, int):
+    if hint is int:
         return int(raw)
-    text = str(raw)
-    return text or None if default is None else text
+    return str(raw) or None
 
 
 def load_settings(
@@ -143,6 +141,7 @@ def load_settings(
             file_values = tomllib.load(handle)
 
     values: dict[str, Any] = {}
+    hints = get_type_hints(Settings)
     for spec in fields(Settings):
         name = spec.name
         raw: Any = file_values.get(name)
@@ -150,7 +149,7 @@ def load_settings(
         if env_value is not None and env_value != "":
             raw = env_value
         if raw is not None:
-            values[name] = _convert(name, spec.default, raw)
+            values[name] = _convert(name, hints[name], raw)
     unknown = set(file_values) - {spec.name for spec in fields(Settings)}
     if unknown:
         raise SettingsError(f"unknown keys in {path}: {', '.join(sorted(unknown))}")
@@ -174,6 +173,8 @@ def _check(settings: Settings) -> None:
                 + ": set real secrets and point DATABASE_URL/REDIS_URL at real servers "
                 "(the embedded PostgreSQL and Redis are for development only)."
             )
+        if min(len(settings.jwt_access_secret), len(settings.jwt_refresh_secret)) < 32:
+            raise SettingsError("JWT secrets must be at least 32 characters long")
         if settings.jwt_access_secret == settings.jwt_refresh_secret:
             raise SettingsError("JWT_ACCESS_SECRET and JWT_REFRESH_SECRET must differ")
     if "*" in settings.cors_origins:

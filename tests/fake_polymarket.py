@@ -88,7 +88,8 @@ class FakePolymarket:
     midpoint_batch_sizes: list[int] = field(default_factory=list)
     last_headers: dict[str, str] = field(default_factory=dict)
     base_url: str = ""
-    _faults: deque[_Fault] = field(default_factory=deque)
+    _faults: deque[_Fault] = field(default_factory=deque, init=False, repr=False)
+    _synthetic_count: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._gamma_open = load_fixture("gamma_market_open.json")
@@ -110,29 +111,33 @@ class FakePolymarket:
     # --- markets --------------------------------------------------------------------------
 
     def _add_fixture_markets(self) -> None:
-        for raw, resolution in ((self._gamma_open, None), (self._gamma_resolved, "that")):
-            this_token, that_token = orjson.loads(raw["clobTokenIds"])
-            labels = orjson.loads(raw["outcomes"])
-            market = FakeMarket(
-                condition_id=raw["conditionId"],
-                question=raw["question"],
-                slug=raw["slug"],
-                this_token=this_token,
-                that_token=that_token,
-                this_price=Decimal(orjson.loads(raw["outcomePrices"])[0]),
-                volume=float(raw.get("volumeNum", 0)),
-                end_date=raw["endDate"],
-                labels=(labels[0], labels[1]),
-            )
-            if resolution is not None:
-                market.closed = True
-                market.resolution = resolution
-                market.this_price = Decimal("0.005")
-            self.markets[market.condition_id] = market
+        self._add_recorded(self._gamma_open, None)
+        self._add_recorded(self._gamma_resolved, "that")
+
+    def _add_recorded(self, raw: dict[str, Any], resolution: ResolutionName | None) -> None:
+        this_token, that_token = orjson.loads(raw["clobTokenIds"])
+        labels = orjson.loads(raw["outcomes"])
+        market = FakeMarket(
+            condition_id=raw["conditionId"],
+            question=raw["question"],
+            slug=raw["slug"],
+            this_token=this_token,
+            that_token=that_token,
+            this_price=Decimal(orjson.loads(raw["outcomePrices"])[0]),
+            volume=float(raw.get("volumeNum", 0)),
+            end_date=raw["endDate"],
+            labels=(labels[0], labels[1]),
+        )
+        if resolution is not None:
+            market.closed = True
+            market.resolution = resolution
+            market.this_price = Decimal("0.005")
+        self.markets[market.condition_id] = market
 
     def add_markets(self, count: int, *, first_volume: float = 1_000_000.0) -> list[FakeMarket]:
         """Clone `count` open markets with distinct ids, token ids and falling volumes."""
-        start = len(self.markets)
+        start = self._synthetic_count
+        self._synthetic_count += count
         added = []
         for n in range(start, start + count):
             market = FakeMarket(
@@ -271,10 +276,10 @@ class FakePolymarket:
     @asynccontextmanager
     async def serve(self) -> AsyncIterator[FakePolymarket]:
         """Run on 127.0.0.1 with an ephemeral port; `base_url` is set while it runs."""
-        runner = web.AppRunner(self.create_app(), access_log=None)
+        runner = web.AppRunner(self.create_app(), access_log=None, shutdown_timeout=0.5)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, "127.0.0.1", 0, shutdown_timeout=0.5)
+            site = web.TCPSite(runner, "127.0.0.1", 0)
             await site.start()
             host, port = runner.addresses[0][:2]
             self.base_url = f"http://{host}:{port}"
@@ -348,7 +353,9 @@ class FakePolymarket:
     async def _clob_midpoint(self, request: web.Request) -> web.Response:
         mid = self._midpoint(request.query.get("token_id", ""))
         if mid is None:
-            return web.json_response({"error": "No orderbook exists for the requested token id"}, status=404)
+            return web.json_response(
+                {"error": "No orderbook exists for the requested token id"}, status=404
+            )
         return web.json_response({"mid": str(mid)})
 
     async def _clob_market(self, request: web.Request) -> web.Response:
@@ -366,7 +373,9 @@ class FakePolymarket:
         markets = list(self.markets.values())
         page = markets[start : start + self.clob_page_size]
         end = start + len(page)
-        next_cursor = base64.b64encode(str(end).encode()).decode() if end < len(markets) else CLOB_END_CURSOR
+        next_cursor = (
+            base64.b64encode(str(end).encode()).decode() if end < len(markets) else CLOB_END_CURSOR
+        )
         body = {
             "data": [self.clob_record(m) for m in page],
             "next_cursor": next_cursor,

@@ -37,7 +37,9 @@ def gamma_with(**changes: Any) -> dict[str, Any]:
     return {key: value for key, value in raw.items() if value is not None}
 
 
-def clob_with(winners: tuple[bool, bool], prices: tuple[float, float], **changes: Any) -> dict[str, Any]:
+def clob_with(
+    winners: tuple[bool, bool], prices: tuple[float, float], **changes: Any
+) -> dict[str, Any]:
     raw: dict[str, Any] = fixture("clob_market_resolved.json")
     for token, winner, price in zip(raw["tokens"], winners, prices, strict=True):
         token["winner"] = winner
@@ -62,7 +64,8 @@ def test_open_gamma_fixture_parses_into_a_listing() -> None:
     assert listing.ends_at == datetime(2028, 11, 7, tzinfo=UTC)
     assert listing.volume == Decimal("25814545.294374414")
     assert listing.accepting_orders is True
-    assert listing.image_url is not None and listing.image_url.startswith("https://")
+    assert listing.image_url is not None
+    assert listing.image_url.startswith("https://")
     assert listing.slug == "will-gavin-newsom-win-the-2028-democratic-presidential-nomination-568"
     assert listing.category is None  # the recorded record names no category
 
@@ -104,14 +107,17 @@ def test_odds_are_clamped_and_rounded_to_four_decimals() -> None:
 def test_category_comes_from_the_record_then_its_event_then_its_tags() -> None:
     raw = fixture("gamma_market_open.json")
     raw["events"][0]["category"] = "Elections"
-    assert (listing := parse_gamma_market(raw)) is not None and listing.category == "Elections"
+    assert (listing := parse_gamma_market(raw)) is not None
+    assert listing.category == "Elections"
 
     raw["category"] = "Politics"
-    assert (listing := parse_gamma_market(raw)) is not None and listing.category == "Politics"
+    assert (listing := parse_gamma_market(raw)) is not None
+    assert listing.category == "Politics"
 
     del raw["category"], raw["events"]
     raw["tags"] = [{"id": "2", "label": "US Politics"}]
-    assert (listing := parse_gamma_market(raw)) is not None and listing.category == "US Politics"
+    assert (listing := parse_gamma_market(raw)) is not None
+    assert listing.category == "US Politics"
 
 
 def test_naive_and_date_only_end_dates_are_read_as_utc() -> None:
@@ -173,7 +179,10 @@ def test_midpoints_give_both_sides_when_both_are_known() -> None:
 def test_one_known_midpoint_gives_the_other_side_as_its_complement() -> None:
     assert parse_midpoint_odds({"a": Decimal("0.3")}, "a", "b") == (Decimal("0.3"), Decimal("0.7"))
     assert parse_midpoint_odds({"b": Decimal("0.3")}, "a", "b") == (Decimal("0.7"), Decimal("0.3"))
-    assert parse_midpoint_odds({"a": Decimal(1)}, "a", "b") == (Decimal("0.9999"), Decimal("0.0001"))
+    assert parse_midpoint_odds({"a": Decimal(1)}, "a", "b") == (
+        Decimal("0.9999"),
+        Decimal("0.0001"),
+    )
 
 
 def test_no_usable_midpoint_gives_no_odds() -> None:
@@ -196,7 +205,9 @@ def test_no_usable_midpoint_gives_no_odds() -> None:
         (None, None),
     ],
 )
-def test_midpoint_values_accept_strings_numbers_and_objects(value: object, expected: Decimal | None) -> None:
+def test_midpoint_values_accept_strings_numbers_and_objects(
+    value: object, expected: Decimal | None
+) -> None:
     assert midpoint_value(value) == expected
 
 
@@ -263,7 +274,13 @@ def test_open_clob_market_is_never_resolved() -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    [None, [], {"tokens": []}, {"condition_id": "0x1", "tokens": [{}, {}, {}]}, {"condition_id": "0x1"}],
+    [
+        None,
+        [],
+        {"tokens": []},
+        {"condition_id": "0x1", "tokens": [{}, {}, {}]},
+        {"condition_id": "0x1"},
+    ],
 )
 def test_malformed_clob_records_give_no_state(raw: object) -> None:
     assert resolution_from_clob(raw) is None
@@ -335,8 +352,10 @@ json_values = st.recursive(
     | st.integers()
     | st.floats(allow_nan=True, allow_infinity=True)
     | st.text(max_size=30)
-    | st.sampled_from(["0.5", "1", "0", "NaN", "1e999999", "-0", "[\"Yes\", \"No\"]", "[\"1\", \"0\"]"]),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=20), children, max_size=6),
+    | st.sampled_from(["0.5", "1", "0", "NaN", "1e999999", "-0", '["Yes", "No"]', '["1", "0"]']),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=20), children, max_size=6)
+    ),
     max_leaves=25,
 )
 
@@ -353,7 +372,9 @@ clob_like = st.fixed_dictionaries(
     optional={
         **{key: json_values for key in CLOB_KEYS},
         "tokens": st.lists(
-            st.fixed_dictionaries({}, optional={"token_id": json_values, "price": json_values, "winner": json_values}),
+            st.fixed_dictionaries(
+                {}, optional={"token_id": json_values, "price": json_values, "winner": json_values}
+            ),
             max_size=3,
         ),
     },
@@ -375,7 +396,9 @@ def test_resolution_from_clob_never_raises(raw: object) -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(json_values, json_values, json_values)
-def test_parse_midpoint_odds_never_raises(midpoints: object, this_token: object, that_token: object) -> None:
+def test_parse_midpoint_odds_never_raises(
+    midpoints: object, this_token: object, that_token: object
+) -> None:
     result = parse_midpoint_odds(midpoints, this_token, that_token)
     if result is not None:
         assert all(Decimal("0.0001") <= odds <= Decimal("0.9999") for odds in result)

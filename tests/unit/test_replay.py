@@ -58,14 +58,17 @@ def test_sample_timeline_loads_cleanly_with_every_kind_of_ending() -> None:
     assert [e.at for e in events] == sorted(e.at for e in events)
 
 
-def test_sample_timeline_markets_are_open_far_in_the_future_and_endings_come_within_two_minutes() -> None:
+def test_sample_timeline_markets_are_open_far_in_the_future_and_endings_come_within_two_minutes() -> (
+    None
+):
     events = load_timeline(SAMPLE_TIMELINE)
     known = {e.source_id for e in events if isinstance(e, MarketEvent)}
 
     for event in events:
         if isinstance(event, MarketEvent):
             assert event.listing.accepting_orders
-            assert event.listing.ends_at is not None and event.listing.ends_at.year >= 2030
+            assert event.listing.ends_at is not None
+            assert event.listing.ends_at.year >= 2030
         else:
             assert event.source_id in known  # nothing refers to an unknown market
     endings = [e for e in events if isinstance(e, ResolveEvent | CloseEvent | RemoveEvent)]
@@ -78,7 +81,9 @@ def test_bad_lines_are_skipped_and_counted(tmp_path: Path) -> None:
     lines = [
         json.dumps({"at": 0, "type": "market", "gamma": gamma}),
         "{not json",
-        json.dumps({"at": 1, "type": "odds", "sourceId": source_id, "thisOdds": "0.4", "thatOdds": 0.6}),
+        json.dumps(
+            {"at": 1, "type": "odds", "sourceId": source_id, "thisOdds": "0.4", "thatOdds": 0.6}
+        ),
         json.dumps({"at": 2, "type": "odds", "sourceId": source_id, "thisOdds": "1.5"}),
         json.dumps({"at": 3, "type": "resolve", "sourceId": source_id, "resolution": "maybe"}),
         json.dumps({"at": -1, "type": "close", "sourceId": source_id}),
@@ -156,7 +161,13 @@ async def test_looping_play_renames_markets_on_later_passes() -> None:
         await replay
 
     seen = seen[:5]
-    assert [e.source_id for e in seen] == [source_id, source_id, f"{source_id}~1", f"{source_id}~1", f"{source_id}~2"]
+    assert [e.source_id for e in seen] == [
+        source_id,
+        source_id,
+        f"{source_id}~1",
+        f"{source_id}~1",
+        f"{source_id}~2",
+    ]
     assert [e.at for e in seen] == [0.0, 2.0, 3.0, 5.0, 6.0]
 
 
