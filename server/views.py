@@ -45,3 +45,22 @@ def decode_cursor(cursor: str, count: int) -> list[str]:
         raise GameError(ErrorCode.VALIDATION_ERROR, "cursor: not a cursor from this server",
                         details={"field": "cursor"})
     return parts
+
+
+def market_view(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]),
+        "question": row["question"],
+        "thisLabel": row["this_label"],
+        "thatLabel": row["that_label"],
+        "thisOdds": row["this_odds"],
+        "thatOdds": row["that_odds"],
+        "oddsUpdatedAt": row["odds_updated_at"],
+        "status": row["status"],
+        "endsAt": row["ends_at"],
+        "resolvedSide": row["resolved_side"],
+        "category": row["category"],
+        "imageUrl": row["image_url"],
+        "source": row["source"],
+        "sourceId": row["source_id"],
+    }
