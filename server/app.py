@@ -13,6 +13,8 @@ import server.events  # noqa: F401 - registers every socket event handler
 from game.rules import GameRules
 from server import appkeys, rest
 from server.errors import error_middleware
+from server.feed import feed_ctx
+from server.market_cache import market_cache_ctx
 from server.passwords import PasswordHasher
 from server.realtime import create_socket_server, socket_ctx
 from server.sessions import SocketSessions
@@ -94,4 +96,6 @@ def create_app(settings: Settings) -> web.Application:
     sio.attach(app)
     app[appkeys.SIO] = sio
     app.cleanup_ctx.append(socket_ctx)
+    app.cleanup_ctx.append(market_cache_ctx)
+    app.cleanup_ctx.append(feed_ctx)
     return app

@@ -8,6 +8,7 @@ import socketio
 from aiohttp import web
 
 from game.rules import GameRules
+from server.market_cache import MarketCache
 from server.passwords import PasswordHasher
 from server.sessions import SocketSessions
 from server.settings import Settings
@@ -24,3 +25,4 @@ TOKENS = web.AppKey("tokens", TokenService)
 PASSWORDS = web.AppKey("passwords", PasswordHasher)
 LIMITER = web.AppKey("limiter", RateLimiter)
 SESSIONS = web.AppKey("sessions", SocketSessions)
+MARKET_CACHE = web.AppKey("market_cache", MarketCache)

@@ -64,6 +64,11 @@ class Settings:
     feed_odds_interval_s: float = 30
     feed_resolution_interval_s: float = 60
     feed_max_markets: int = 200
+    # The poller's Redis lease: renewed every third of it; a dead node's lease lapses after it.
+    feed_lease_ttl_s: float = 10
+    feed_timeout_s: float = 10
+    feed_replay_speed: float = 1.0
+    feed_replay_loop: bool = False
 
     odds_max_age_s: float = 120
     min_bet_amount: Decimal = Decimal("10")

@@ -56,7 +56,7 @@ def client(
         fake.gamma_url,
         fake.clob_url,
         api_key="test-key",
-        timeout_s=0.3,
+        timeout_s=5,
         max_retries=3,
         sleep=sleep,
         rng=random.Random(7),
@@ -268,9 +268,10 @@ async def test_rate_limits_honour_retry_after(
 
 
 async def test_a_hang_beyond_the_timeout_is_retried(
-    fake: FakePolymarket, client: PolymarketClient
+    fake: FakePolymarket, session: aiohttp.ClientSession, sleep: RecordedSleep
 ) -> None:
-    fake.hang_next(1, seconds=1.0)
+    client = PolymarketClient(session, fake.gamma_url, fake.clob_url, timeout_s=0.3, sleep=sleep)
+    fake.hang_next(1, seconds=1.5)
 
     midpoints = await client.get_midpoints([NEWSOM_YES])
 

@@ -1,0 +1,187 @@
+"""The three feed jobs: the market list, the odds, and resolutions, each one pass at a time.
+
+A pass reads upstream, writes PostgreSQL, and tells a `FeedListener` what changed; the listener
+(the server) updates caches and pushes to sockets. Upstream failures raise out of a pass after
+the client's retries; the runner counts them and tries again next interval. Bad records are
+skipped and counted, never fatal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+import asyncpg
+
+from feeds.parsing import (
+    ParseStats,
+    complete_odds,
+    midpoint_value,
+    parse_gamma_markets,
+    resolution_from_clob,
+    resolution_from_gamma,
+)
+from feeds.polymarket import PolymarketClient
+from game.markets import Resolution, UpstreamState
+from storage import markets as market_store
+
+logger = logging.getLogger("thisthat.feed")
+
+RESOLUTION_CONCURRENCY = 8
+
+
+class FeedListener(Protocol):
+    async def markets_changed(self, rows: Sequence[asyncpg.Record]) -> None: ...
+    async def odds_changed(self, rows: Sequence[asyncpg.Record], at: datetime) -> None: ...
+    async def odds_touched(self, market_ids: Sequence[uuid.UUID]) -> None: ...
+    async def market_closed(self, row: asyncpg.Record) -> None: ...
+    async def market_resolved(self, row: asyncpg.Record, resolution: Resolution) -> None: ...
+
+
+@dataclass
+class PollReport:
+    """What one pass did, for logs, metrics, /readyz and the benchmark."""
+
+    job: str
+    seen: int = 0
+    changed: int = 0
+    skipped: int = 0
+    requests: int = 0
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class MarketPoller:
+    def __init__(
+        self, pool: asyncpg.Pool, client: PolymarketClient, listener: FeedListener, *, max_markets: int
+    ) -> None:
+        self.pool = pool
+        self.client = client
+        self.listener = listener
+        self.max_markets = max_markets
+        # Condition ids of stored open markets missing from the latest listing: the resolution
+        # job asks CLOB about them (a listing that omits a market does not cancel it).
+        self.unlisted: set[str] = set()
+
+    async def poll_markets(self) -> PollReport:
+        report = PollReport("markets")
+        requests_before = self.client.requests_made
+        raw = await self.client.list_open_markets(self.max_markets)
+        stats = ParseStats()
+        listings = parse_gamma_markets(raw, stats)
+        now = datetime.now(UTC)
+        changed = await market_store.upsert_listings(self.pool, listings, now)
+        listed = {listing.source_id for listing in listings}
+        stored_open = await market_store.open_markets(self.pool)
+        self.unlisted = {row["source_id"] for row in stored_open if row["source_id"] not in listed}
+        if changed:
+            await self.listener.markets_changed(changed)
+        report.seen, report.changed, report.skipped = len(listings), len(changed), stats.skipped
+        report.requests = self.client.requests_made - requests_before
+        report.extra["unlisted"] = len(self.unlisted)
+        return report
+
+    async def poll_odds(self) -> PollReport:
+        """Midpoints for every open market's two tokens; Gamma prices where CLOB has none."""
+        report = PollReport("odds")
+        requests_before = self.client.requests_made
+        open_rows = await market_store.open_markets(self.pool)
+        tokens = [token for row in open_rows for token in (row["this_token_id"], row["that_token_id"])]
+        midpoints = await self.client.get_midpoints(tokens) if tokens else {}
+        readings: list[tuple[uuid.UUID, Decimal, Decimal]] = []
+        missing: list[asyncpg.Record] = []
+        for row in open_rows:
+            odds = complete_odds(
+                midpoint_value(midpoints.get(row["this_token_id"])),
+                midpoint_value(midpoints.get(row["that_token_id"])),
+            )
+            if odds is None:
+                missing.append(row)
+            else:
+                readings.append((row["id"], *odds))
+        if missing:
+            readings.extend(await self._gamma_prices(missing))
+        now = datetime.now(UTC)
+        changed = await market_store.record_odds(self.pool, readings, now)
+        if readings:
+            await self.listener.odds_touched([market_id for market_id, _, _ in readings])
+        if changed:
+            await self.listener.odds_changed(changed, now)
+        report.seen, report.changed = len(readings), len(changed)
+        report.skipped = len(open_rows) - len(readings)
+        report.requests = self.client.requests_made - requests_before
+        return report
+
+    async def _gamma_prices(self, rows: Sequence[asyncpg.Record]) -> list[tuple[uuid.UUID, Decimal, Decimal]]:
+        by_source = {row["source_id"]: row for row in rows}
+        readings = []
+        for raw in await self.client.get_gamma_markets(list(by_source)):
+            state = resolution_from_gamma(raw)
+            if state is None or state.closed or state.this_odds is None or state.that_odds is None:
+                continue
+            row = by_source.get(state.source_id)
+            if row is not None:
+                readings.append((row["id"], state.this_odds, state.that_odds))
+        return readings
+
+    async def poll_resolutions(self) -> PollReport:
+        """Markets past their end, closed, or no longer listed: ask CLOB (then Gamma) how they ended."""
+        report = PollReport("resolution")
+        requests_before = self.client.requests_made
+        candidates = await market_store.markets_to_resolve(self.pool, datetime.now(UTC), sorted(self.unlisted))
+        semaphore = asyncio.Semaphore(RESOLUTION_CONCURRENCY)
+
+        async def check(row: asyncpg.Record) -> bool:
+            async with semaphore:
+                state = await self._upstream_state(row["source_id"])
+            return await self._apply_state(row, state)
+
+        outcomes = await asyncio.gather(*(check(row) for row in candidates), return_exceptions=True)
+        for row, outcome in zip(candidates, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                if not isinstance(outcome, Exception):
+                    raise outcome
+                report.skipped += 1
+                logger.warning("resolution check failed", extra={"marketId": str(row["id"]), "error": repr(outcome)})
+            elif outcome:
+                report.changed += 1
+        report.seen = len(candidates)
+        report.requests = self.client.requests_made - requests_before
+        return report
+
+    async def _upstream_state(self, source_id: str) -> UpstreamState | None:
+        """CLOB first; Gamma when CLOB does not know the market. None means gone from both."""
+        clob = await self.client.get_clob_market(source_id)
+        state = resolution_from_clob(clob) if clob is not None else None
+        if state is not None and (state.resolution is not None or not state.closed):
+            return state
+        gamma = await self.client.get_gamma_markets([source_id])
+        for raw in gamma:
+            gamma_state = resolution_from_gamma(raw)
+            # Prefer Gamma's view only when it knows more (a resolution CLOB has not shown yet).
+            known = gamma_state is not None and gamma_state.source_id == source_id
+            if known and (state is None or gamma_state.resolution is not None):  # type: ignore[union-attr]
+                return gamma_state
+        return state
+
+    async def _apply_state(self, row: asyncpg.Record, state: UpstreamState | None) -> bool:
+        if state is None:
+            # Confirmed gone upstream (neither CLOB nor Gamma knows it): void, refund every stake.
+            logger.warning("market gone upstream; cancelling", extra={"marketId": str(row["id"])})
+            await self.listener.market_resolved(row, Resolution.CANCELLED)
+            return True
+        if state.resolution is not None:
+            await self.listener.market_resolved(row, state.resolution)
+            return True
+        if state.closed and row["status"] == "open":
+            closed = await market_store.close_market(self.pool, row["id"])
+            if closed is not None:
+                await self.listener.market_closed(closed)
+                return True
+        return False

@@ -1,0 +1,58 @@
+"""Markets for players: list and get from the in-memory cache, subscribe to their rooms."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from server import appkeys
+from server.events.account import SYNC_PARTS
+from server.market_cache import lookup
+from server.market_cache import parse_market_id as _check_id
+from server.rooms import market_room
+from server.router import EventContext, router
+from server.schemas import MarketGet, MarketIds, MarketsList
+from server.views import market_view
+
+
+@router.event("markets:list", MarketsList)
+async def handle_markets_list(ctx: EventContext, payload: MarketsList) -> dict[str, Any]:
+    markets, next_cursor = ctx.app[appkeys.MARKET_CACHE].page(payload.status, payload.cursor, payload.limit)
+    return {"markets": markets, "nextCursor": next_cursor}
+
+
+@router.event("market:get", MarketGet)
+async def handle_market_get(ctx: EventContext, payload: MarketGet) -> dict[str, Any]:
+    row = await lookup(ctx.app[appkeys.DB_POOL], ctx.app[appkeys.MARKET_CACHE], payload.marketId.lower())
+    return {"market": market_view(row)}
+
+
+@router.event("market:subscribe", MarketIds)
+async def handle_market_subscribe(ctx: EventContext, payload: MarketIds) -> dict[str, Any]:
+    # All ids are checked before any room is joined: an unknown id changes nothing.
+    ids = list(dict.fromkeys(market_id.lower() for market_id in payload.marketIds))
+    for market_id in ids:
+        _check_id(market_id)
+    rows = [await lookup(ctx.app[appkeys.DB_POOL], ctx.app[appkeys.MARKET_CACHE], market_id) for market_id in ids]
+    sio = ctx.app[appkeys.SIO]
+    for market_id in ids:
+        await sio.enter_room(ctx.sid, market_room(market_id))
+        ctx.session.markets.add(market_id)
+    return {"markets": [market_view(row) for row in rows]}
+
+
+@router.event("market:unsubscribe", MarketIds)
+async def handle_market_unsubscribe(ctx: EventContext, payload: MarketIds) -> dict[str, Any]:
+    sio = ctx.app[appkeys.SIO]
+    for market_id in {market_id.lower() for market_id in payload.marketIds}:
+        await sio.leave_room(ctx.sid, market_room(market_id))
+        ctx.session.markets.discard(market_id)
+    return {}
+
+
+async def subscribed_markets(ctx: EventContext) -> dict[str, Any]:
+    cache = ctx.app[appkeys.MARKET_CACHE]
+    views = [cache.view(market_id) for market_id in sorted(ctx.session.markets)]
+    return {"markets": [view for view in views if view is not None]}
+
+
+SYNC_PARTS.append(subscribed_markets)

@@ -1,0 +1,170 @@
+"""Stored markets: upserts from the feed, odds changes with their history, status changes, reads."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Final
+
+import asyncpg
+
+from game.markets import MarketListing
+
+MARKET_COLUMNS: Final = """
+id, source, source_id, slug, question, this_label, that_label, this_token_id, that_token_id,
+this_odds, that_odds, odds_updated_at, status, accepting_orders, ends_at, resolved_side,
+category, image_url, volume, created_at, updated_at, resolved_at, settled_at
+"""
+
+PREFIXED_COLUMNS: Final = ", ".join("m." + name.strip() for name in MARKET_COLUMNS.split(","))
+
+# One round trip for the whole listing. Odds of a market already stored are left alone: the
+# odds job owns them. `xmax = 0` tells a fresh insert from an update.
+UPSERT_LISTINGS: Final = f"""
+INSERT INTO markets AS m (
+    source_id, slug, question, this_label, that_label, this_token_id, that_token_id,
+    this_odds, that_odds, odds_updated_at, ends_at, category, image_url, volume, accepting_orders
+)
+SELECT * FROM unnest(
+    $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+    $8::numeric[], $9::numeric[], $10::timestamptz[], $11::timestamptz[], $12::text[], $13::text[],
+    $14::numeric[], $15::boolean[]
+)
+ON CONFLICT (source, source_id) DO UPDATE SET
+    slug = excluded.slug,
+    question = excluded.question,
+    this_label = excluded.this_label,
+    that_label = excluded.that_label,
+    ends_at = excluded.ends_at,
+    category = excluded.category,
+    image_url = excluded.image_url,
+    volume = excluded.volume,
+    accepting_orders = excluded.accepting_orders,
+    updated_at = now()
+WHERE (m.slug, m.question, m.ends_at, m.category, m.image_url, m.volume, m.accepting_orders)
+      IS DISTINCT FROM
+      (excluded.slug, excluded.question, excluded.ends_at, excluded.category, excluded.image_url,
+       excluded.volume, excluded.accepting_orders)
+RETURNING {MARKET_COLUMNS}, (xmax = 0) AS inserted
+"""
+
+# Every market whose odds were read gets a fresh `odds_updated_at`, changed or not, so a quiet
+# market is not stale while a dead feed is. Only real changes get a history row.
+RECORD_ODDS: Final = f"""
+WITH incoming AS (
+    SELECT * FROM unnest($1::uuid[], $2::numeric[], $3::numeric[]) AS i(id, this_odds, that_odds)
+), changed AS (
+    SELECT i.* FROM incoming i JOIN markets m ON m.id = i.id
+    WHERE m.status = 'open' AND (m.this_odds, m.that_odds) IS DISTINCT FROM (i.this_odds, i.that_odds)
+), updated AS (
+    UPDATE markets m SET
+        this_odds = coalesce(c.this_odds, m.this_odds),
+        that_odds = coalesce(c.that_odds, m.that_odds),
+        odds_updated_at = $4
+    FROM incoming i LEFT JOIN changed c ON c.id = i.id
+    WHERE m.id = i.id AND m.status = 'open'
+    RETURNING {PREFIXED_COLUMNS}, c.id IS NOT NULL AS changed
+), history AS (
+    INSERT INTO odds_history (market_id, at, this_odds, that_odds)
+    SELECT id, $4, this_odds, that_odds FROM changed
+    ON CONFLICT DO NOTHING
+)
+SELECT {MARKET_COLUMNS} FROM updated WHERE changed
+"""
+
+TOUCH_ODDS: Final = """
+UPDATE markets SET odds_updated_at = $2 WHERE id = ANY($1::uuid[]) AND status = 'open'
+"""
+
+CLOSE_MARKET: Final = f"""
+UPDATE markets SET status = 'closed', updated_at = now()
+WHERE id = $1 AND status = 'open'
+RETURNING {MARKET_COLUMNS}
+"""
+
+SELECT_MARKET: Final = f"SELECT {MARKET_COLUMNS} FROM markets WHERE id = $1"
+SELECT_BY_SOURCE_ID: Final = f"SELECT {MARKET_COLUMNS} FROM markets WHERE source = 'polymarket' AND source_id = $1"
+SELECT_MARKETS_BY_ID: Final = f"SELECT {MARKET_COLUMNS} FROM markets WHERE id = ANY($1::uuid[])"
+SELECT_ALL_MARKETS: Final = f"SELECT {MARKET_COLUMNS} FROM markets ORDER BY created_at DESC LIMIT $1"
+SELECT_OPEN: Final = f"SELECT {MARKET_COLUMNS} FROM markets WHERE status = 'open'"
+
+# Markets the resolution job looks at: past their end, already closed, or no longer listed.
+SELECT_TO_RESOLVE: Final = f"""
+SELECT {MARKET_COLUMNS} FROM markets
+WHERE status IN ('open', 'closed')
+  AND (status = 'closed' OR ends_at <= $1 OR source_id = ANY($2::text[]))
+"""
+
+COUNT_STALE: Final = """
+SELECT count(*) FROM markets WHERE status = 'open' AND odds_updated_at < $1
+"""
+
+
+async def upsert_listings(
+    connection: asyncpg.Connection | asyncpg.Pool, listings: Sequence[MarketListing], now: datetime
+) -> list[asyncpg.Record]:
+    """Store the listing; returns rows that were inserted or changed (with an `inserted` flag)."""
+    if not listings:
+        return []
+    columns = list(zip(*(
+        (
+            item.source_id, item.slug, item.question, item.this_label, item.that_label,
+            item.this_token_id, item.that_token_id, item.this_odds, item.that_odds, now,
+            item.ends_at, item.category, item.image_url, item.volume, item.accepting_orders,
+        )
+        for item in listings
+    ), strict=True))
+    return list(await connection.fetch(UPSERT_LISTINGS, *(list(column) for column in columns)))
+
+
+async def record_odds(
+    connection: asyncpg.Connection | asyncpg.Pool,
+    readings: Sequence[tuple[uuid.UUID, Decimal, Decimal]],
+    now: datetime,
+) -> list[asyncpg.Record]:
+    """Store one poll's odds; returns the markets whose odds changed (the ones to push)."""
+    if not readings:
+        return []
+    ids, this_odds, that_odds = (list(column) for column in zip(*readings, strict=True))
+    return list(await connection.fetch(RECORD_ODDS, ids, this_odds, that_odds, now))
+
+
+async def touch_odds(connection: asyncpg.Connection | asyncpg.Pool, ids: Sequence[uuid.UUID], now: datetime) -> None:
+    await connection.execute(TOUCH_ODDS, list(ids), now)
+
+
+async def close_market(connection: asyncpg.Connection | asyncpg.Pool, market_id: uuid.UUID) -> asyncpg.Record | None:
+    """Open -> closed (no more bets; waiting for the resolution). None if it was not open."""
+    return await connection.fetchrow(CLOSE_MARKET, market_id)
+
+
+async def get_market(connection: asyncpg.Connection | asyncpg.Pool, market_id: uuid.UUID) -> asyncpg.Record | None:
+    return await connection.fetchrow(SELECT_MARKET, market_id)
+
+
+async def get_by_source_id(connection: asyncpg.Connection | asyncpg.Pool, source_id: str) -> asyncpg.Record | None:
+    return await connection.fetchrow(SELECT_BY_SOURCE_ID, source_id)
+
+
+async def get_markets(connection: asyncpg.Connection | asyncpg.Pool, ids: Sequence[uuid.UUID]) -> list[asyncpg.Record]:
+    return list(await connection.fetch(SELECT_MARKETS_BY_ID, list(ids)))
+
+
+async def all_markets(connection: asyncpg.Connection | asyncpg.Pool, limit: int) -> list[asyncpg.Record]:
+    return list(await connection.fetch(SELECT_ALL_MARKETS, limit))
+
+
+async def open_markets(connection: asyncpg.Connection | asyncpg.Pool) -> list[asyncpg.Record]:
+    return list(await connection.fetch(SELECT_OPEN))
+
+
+async def markets_to_resolve(
+    connection: asyncpg.Connection | asyncpg.Pool, now: datetime, unlisted_source_ids: Sequence[str]
+) -> list[asyncpg.Record]:
+    return list(await connection.fetch(SELECT_TO_RESOLVE, now, list(unlisted_source_ids)))
+
+
+async def count_stale(connection: asyncpg.Connection | asyncpg.Pool, older_than: datetime) -> int:
+    return int(await connection.fetchval(COUNT_STALE, older_than))
