@@ -21,6 +21,8 @@ from storage import database
 from storage.embedded import EmbeddedServices
 from tests.players import Player
 
+pytest_plugins = ["tests.feed_fixtures"]
+
 TABLES = "users, refresh_tokens, markets, odds_history, bets, ledger, daily_rewards"
 
 

@@ -10,7 +10,7 @@ import asyncpg
 
 from tests.conftest import ServerFactory
 from tests.fake_polymarket import FakePolymarket
-from tests.feed_fixtures import eventually, fake_polymarket, feed_settings  # noqa: F401
+from tests.feed_fixtures import eventually, feed_settings
 from tests.players import Player
 
 
