@@ -141,7 +141,7 @@ class FeedStatus:
 
     async def read(self) -> dict[str, Any]:
         raw = await self.client.hgetall(keys.FEED_STATUS)
-        return {job: orjson.loads(value) for job, value in raw.items()}
+        return {str(job): orjson.loads(value) for job, value in raw.items()}
 
 
 async def run_every(

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from game.errors import ErrorCode, GameError
 from server import metrics
-from server.views import decode_cursor, encode_cursor, market_view
+from server.views import Row, decode_cursor, encode_cursor, market_view
 from storage import keys
 from storage import markets as market_store
 
@@ -42,12 +42,12 @@ class MarketCache:
     def __len__(self) -> int:
         return len(self._rows)
 
-    def replace_all(self, rows: Iterable[Mapping[str, Any]]) -> None:
+    def replace_all(self, rows: Iterable[Row]) -> None:
         self._rows.clear()
         self._views.clear()
         self.apply(rows)
 
-    def apply(self, rows: Iterable[Mapping[str, Any]]) -> None:
+    def apply(self, rows: Iterable[Row]) -> None:
         for row in rows:
             market_id = str(row["id"])
             stored = dict(row)
@@ -147,7 +147,7 @@ async def follow_changes(pool: asyncpg.Pool, client: redis.Redis, cache: MarketC
                 logger.warning("market change feed hiccup; retrying", exc_info=True)
                 await asyncio.sleep(1)
     finally:
-        await pubsub.aclose()
+        await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
 
 
 async def market_cache_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -163,4 +163,5 @@ async def market_cache_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def is_stale(row: Mapping[str, Any], now: datetime, max_age_s: float) -> bool:
-    return (now - row["odds_updated_at"]).total_seconds() > max_age_s
+    updated_at: datetime = row["odds_updated_at"]
+    return (now - updated_at).total_seconds() > max_age_s

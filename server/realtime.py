@@ -41,17 +41,17 @@ def create_socket_server(app: web.Application, redis_url: str) -> socketio.Async
         engineio_logger=False,
     )
 
-    @sio.event
     async def connect(sid: str, environ: dict[str, Any], auth: object = None) -> None:
         await _connect(app, sio, sid, auth)
 
-    @sio.event
     async def disconnect(sid: str, reason: object = None) -> None:
         session = app[appkeys.SESSIONS].remove(sid)
         _update_gauges(app)
         if session is not None:
             logger.info("socket disconnected", extra={"sid": sid, "userId": str(session.user_id), "reason": str(reason)})
 
+    sio.on("connect", connect)
+    sio.on("disconnect", disconnect)
     for name, route in router.routes.items():
         sio.on(name, _make_handler(app, route))
     return sio
@@ -122,7 +122,7 @@ async def socket_ctx(app: web.Application) -> AsyncIterator[None]:
     sweeper = await spawn(app, _sweep_token_deadlines(app), name="token-sweeper")
     yield
     await sweeper.close()
-    for session in list(app[appkeys.SESSIONS]):
+    for session in app[appkeys.SESSIONS].all():
         try:
             await sio.disconnect(session.sid)
         except Exception:  # noqa: BLE001 - shutting down; a socket already gone is fine

@@ -26,7 +26,7 @@ logger = logging.getLogger("thisthat.rest")
 
 # Extra readiness checks (the feed adds its own) answer (healthy, detail).
 ReadinessCheck = Callable[[web.Application], Awaitable[tuple[bool, Any]]]
-READINESS_CHECKS = web.AppKey("readiness_checks", dict)
+READINESS_CHECKS = web.AppKey("readiness_checks", dict[str, ReadinessCheck])
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
@@ -123,7 +123,8 @@ async def refresh(request: web.Request) -> web.Response:
             raise GameError(ErrorCode.TOKEN_EXPIRED, "refresh token expired")
         if outcome is not accounts.RotationOutcome.ROTATED:
             raise GameError(ErrorCode.TOKEN_INVALID, "refresh token is not valid")
-        user = await accounts.get_user(connection, row["user_id"])  # type: ignore[index]
+        assert row is not None
+        user = await accounts.get_user(connection, row["user_id"])
     if user is None:
         raise GameError(ErrorCode.TOKEN_INVALID, "user no longer exists")
     access = tokens.issue("access", user["id"], now, username=user["username"])
@@ -170,8 +171,8 @@ async def _check_redis(app: web.Application) -> tuple[bool, Any]:
 
 async def readyz(request: web.Request) -> web.Response:
     app = request.app
-    checks: dict[str, ReadinessCheck] = {"database": _check_database, "redis": _check_redis}
-    checks.update(app.get(READINESS_CHECKS, {}))
+    extra: dict[str, ReadinessCheck] = app[READINESS_CHECKS]
+    checks: dict[str, ReadinessCheck] = {"database": _check_database, "redis": _check_redis, **extra}
     results: dict[str, Any] = {}
     ready = True
     for name, check in checks.items():

@@ -25,7 +25,7 @@ ClientBetId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 Period = Literal["all", "week", "day"]
 
 
-class Payload(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+class Payload(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Base of every payload: unknown fields are refused."""
 
 

@@ -38,8 +38,8 @@ class SocketSessions:
     def __len__(self) -> int:
         return len(self._by_sid)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]  # an iterator of sessions
-        return iter(list(self._by_sid.values()))
+    def all(self) -> list[SocketSession]:
+        return list(self._by_sid.values())
 
     @property
     def active_users(self) -> int:

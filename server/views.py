@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeAlias
+
+import asyncpg
 
 from game.errors import ErrorCode, GameError
 
+# A database row or a plain mapping (cached rows are dicts).
+Row: TypeAlias = Mapping[str, Any] | asyncpg.Record
 
-def user_view(row: Mapping[str, Any]) -> dict[str, Any]:
+
+def user_view(row: Row) -> dict[str, Any]:
     return {
         "id": str(row["id"]),
         "username": row["username"],
@@ -18,7 +23,7 @@ def user_view(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def ledger_entry_view(row: Mapping[str, Any]) -> dict[str, Any]:
+def ledger_entry_view(row: Row) -> dict[str, Any]:
     return {
         "id": str(row["id"]),
         "kind": row["kind"],
@@ -47,7 +52,7 @@ def decode_cursor(cursor: str, count: int) -> list[str]:
     return parts
 
 
-def market_view(row: Mapping[str, Any]) -> dict[str, Any]:
+def market_view(row: Row) -> dict[str, Any]:
     return {
         "id": str(row["id"]),
         "question": row["question"],
@@ -63,4 +68,21 @@ def market_view(row: Mapping[str, Any]) -> dict[str, Any]:
         "imageUrl": row["image_url"],
         "source": row["source"],
         "sourceId": row["source_id"],
+    }
+
+
+def bet_view(row: Row) -> dict[str, Any]:
+    """A bet as PROTOCOL.md's `Bet`; `payout` and `settledAt` are null while it is open."""
+    return {
+        "id": str(row["id"]),
+        "clientBetId": row["client_bet_id"],
+        "marketId": str(row["market_id"]),
+        "side": row["side"],
+        "amount": row["amount"],
+        "odds": row["odds"],
+        "potentialPayout": row["potential_payout"],
+        "status": row["status"],
+        "payout": row["payout"],
+        "placedAt": row["placed_at"],
+        "settledAt": row["settled_at"],
     }

@@ -11,6 +11,7 @@ from typing import Final
 import asyncpg
 
 from game.errors import ErrorCode, GameError
+from storage.database import Connection, Executor
 
 INSERT_USER_WITH_BONUS: Final = """
 WITH new_user AS (
@@ -56,7 +57,7 @@ WHERE family_id = (SELECT family_id FROM refresh_tokens WHERE token_hash = $1)
 
 
 async def create_user(
-    connection: asyncpg.Connection | asyncpg.Pool,
+    connection: Executor,
     username: str,
     password_hash: str,
     starting_credits: Decimal,
@@ -74,16 +75,16 @@ async def create_user(
     return row
 
 
-async def get_user(connection: asyncpg.Connection | asyncpg.Pool, user_id: uuid.UUID) -> asyncpg.Record | None:
+async def get_user(connection: Executor, user_id: uuid.UUID) -> asyncpg.Record | None:
     return await connection.fetchrow(SELECT_USER_BY_ID, user_id)
 
 
-async def get_login(connection: asyncpg.Connection | asyncpg.Pool, username: str) -> asyncpg.Record | None:
+async def get_login(connection: Executor, username: str) -> asyncpg.Record | None:
     return await connection.fetchrow(SELECT_LOGIN, username)
 
 
 async def store_refresh_token(
-    connection: asyncpg.Connection | asyncpg.Pool,
+    connection: Executor,
     token_id: uuid.UUID,
     user_id: uuid.UUID,
     family_id: uuid.UUID,
@@ -102,7 +103,7 @@ class RotationOutcome(enum.Enum):
 
 
 async def spend_refresh_token(
-    connection: asyncpg.Connection, token_hash: bytes, now: datetime
+    connection: Connection, token_hash: bytes, now: datetime
 ) -> tuple[RotationOutcome, asyncpg.Record | None]:
     """Mark a refresh token spent, or detect reuse. Call inside a transaction.
 
@@ -123,5 +124,5 @@ async def spend_refresh_token(
     return RotationOutcome.ROTATED, row
 
 
-async def revoke_family_of(connection: asyncpg.Connection | asyncpg.Pool, token_hash: bytes) -> None:
+async def revoke_family_of(connection: Executor, token_hash: bytes) -> None:
     await connection.execute(REVOKE_FAMILY_OF_TOKEN, token_hash)

@@ -7,9 +7,14 @@ from importlib import resources
 from typing import Final
 
 import asyncpg
+import asyncpg.pool
 import orjson
 
 logger = logging.getLogger("thisthat.storage")
+
+# Anything that runs a query: a connection, a pooled one, or the pool itself.
+Executor = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy | asyncpg.Pool
+Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
 # Any constant works; it only has to be the same on every node.
 MIGRATION_LOCK_ID: Final = 7_243_001

@@ -52,7 +52,7 @@ class EmbeddedPostgres:
         pgdata.mkdir(parents=True, exist_ok=True)
         # cleanup_mode=None: we stop it ourselves, so several processes (two server nodes in a
         # test) can share one data folder without the first to exit pulling it from the others.
-        self._server = pgserver.get_server(pgdata, cleanup_mode=None)
+        self._server = pgserver.get_server(pgdata, cleanup_mode=None)  # type: ignore[attr-defined]  # re-exported without __all__
         self.url = self._server.get_uri()
         logger.info("embedded postgres ready", extra={"pgdata": str(pgdata)})
         return self.url
@@ -62,7 +62,7 @@ class EmbeddedPostgres:
             return
         pgdata = (self.data_dir / "postgres").resolve()
         try:
-            from pgserver import pg_ctl
+            from pgserver import pg_ctl  # type: ignore[attr-defined]  # star-exported by pgserver
 
             pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=self._server.system_user)  # type: ignore[attr-defined]
         except Exception:  # noqa: BLE001 - a server that is already gone is fine here

@@ -11,6 +11,7 @@ from typing import Final
 import asyncpg
 
 from game.markets import MarketListing
+from storage.database import Executor
 
 MARKET_COLUMNS: Final = """
 id, source, source_id, slug, question, this_label, that_label, this_token_id, that_token_id,
@@ -103,7 +104,7 @@ SELECT count(*) FROM markets WHERE status = 'open' AND odds_updated_at < $1
 
 
 async def upsert_listings(
-    connection: asyncpg.Connection | asyncpg.Pool, listings: Sequence[MarketListing], now: datetime
+    connection: Executor, listings: Sequence[MarketListing], now: datetime
 ) -> list[asyncpg.Record]:
     """Store the listing; returns rows that were inserted or changed (with an `inserted` flag)."""
     if not listings:
@@ -120,7 +121,7 @@ async def upsert_listings(
 
 
 async def record_odds(
-    connection: asyncpg.Connection | asyncpg.Pool,
+    connection: Executor,
     readings: Sequence[tuple[uuid.UUID, Decimal, Decimal]],
     now: datetime,
 ) -> list[asyncpg.Record]:
@@ -131,40 +132,40 @@ async def record_odds(
     return list(await connection.fetch(RECORD_ODDS, ids, this_odds, that_odds, now))
 
 
-async def touch_odds(connection: asyncpg.Connection | asyncpg.Pool, ids: Sequence[uuid.UUID], now: datetime) -> None:
+async def touch_odds(connection: Executor, ids: Sequence[uuid.UUID], now: datetime) -> None:
     await connection.execute(TOUCH_ODDS, list(ids), now)
 
 
-async def close_market(connection: asyncpg.Connection | asyncpg.Pool, market_id: uuid.UUID) -> asyncpg.Record | None:
+async def close_market(connection: Executor, market_id: uuid.UUID) -> asyncpg.Record | None:
     """Open -> closed (no more bets; waiting for the resolution). None if it was not open."""
     return await connection.fetchrow(CLOSE_MARKET, market_id)
 
 
-async def get_market(connection: asyncpg.Connection | asyncpg.Pool, market_id: uuid.UUID) -> asyncpg.Record | None:
+async def get_market(connection: Executor, market_id: uuid.UUID) -> asyncpg.Record | None:
     return await connection.fetchrow(SELECT_MARKET, market_id)
 
 
-async def get_by_source_id(connection: asyncpg.Connection | asyncpg.Pool, source_id: str) -> asyncpg.Record | None:
+async def get_by_source_id(connection: Executor, source_id: str) -> asyncpg.Record | None:
     return await connection.fetchrow(SELECT_BY_SOURCE_ID, source_id)
 
 
-async def get_markets(connection: asyncpg.Connection | asyncpg.Pool, ids: Sequence[uuid.UUID]) -> list[asyncpg.Record]:
+async def get_markets(connection: Executor, ids: Sequence[uuid.UUID]) -> list[asyncpg.Record]:
     return list(await connection.fetch(SELECT_MARKETS_BY_ID, list(ids)))
 
 
-async def all_markets(connection: asyncpg.Connection | asyncpg.Pool, limit: int) -> list[asyncpg.Record]:
+async def all_markets(connection: Executor, limit: int) -> list[asyncpg.Record]:
     return list(await connection.fetch(SELECT_ALL_MARKETS, limit))
 
 
-async def open_markets(connection: asyncpg.Connection | asyncpg.Pool) -> list[asyncpg.Record]:
+async def open_markets(connection: Executor) -> list[asyncpg.Record]:
     return list(await connection.fetch(SELECT_OPEN))
 
 
 async def markets_to_resolve(
-    connection: asyncpg.Connection | asyncpg.Pool, now: datetime, unlisted_source_ids: Sequence[str]
+    connection: Executor, now: datetime, unlisted_source_ids: Sequence[str]
 ) -> list[asyncpg.Record]:
     return list(await connection.fetch(SELECT_TO_RESOLVE, now, list(unlisted_source_ids)))
 
 
-async def count_stale(connection: asyncpg.Connection | asyncpg.Pool, older_than: datetime) -> int:
+async def count_stale(connection: Executor, older_than: datetime) -> int:
     return int(await connection.fetchval(COUNT_STALE, older_than))

@@ -9,6 +9,8 @@ from typing import Final
 
 import asyncpg
 
+from storage.database import Executor
+
 INSERT_REWARD_CLAIM: Final = """
 INSERT INTO daily_rewards (user_id, day, amount) VALUES ($1, $2, $3)
 ON CONFLICT (user_id, day) DO NOTHING
@@ -73,12 +75,12 @@ async def claim_daily_reward(
         return Decimal(balance)
 
 
-async def get_wallet(connection: asyncpg.Connection | asyncpg.Pool, user_id: uuid.UUID) -> asyncpg.Record | None:
+async def get_wallet(connection: Executor, user_id: uuid.UUID) -> asyncpg.Record | None:
     return await connection.fetchrow(SELECT_WALLET, user_id)
 
 
 async def history_page(
-    connection: asyncpg.Connection | asyncpg.Pool, user_id: uuid.UUID, before_seq: int | None, limit: int
+    connection: Executor, user_id: uuid.UUID, before_seq: int | None, limit: int
 ) -> list[asyncpg.Record]:
     """Up to `limit` + 1 entries, newest first: the extra one tells the caller another page exists."""
     return list(await connection.fetch(SELECT_HISTORY_PAGE, user_id, before_seq, limit + 1))

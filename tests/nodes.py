@@ -42,12 +42,17 @@ class ServerNode:
         assert self.process is not None
         return self.process.pid
 
+    def spawn(self) -> subprocess.Popen[bytes]:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(  # noqa: S603 - our own CLI with fixed arguments
+                [sys.executable, "-m", "server.cli", "serve"], env=self.env, stdout=log, stderr=log,
+            )
+        return self.process
+
     async def start(self, ready_within_s: float = 30) -> ServerNode:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(  # noqa: S603 - our own CLI with fixed arguments
-            [sys.executable, "-m", "server.cli", "serve"], env=self.env, stdout=log, stderr=log,
-        )
-        log.close()
+        """Spawn and wait until /readyz answers 200."""
+        self.spawn()
+        assert self.process is not None
         async with aiohttp.ClientSession() as http:
             for _ in range(int(ready_within_s * 10)):
                 if self.process.poll() is not None:
