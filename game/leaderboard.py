@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 
 from game.clock import ensure_utc
@@ -40,3 +40,30 @@ def period_bounds(period: Period, at: datetime) -> tuple[datetime, datetime] | N
 def period_keys(at: datetime) -> dict[Period, str]:
     """Every bucket a PnL realized at `at` counts toward, one per period."""
     return {period: period_key(period, at) for period in Period}
+
+
+# How long a finished day or week stays on the board (and in Redis) after it ends.
+RETENTION: dict[Period, timedelta] = {Period.DAY: timedelta(days=7), Period.WEEK: timedelta(days=28)}
+
+
+def parse_period_key(key: str) -> tuple[Period, tuple[datetime, datetime] | None]:
+    """The period and [start, end) of a bucket id made by `period_key`; ValueError for anything else."""
+    if key == "all":
+        return Period.ALL, None
+    if len(key) == 10 and key[4] == "-" and key[7] == "-":
+        day = date.fromisoformat(key)
+        start = datetime.combine(day, time(0), tzinfo=UTC)
+        return Period.DAY, (start, start + timedelta(days=1))
+    year, sep, week = key.partition("-W")
+    if sep and len(year) == 4 and len(week) == 2 and year.isdigit() and week.isdigit():
+        start = datetime.combine(date.fromisocalendar(int(year), int(week), 1), time(0), tzinfo=UTC)
+        return Period.WEEK, (start, start + timedelta(days=7))
+    raise ValueError(f"{key!r} is not a leaderboard bucket")
+
+
+def bucket_expires_at(key: str) -> datetime | None:
+    """When a bucket may be dropped: its end plus the period's retention; never for all time."""
+    period, bounds = parse_period_key(key)
+    if bounds is None:
+        return None
+    return bounds[1] + RETENTION[period]

@@ -19,6 +19,7 @@ from server.passwords import PasswordHasher
 from server.realtime import create_socket_server, socket_ctx
 from server.sessions import SocketSessions
 from server.settings import Settings
+from server.settlement import settlement_ctx
 from server.tokens import TokenService
 from storage import database
 from storage.ratelimit import RateLimiter
@@ -85,6 +86,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[appkeys.SESSIONS] = SocketSessions(settings.token_expiry_warning_s)
     app[rest.READINESS_CHECKS] = {}
+    app[appkeys.LEADERBOARD_TRAILING] = set()
     rest.add_routes(app)
 
     # Teardown runs in reverse: sockets and jobs stop before Redis and the pool close.
@@ -97,5 +99,7 @@ def create_app(settings: Settings) -> web.Application:
     app[appkeys.SIO] = sio
     app.cleanup_ctx.append(socket_ctx)
     app.cleanup_ctx.append(market_cache_ctx)
+    # Finishes settlements a dead process left half done; needs the market cache, precedes the feed.
+    app.cleanup_ctx.append(settlement_ctx)
     app.cleanup_ctx.append(feed_ctx)
     return app

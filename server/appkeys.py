@@ -26,3 +26,5 @@ PASSWORDS = web.AppKey("passwords", PasswordHasher)
 LIMITER = web.AppKey("limiter", RateLimiter)
 SESSIONS = web.AppKey("sessions", SocketSessions)
 MARKET_CACHE = web.AppKey("market_cache", MarketCache)
+# Periods with a trailing `leaderboard:update` push scheduled on this node (server.leaderboard_push).
+LEADERBOARD_TRAILING = web.AppKey("leaderboard_trailing", set)

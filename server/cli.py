@@ -8,13 +8,16 @@ import contextlib
 import logging
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
 
 import asyncpg
+import redis.asyncio as redis
 import uvloop
 
 from server.logs import configure_logging
 from server.settings import Settings, SettingsError, load_settings
-from storage import audit, database
+from storage import audit, database, leaderboards
 from storage.embedded import EmbeddedServices
 
 logger = logging.getLogger("thisthat.cli")
@@ -60,10 +63,13 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _audit(settings: Settings) -> list[audit.Violation]:
     assert settings.database_url is not None
-    connection = await asyncpg.connect(settings.database_url)
+    assert settings.redis_url is not None
+    connection = await asyncpg.connect(settings.database_url, server_settings={"timezone": "UTC"})
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
     try:
-        return await audit.check_ledger(connection, settings.max_balance)
+        return await audit.check_all(connection, client, settings.max_balance, datetime.now(UTC))
     finally:
+        await client.aclose()
         await connection.close()
 
 
@@ -75,11 +81,61 @@ def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
     if violations:
         print(f"audit FAILED: {len(violations)} violation(s)")
         return 1
-    print("audit passed: every ledger invariant holds")
+    print("audit passed: every ledger and leaderboard invariant holds")
     return 0
 
 
-COMMANDS = {"serve": cmd_serve, "migrate": cmd_migrate, "audit": cmd_audit}
+async def _rebuild_leaderboards(settings: Settings) -> dict[str, int]:
+    assert settings.database_url is not None
+    assert settings.redis_url is not None
+    connection = await asyncpg.connect(settings.database_url, server_settings={"timezone": "UTC"})
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    try:
+        return await leaderboards.rebuild(connection, client, datetime.now(UTC))
+    finally:
+        await client.aclose()
+        await connection.close()
+
+
+def cmd_leaderboard(settings: Settings, args: argparse.Namespace) -> int:
+    with services(settings) as resolved:
+        buckets = asyncio.run(_rebuild_leaderboards(resolved))
+    for bucket, members in buckets.items():
+        print(f"{bucket}: {members} player(s)")
+    print(f"rebuilt {len(buckets)} leaderboard bucket(s) from the ledger")
+    return 0
+
+
+def cmd_seed(settings: Settings, args: argparse.Namespace) -> int:
+    from decimal import Decimal
+
+    from server.seed import SeedError, SeedPlan, seed, write_players_file
+    from server.settings import parse_duration
+
+    plan = SeedPlan(
+        players=args.players, prefix=args.prefix, password=args.password,
+        credits=Decimal(args.credits) if args.credits else None,
+        token_ttl_s=parse_duration(args.token_ttl), batch=args.batch, reset=args.reset,
+    )
+    with services(settings) as resolved:
+        try:
+            document = asyncio.run(seed(resolved, plan, args.base_url))
+        except SeedError as error:
+            print(f"thisthat seed: {error}", file=sys.stderr)
+            return 1
+    write_players_file(document, args.out)
+    print(f"seeded {len(document['players'])} load-test player(s); credentials and tokens in {args.out}")
+    return 0
+
+
+def cmd_loadtest(settings: Settings, args: argparse.Namespace) -> int:
+    from server.loadtest.cli import run
+
+    return run(args)
+
+
+COMMANDS = {"serve": cmd_serve, "migrate": cmd_migrate, "audit": cmd_audit, "leaderboard": cmd_leaderboard,
+            "seed": cmd_seed, "loadtest": cmd_loadtest}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,7 +143,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the server (embedded PostgreSQL/Redis when their URLs are unset)")
     sub.add_parser("migrate", help="apply database migrations")
-    sub.add_parser("audit", help="check the ledger invariants; exits 1 on any violation")
+    sub.add_parser("audit", help="check the ledger and leaderboard invariants; exits 1 on any violation")
+    board = sub.add_parser("leaderboard", help="leaderboard maintenance")
+    board.add_argument("action", choices=["rebuild"], help="rebuild: recompute every board from the ledger")
+    seeding = sub.add_parser("seed", help="create load-test players fast and write their tokens to a file")
+    seeding.add_argument("--players", type=int, required=True, help="how many players")
+    seeding.add_argument("--out", type=Path, default=Path("players.json"), help="players file to write")
+    seeding.add_argument("--reset", action="store_true", help="first delete earlier load-test players (only them)")
+    seeding.add_argument("--prefix", default="loadtest_", help="username prefix")
+    seeding.add_argument("--password", default="loadtest-password", help="the players' shared password")
+    seeding.add_argument("--credits", default=None, help="starting credits (default STARTING_CREDITS)")
+    seeding.add_argument("--token-ttl", default="2h", help="access token lifetime, e.g. 2h")
+    seeding.add_argument("--batch", type=int, default=1000, help="players per insert transaction")
+    seeding.add_argument("--base-url", default=None, help="server URL to record in the file for loadtest")
+    from server.loadtest.cli import add_arguments
+
+    add_arguments(sub.add_parser("loadtest", help="drive the server with virtual players over websockets"))
     return parser
 
 

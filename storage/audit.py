@@ -1,12 +1,18 @@
-"""Ledger invariants of DESIGN.md, checked over the whole database by `thisthat audit`."""
+"""Ledger invariants of DESIGN.md, checked over the whole database (and the leaderboards in Redis)
+by `thisthat audit`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Final
 
 import asyncpg
+import redis.asyncio as redis
+
+from game.leaderboard import period_keys
+from storage import leaderboards
 
 # Invariant 1: balance = sum of the user's ledger amounts, and 0 <= balance <= cap.
 BALANCE_MISMATCHES: Final = """
@@ -45,12 +51,38 @@ HAVING (b.status IN ('open', 'lost') AND count(l.id) <> 0)
     OR (b.status IN ('won', 'split') AND bool_or(l.kind <> 'bet_payout'))
 """
 
+# A bet's stake, payout and refund rows move its own player's money.
+FOREIGN_BET_ROWS: Final = """
+SELECT l.id, l.kind, l.bet_id FROM ledger l JOIN bets b ON b.id = l.bet_id WHERE l.user_id <> b.user_id
+"""
+
 # Invariant 3 (no bet settled twice) in the market's terms: a settled market has no open bet.
 OPEN_BETS_ON_SETTLED_MARKETS: Final = """
 SELECT m.id, count(b.id) AS open_bets
 FROM markets m JOIN bets b ON b.market_id = m.id AND b.status = 'open'
 WHERE m.settled_at IS NOT NULL
 GROUP BY m.id
+"""
+
+# Invariant 3: a bet is settled only by its market's resolution, exactly as the rules pay it
+# (game.settlement.settle_bet), and only once its market is resolved or cancelled.
+SETTLED_AGAINST_RESOLUTION: Final = """
+WITH expected AS (
+    SELECT b.id, b.status, b.payout, m.status AS market_status, m.resolved_side,
+           CASE WHEN m.status = 'cancelled' THEN 'refunded'
+                WHEN m.resolved_side = 'split' THEN 'split'
+                WHEN m.resolved_side = b.side THEN 'won'
+                ELSE 'lost' END AS want_status,
+           CASE WHEN m.status = 'cancelled' THEN b.amount
+                WHEN m.resolved_side = 'split' THEN trunc(b.potential_payout / 2, 2)
+                WHEN m.resolved_side = b.side THEN b.potential_payout
+                ELSE 0 END AS want_payout
+    FROM bets b JOIN markets m ON m.id = b.market_id
+    WHERE b.status <> 'open'
+)
+SELECT id, status, payout, market_status, resolved_side, want_status, want_payout FROM expected
+WHERE market_status NOT IN ('resolved', 'cancelled')
+   OR status <> want_status OR payout IS DISTINCT FROM want_payout
 """
 
 
@@ -83,6 +115,39 @@ async def check_ledger(connection: asyncpg.Connection, max_balance: Decimal) -> 
             2, f"bet {row['id']}",
             f"status {row['status']} with {row['rows']} payout/refund rows paying {row['paid']} (payout {row['payout']})",
         ))
+    for row in await connection.fetch(FOREIGN_BET_ROWS):
+        violations.append(Violation(2, f"bet {row['bet_id']}", f"{row['kind']} row {row['id']} is on another user's ledger"))
     for row in await connection.fetch(OPEN_BETS_ON_SETTLED_MARKETS):
         violations.append(Violation(3, f"market {row['id']}", f"settled but {row['open_bets']} bets still open"))
+    for row in await connection.fetch(SETTLED_AGAINST_RESOLUTION):
+        violations.append(Violation(
+            3, f"bet {row['id']}",
+            f"{row['status']} paying {row['payout']} on a {row['market_status']} market "
+            f"(side {row['resolved_side']}); the rules say {row['want_status']} paying {row['want_payout']}",
+        ))
     return violations
+
+
+async def check_leaderboards(connection: asyncpg.Connection, client: redis.Redis, now: datetime) -> list[Violation]:
+    """Invariant 4: every bucket in Redis, plus all time and the current week and day, holds
+    exactly the users with bets settled in it, each scored with the PnL recomputed from the ledger."""
+    buckets = set(await leaderboards.stored_buckets(client)) | set(period_keys(now).values())
+    violations: list[Violation] = []
+    for bucket in sorted(buckets):
+        truth = await leaderboards.bucket_pnl_from_ledger(connection, bucket)
+        board = await leaderboards.bucket_scores(client, bucket)
+        for user_id in sorted(truth.keys() | board.keys()):
+            want, have = truth.get(user_id), board.get(user_id)
+            if want != have:
+                violations.append(Violation(
+                    4, f"user {user_id} on leaderboard {bucket}",
+                    f"score {'missing' if have is None else have} but the ledger PnL is "
+                    f"{'none (no settled bet)' if want is None else want}",
+                ))
+    return violations
+
+
+async def check_all(
+    connection: asyncpg.Connection, client: redis.Redis, max_balance: Decimal, now: datetime
+) -> list[Violation]:
+    return await check_ledger(connection, max_balance) + await check_leaderboards(connection, client, now)

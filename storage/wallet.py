@@ -17,11 +17,14 @@ ON CONFLICT (user_id, day) DO NOTHING
 RETURNING user_id
 """
 
-# The cap guard sits in the UPDATE itself, so a concurrent bet cannot slip between check and write.
+# The cap guard sits in the UPDATE itself (under the user's row lock, which bets take too), and
+# counts open bets' potential payouts, so no later settlement can push the balance past the cap.
 CREDIT_REWARD: Final = """
 WITH credited AS (
     UPDATE users SET balance = balance + $2
-    WHERE id = $1 AND balance + $2 <= $3
+    WHERE id = $1
+      AND balance + $2 + (SELECT coalesce(sum(potential_payout), 0) FROM bets
+                          WHERE user_id = $1 AND status = 'open') <= $3
     RETURNING id, balance
 )
 INSERT INTO ledger (user_id, kind, amount, balance_after)

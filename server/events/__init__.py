@@ -1,3 +1,3 @@
 """Socket.IO event handlers, one module per part of the game; importing them registers them."""
 
-from server.events import account, markets  # noqa: F401
+from server.events import account, bets, leaderboard, markets  # noqa: F401

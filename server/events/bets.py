@@ -1,0 +1,77 @@
+"""Betting events: `bet:place`, `bets:list`, and the player's open bets in `sync`."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from game.errors import ErrorCode, GameError
+from game.markets import Side
+from server import appkeys, metrics
+from server.events.account import SYNC_PARTS
+from server.rooms import emit_balance
+from server.router import EventContext, router
+from server.schemas import BetPlace, BetsList
+from server.views import bet_view, decode_cursor, encode_cursor
+from storage import bets
+
+
+@router.event("bet:place", BetPlace, limit_scope="bets")
+async def handle_bet_place(ctx: EventContext, payload: BetPlace) -> dict[str, Any]:
+    placed = await bets.place_bet(
+        ctx.app[appkeys.DB_POOL],
+        user_id=ctx.session.user_id,
+        market_id=_market_id(payload.marketId),
+        client_bet_id=payload.clientBetId,
+        side=Side(payload.side),
+        amount=payload.amount,
+        expected_odds=payload.expectedOdds,
+        max_slippage=payload.maxSlippage,
+        rules=ctx.app[appkeys.RULES],
+    )
+    if placed.created:
+        # Only a new bet moved the balance; a repeat of its clientBetId changed nothing.
+        metrics.BETS_PLACED.inc()
+        await emit_balance(ctx.app[appkeys.SIO], ctx.session.user_id, placed.balance, "bet")
+    return {"bet": bet_view(placed.bet), "balance": placed.balance}
+
+
+def _market_id(text: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise GameError(
+            ErrorCode.VALIDATION_ERROR, "marketId: not a UUID", details={"field": "marketId"}
+        ) from None
+
+
+@router.event("bets:list", BetsList)
+async def handle_bets_list(ctx: EventContext, payload: BetsList) -> dict[str, Any]:
+    cursor = None
+    if payload.cursor is not None:
+        placed_at, bet_id = decode_cursor(payload.cursor, 2)
+        try:
+            cursor = (datetime.fromisoformat(placed_at), uuid.UUID(bet_id))
+        except ValueError:
+            raise GameError(
+                ErrorCode.VALIDATION_ERROR, "cursor: not a cursor from this server",
+                details={"field": "cursor"},
+            ) from None
+    rows = await bets.list_bets(
+        ctx.app[appkeys.DB_POOL], ctx.session.user_id, payload.status, cursor, payload.limit
+    )
+    page = rows[: payload.limit]
+    next_cursor = None
+    if len(rows) > payload.limit:
+        # Full microsecond precision: a millisecond cursor could skip bets placed in the same ms.
+        next_cursor = encode_cursor(page[-1]["placed_at"].isoformat(), page[-1]["id"])
+    return {"bets": [bet_view(row) for row in page], "nextCursor": next_cursor}
+
+
+async def sync_open_bets(ctx: EventContext) -> dict[str, Any]:
+    rows = await bets.open_bets(ctx.app[appkeys.DB_POOL], ctx.session.user_id)
+    return {"openBets": [bet_view(row) for row in rows]}
+
+
+SYNC_PARTS.append(sync_open_bets)

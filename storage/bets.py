@@ -1,0 +1,136 @@
+"""Placing bets (the `place_bet` database function, one round trip) and reading a player's bets."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Final, Literal
+
+import asyncpg
+
+from game.bets import validate_amount
+from game.errors import ErrorCode, GameError
+from game.markets import Side
+from game.rules import GameRules
+from storage.database import Executor
+
+# The function's checks mirror game.bets (check_market_open, check_fresh, check_odds,
+# check_funds_and_cap); they run in the database so they hold under the market and user locks.
+CALL_PLACE_BET: Final = """
+SELECT code, detail, current_odds, new_balance, bet
+FROM place_bet($1, $2, $3, $4, $5, $6, $7, $8, $9)
+"""
+
+SELECT_BET_BY_CLIENT_ID: Final = """
+SELECT b AS bet, u.balance
+FROM bets b JOIN users u ON u.id = b.user_id
+WHERE b.user_id = $1 AND b.client_bet_id = $2
+"""
+
+# Newest first; the cursor is the (placed_at, id) of the last bet of the previous page.
+SELECT_BETS_PAGE: Final = """
+SELECT * FROM bets
+WHERE user_id = $1
+  AND ($2::text = 'all' OR ($2 = 'open') = (status = 'open'))
+  AND ($3::timestamptz IS NULL OR (placed_at, id) < ($3, $4::uuid))
+ORDER BY placed_at DESC, id DESC
+LIMIT $5
+"""
+
+SELECT_OPEN_BETS: Final = """
+SELECT * FROM bets WHERE user_id = $1 AND status = 'open' ORDER BY placed_at DESC, id DESC
+"""
+
+BetFilter = Literal["open", "settled", "all"]
+
+
+@dataclass(frozen=True, slots=True)
+class PlacedBet:
+    bet: asyncpg.Record
+    balance: Decimal
+    # False for a repeat of a clientBetId: the original bet, and nothing was debited.
+    created: bool
+
+
+async def place_bet(
+    pool: Executor,
+    *,
+    user_id: uuid.UUID,
+    market_id: uuid.UUID,
+    client_bet_id: str,
+    side: Side,
+    amount: Decimal,
+    expected_odds: Decimal | None,
+    max_slippage: Decimal,
+    rules: GameRules,
+) -> PlacedBet:
+    """Place one bet, or raise the GameError that refused it (nothing is written then)."""
+    try:
+        stake = validate_amount(amount, rules)
+    except GameError:
+        # Idempotency holds whatever the payload: a repeat with a bad amount still gets its bet.
+        original = await pool.fetchrow(SELECT_BET_BY_CLIENT_ID, user_id, client_bet_id)
+        if original is not None:
+            return PlacedBet(original["bet"], original["balance"], created=False)
+        raise
+    row = await pool.fetchrow(
+        CALL_PLACE_BET, user_id, market_id, client_bet_id, side.value, stake, expected_odds,
+        max_slippage, timedelta(seconds=rules.odds_max_age_s), rules.max_balance,
+    )
+    assert row is not None
+    code = row["code"]
+    if code in ("placed", "duplicate"):
+        return PlacedBet(row["bet"], row["new_balance"], created=code == "placed")
+    raise _refusal(code, row, stake, rules)
+
+
+def _refusal(code: str, row: asyncpg.Record, stake: Decimal, rules: GameRules) -> GameError:
+    detail = row["detail"]
+    if code == "market_not_found":
+        return GameError(ErrorCode.MARKET_NOT_FOUND, "no such market")
+    if code == "market_closed":
+        return GameError(ErrorCode.MARKET_CLOSED, f"{detail}; bets are closed")
+    if code == "odds_stale":
+        return GameError(
+            ErrorCode.ODDS_STALE, f"odds are {detail}s old (limit {rules.odds_max_age_s:.0f}s)"
+        )
+    if code == "odds_changed":
+        return GameError(
+            ErrorCode.ODDS_CHANGED,
+            f"odds moved to {row['current_odds']} (expected at most {detail})",
+            currentOdds=row["current_odds"],
+        )
+    if code == "insufficient_credits":
+        balance = row["new_balance"]
+        return GameError(
+            ErrorCode.INSUFFICIENT_CREDITS, f"balance {balance:.2f} is below {stake:.2f}",
+            balance=balance,
+        )
+    if code == "balance_cap_exceeded":
+        return GameError(
+            ErrorCode.BALANCE_CAP_EXCEEDED,
+            f"if every open bet won, the balance would reach {Decimal(detail):.2f}, "
+            f"above the cap of {rules.max_balance:.2f}",
+        )
+    if code == "user_not_found":
+        return GameError(ErrorCode.AUTH_REQUIRED, "user no longer exists")
+    raise AssertionError(f"place_bet answered an unknown code {code!r}")
+
+
+async def list_bets(
+    pool: Executor,
+    user_id: uuid.UUID,
+    status: BetFilter,
+    cursor: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """Up to `limit` + 1 bets, newest first: the extra one tells the caller another page exists."""
+    placed_at, bet_id = cursor if cursor is not None else (None, None)
+    return list(await pool.fetch(SELECT_BETS_PAGE, user_id, status, placed_at, bet_id, limit + 1))
+
+
+async def open_bets(pool: Executor, user_id: uuid.UUID) -> list[asyncpg.Record]:
+    return list(await pool.fetch(SELECT_OPEN_BETS, user_id))
+

@@ -1,0 +1,46 @@
+"""FEED=replay plays the sample timeline into the real game: markets, ticks, closes, every resolution."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import aiohttp
+
+from feeds.replay import SAMPLE_TIMELINE
+from tests.conftest import ServerFactory
+from tests.feed_fixtures import eventually
+from tests.players import Player
+
+
+async def test_sample_timeline_drives_a_full_game_loop_offline(
+    start_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    base, _ = await start_server(feed=f"replay:{SAMPLE_TIMELINE}", feed_replay_speed=30, feed_odds_interval_s=0.5)
+    player = await Player(base, http).signup()
+    await player.connect()
+
+    async def listed() -> bool:
+        return len((await player.ok("markets:list", {"status": "all"}))["markets"]) == 8
+
+    await eventually(listed)
+    markets = (await player.ok("markets:list", {"status": "all"}))["markets"]
+    await player.ok("market:subscribe", {"marketIds": [m["id"] for m in markets]})
+    tick = await player.next("odds", wait_s=10)
+    assert tick["marketId"] in {m["id"] for m in markets}
+
+    async def finished() -> bool:
+        statuses = Counter(m["status"] for m in (await player.ok("markets:list", {"status": "all"}))["markets"])
+        return statuses == Counter({"open": 2, "closed": 1, "resolved": 3, "cancelled": 2})
+
+    await eventually(finished, attempts=150)
+    final = {m["sourceId"][:4]: m for m in (await player.ok("markets:list", {"status": "all"}))["markets"]}
+    assert final["0x02"]["resolvedSide"] == "this"
+    assert final["0x03"]["resolvedSide"] == "that"
+    assert final["0x04"]["resolvedSide"] == "split"
+    assert final["0x05"]["status"] == "cancelled" and final["0x05"]["resolvedSide"] is None
+    assert final["0x07"]["status"] == "cancelled"
+    updates = []
+    while not player.received["market:update"].empty():
+        updates.append(player.received["market:update"].get_nowait()["market"]["status"])
+    assert {"closed", "resolved", "cancelled"} <= set(updates)
+    await player.close()

@@ -1,0 +1,135 @@
+"""Leaderboards in Redis equal the PnL recomputed from the ledger: after settlements, after a crash
+before the Redis write, after a rebuild; and the audit names a tampered board."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import asyncpg
+import redis.asyncio as redis
+
+from game.leaderboard import Period, period_key, period_keys
+from game.markets import Resolution
+from storage import audit, keys, leaderboards, settlement
+from tests.betting_fixtures import bet, insert_market, make_user
+
+CAP = Decimal("1000000")
+
+
+async def violations(db: asyncpg.Pool, client: redis.Redis) -> list[audit.Violation]:
+    async with db.acquire() as connection:
+        return await audit.check_all(connection, client, CAP, datetime.now(UTC))
+
+
+async def play_season(db: asyncpg.Pool, now: datetime) -> dict[str, uuid.UUID]:
+    """Three players over four markets, settled at `now`: PnL alice +150, bob -100, carol 0 (refund)."""
+    alice, bob, carol = [await make_user(db, name) for name in ("alice", "bob", "carol")]
+    won, lost, refunded, still_open = [await insert_market(db) for _ in range(4)]
+    await bet(db, alice, won, "this", "100")  # 0.40 -> 250: +150
+    await bet(db, bob, lost, "this", "100")  # lost: -100
+    await bet(db, carol, refunded, "that", "60")  # refunded: 0
+    await bet(db, bob, still_open, "that", "50")  # open bets do not count
+    await settlement.settle_market(db, won, Resolution.THIS, now)
+    await settlement.settle_market(db, lost, Resolution.THAT, now)
+    await settlement.settle_market(db, refunded, Resolution.CANCELLED, now)
+    return {"alice": alice, "bob": bob, "carol": carol}
+
+
+async def test_boards_equal_ledger_pnl_after_settlement_and_a_rebuild_reproduces_them(
+    db: asyncpg.Pool, redis_client: redis.Redis
+) -> None:
+    now = datetime.now(UTC)
+    players = await play_season(db, now)
+    assert await leaderboards.sync_pending(db, redis_client) == 3
+    assert await violations(db, redis_client) == []
+
+    for bucket in period_keys(now).values():
+        standings, mine = await leaderboards.top(db, redis_client, bucket, 10, players["bob"])
+        assert [(s.rank, s.username, s.pnl) for s in standings] == [
+            (1, "alice", Decimal("150.00")), (2, "carol", Decimal("0.00")), (3, "bob", Decimal("-100.00"))
+        ]
+        assert mine == (3, Decimal("-100.00"))
+    _, nobody = await leaderboards.top(db, redis_client, "all", 10, uuid.uuid4())
+    assert nobody is None
+
+    before = {bucket: await leaderboards.bucket_scores(redis_client, bucket) for bucket in period_keys(now).values()}
+    await redis_client.flushdb()
+    assert await violations(db, redis_client)  # an empty board for settled bets is a violation
+    rebuilt = await leaderboards.rebuild(db, redis_client, now)
+    assert rebuilt == {bucket: 3 for bucket in period_keys(now).values()}
+    after = {bucket: await leaderboards.bucket_scores(redis_client, bucket) for bucket in period_keys(now).values()}
+    assert after == before
+    assert await violations(db, redis_client) == []
+    # Usernames come back even when their cache is gone.
+    await redis_client.delete(leaderboards.USERNAMES_KEY)
+    standings, _ = await leaderboards.top(db, redis_client, "all", 1)
+    assert standings[0].username == "alice"
+
+
+async def test_a_crash_between_commit_and_redis_is_repaired_from_the_outbox(
+    db: asyncpg.Pool, redis_client: redis.Redis
+) -> None:
+    await play_season(db, datetime.now(UTC))
+    # Nothing reached Redis: the audit sees it, the outbox replay repairs it, and a replay is harmless.
+    found = await violations(db, redis_client)
+    assert found and {v.invariant for v in found} == {4}
+    assert await leaderboards.sync_pending(db, redis_client) == 3
+    assert await leaderboards.sync_pending(db, redis_client) == 0
+    for market_id in [row["id"] for row in await db.fetch("SELECT id FROM markets")]:
+        await leaderboards.sync_market(db, redis_client, market_id)
+    assert await violations(db, redis_client) == []
+
+
+async def test_an_older_recomputation_never_overwrites_a_newer_one(db: asyncpg.Pool, redis_client: redis.Redis) -> None:
+    players = await play_season(db, datetime.now(UTC))
+    await leaderboards.sync_pending(db, redis_client)
+    alice = str(players["alice"])
+    script = redis_client.register_script(leaderboards.WRITE_SCORES_LUA)
+    # Version 0: a snapshot taken before alice had any settled bet, arriving late.
+    written = await script(keys=[keys.leaderboard("all"), leaderboards.versions_key("all")], args=[0, alice, "0", 0])
+    assert written == 0
+    assert (await leaderboards.bucket_scores(redis_client, "all"))[alice] == Decimal("150.00")
+
+
+async def test_days_settle_into_their_own_buckets(db: asyncpg.Pool, redis_client: redis.Redis) -> None:
+    yesterday = datetime.now(UTC) - timedelta(days=1)
+    players = await play_season(db, yesterday)
+    market = await insert_market(db)
+    await bet(db, players["alice"], market, "that", "60")  # 0.60 -> 100: +40 today
+    await settlement.settle_market(db, market, Resolution.THAT, datetime.now(UTC))
+    await leaderboards.sync_pending(db, redis_client)
+    today_board = await leaderboards.bucket_scores(redis_client, period_key(Period.DAY, datetime.now(UTC)))
+    yesterday_board = await leaderboards.bucket_scores(redis_client, period_key(Period.DAY, yesterday))
+    assert today_board == {str(players["alice"]): Decimal("40.00")}
+    assert yesterday_board[str(players["alice"])] == Decimal("150.00") and len(yesterday_board) == 3
+    assert (await leaderboards.bucket_scores(redis_client, "all"))[str(players["alice"])] == Decimal("190.00")
+    assert await violations(db, redis_client) == []
+    assert set(await leaderboards.rebuild(db, redis_client, datetime.now(UTC))) >= {
+        period_key(Period.DAY, yesterday), period_key(Period.DAY, datetime.now(UTC)), "all"
+    }
+    assert await violations(db, redis_client) == []
+
+
+async def test_audit_names_a_tampered_leaderboard(db: asyncpg.Pool, redis_client: redis.Redis) -> None:
+    players = await play_season(db, datetime.now(UTC))
+    await leaderboards.sync_pending(db, redis_client)
+    await redis_client.zincrby(keys.leaderboard("all"), 1000, str(players["bob"]))
+    stranger = str(uuid.uuid4())
+    await redis_client.zadd(keys.leaderboard(period_key(Period.DAY, datetime.now(UTC))), {stranger: 5})
+    found = await violations(db, redis_client)
+    assert {v.invariant for v in found} == {4} and len(found) == 2
+    text = "\n".join(map(str, found))
+    assert str(players["bob"]) in text and "900.00" in text and "-100.00" in text
+    assert stranger in text
+
+
+async def test_boards_lost_with_redis_are_restored_from_the_ledger(db: asyncpg.Pool, redis_client: redis.Redis) -> None:
+    assert await leaderboards.restore_if_lost(db, redis_client, datetime.now(UTC)) is False  # nothing settled yet
+    await play_season(db, datetime.now(UTC))
+    await leaderboards.sync_pending(db, redis_client)
+    assert await leaderboards.restore_if_lost(db, redis_client, datetime.now(UTC)) is False
+    await redis_client.flushdb()
+    assert await leaderboards.restore_if_lost(db, redis_client, datetime.now(UTC)) is True
+    assert await violations(db, redis_client) == []
