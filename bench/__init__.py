@@ -1,1 +1,1 @@
-"""Benchmarks: scripts that print figures (never timed assertions in CI)."""
+"""`make bench`: the benchmark suite; figures are printed and filed in bench/results, never asserted."""
