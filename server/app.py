@@ -12,6 +12,7 @@ from aiohttp import web
 import server.events  # noqa: F401 - registers every socket event handler
 from game.rules import GameRules
 from server import appkeys, rest
+from server.bet_batcher import bet_batcher_ctx
 from server.errors import error_middleware
 from server.feed import feed_ctx
 from server.market_cache import market_cache_ctx
@@ -99,6 +100,7 @@ def create_app(settings: Settings) -> web.Application:
     app[appkeys.SIO] = sio
     app.cleanup_ctx.append(socket_ctx)
     app.cleanup_ctx.append(market_cache_ctx)
+    app.cleanup_ctx.append(bet_batcher_ctx)
     # Finishes settlements a dead process left half done; needs the market cache, precedes the feed.
     app.cleanup_ctx.append(settlement_ctx)
     app.cleanup_ctx.append(feed_ctx)

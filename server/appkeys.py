@@ -8,6 +8,7 @@ import socketio
 from aiohttp import web
 
 from game.rules import GameRules
+from server.bet_batcher import BetBatcher
 from server.market_cache import MarketCache
 from server.passwords import PasswordHasher
 from server.sessions import SocketSessions
@@ -28,3 +29,4 @@ SESSIONS = web.AppKey("sessions", SocketSessions)
 MARKET_CACHE = web.AppKey("market_cache", MarketCache)
 # Periods with a trailing `leaderboard:update` push scheduled on this node (server.leaderboard_push).
 LEADERBOARD_TRAILING = web.AppKey("leaderboard_trailing", set)
+BET_BATCHER = web.AppKey("bet_batcher", BetBatcher)

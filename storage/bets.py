@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import asyncpg
 
@@ -21,6 +22,11 @@ from storage.database import Executor
 CALL_PLACE_BET: Final = """
 SELECT code, detail, current_odds, new_balance, bet
 FROM place_bet($1, $2, $3, $4, $5, $6, $7, $8, $9)
+"""
+
+CALL_PLACE_BETS: Final = """
+SELECT ord, code, detail, current_odds, new_balance, bet
+FROM place_bets($1, $2, $3, $4, $5, $6, $7, $8, $9)
 """
 
 SELECT_BET_BY_CLIENT_ID: Final = """
@@ -52,6 +58,49 @@ class PlacedBet:
     balance: Decimal
     # False for a repeat of a clientBetId: the original bet, and nothing was debited.
     created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BetRequest:
+    """One bet as asked for, its amount already validated (game.bets.validate_amount)."""
+
+    user_id: uuid.UUID
+    market_id: uuid.UUID
+    client_bet_id: str
+    side: Side
+    amount: Decimal
+    expected_odds: Decimal | None
+    max_slippage: Decimal
+
+    def with_amount(self, amount: Decimal) -> BetRequest:
+        return dataclasses.replace(self, amount=amount)
+
+    def fields(self) -> dict[str, Any]:
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+
+
+async def place_bets(pool: Executor, requests: list[BetRequest], rules: GameRules) -> list[PlacedBet | GameError]:
+    """Place many bets in one transaction and one round trip; each gets its own answer, in order.
+
+    A refusal refuses only its own bet. If the batch as a whole fails (a deadlock, a broken
+    connection), nothing of it was committed and the caller may retry the bets one by one.
+    """
+    columns = list(zip(*(
+        (r.user_id, r.market_id, r.client_bet_id, r.side.value, r.amount, r.expected_odds, r.max_slippage)
+        for r in requests
+    ), strict=True))
+    rows = await pool.fetch(
+        CALL_PLACE_BETS, *(list(column) for column in columns),
+        timedelta(seconds=rules.odds_max_age_s), rules.max_balance,
+    )
+    answers: list[PlacedBet | GameError] = []
+    for request, row in zip(requests, rows, strict=True):
+        code = row["code"]
+        if code in ("placed", "duplicate"):
+            answers.append(PlacedBet(row["bet"], row["new_balance"], created=code == "placed"))
+        else:
+            answers.append(_refusal(code, row, request.amount, rules))
+    return answers
 
 
 async def place_bet(

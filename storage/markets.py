@@ -56,8 +56,11 @@ RETURNING {MARKET_COLUMNS}, (xmax = 0) AS inserted
 RECORD_ODDS: Final = f"""
 WITH incoming AS (
     SELECT * FROM unnest($1::uuid[], $2::numeric[], $3::numeric[]) AS i(id, this_odds, that_odds)
+), locked AS (
+    -- Rows locked in id order, the order bet batches take them in (no deadlock cycle).
+    SELECT id FROM markets WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE
 ), changed AS (
-    SELECT i.* FROM incoming i JOIN markets m ON m.id = i.id
+    SELECT i.* FROM incoming i JOIN locked l ON l.id = i.id JOIN markets m ON m.id = i.id
     WHERE m.status = 'open' AND (m.this_odds, m.that_odds) IS DISTINCT FROM (i.this_odds, i.that_odds)
 ), updated AS (
     UPDATE markets m SET
@@ -76,7 +79,8 @@ SELECT {MARKET_COLUMNS} FROM updated WHERE changed
 """
 
 TOUCH_ODDS: Final = """
-UPDATE markets SET odds_updated_at = $2 WHERE id = ANY($1::uuid[]) AND status = 'open'
+WITH locked AS (SELECT id FROM markets WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE)
+UPDATE markets SET odds_updated_at = $2 WHERE id IN (SELECT id FROM locked) AND status = 'open'
 """
 
 CLOSE_MARKET: Final = f"""

@@ -6,6 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from game.bets import validate_amount
 from game.errors import ErrorCode, GameError
 from game.markets import Side
 from server import appkeys, metrics
@@ -15,12 +16,13 @@ from server.router import EventContext, router
 from server.schemas import BetPlace, BetsList
 from server.views import bet_view, decode_cursor, encode_cursor
 from storage import bets
+from storage.bets import BetRequest
 
 
 @router.event("bet:place", BetPlace, limit_scope="bets")
 async def handle_bet_place(ctx: EventContext, payload: BetPlace) -> dict[str, Any]:
-    placed = await bets.place_bet(
-        ctx.app[appkeys.DB_POOL],
+    rules = ctx.app[appkeys.RULES]
+    request = BetRequest(
         user_id=ctx.session.user_id,
         market_id=_market_id(payload.marketId),
         client_bet_id=payload.clientBetId,
@@ -28,8 +30,15 @@ async def handle_bet_place(ctx: EventContext, payload: BetPlace) -> dict[str, An
         amount=payload.amount,
         expected_odds=payload.expectedOdds,
         max_slippage=payload.maxSlippage,
-        rules=ctx.app[appkeys.RULES],
     )
+    try:
+        stake = validate_amount(payload.amount, rules)
+    except GameError:
+        # The slow path knows whether this is a repeat of a placed bet (answered whatever its
+        # payload) or a refusal.
+        placed = await bets.place_bet(ctx.app[appkeys.DB_POOL], rules=rules, **request.fields())
+    else:
+        placed = await ctx.app[appkeys.BET_BATCHER].place(request.with_amount(stake))
     if placed.created:
         # Only a new bet moved the balance; a repeat of its clientBetId changed nothing.
         metrics.BETS_PLACED.inc()

@@ -1,0 +1,107 @@
+"""Micro-batched bets: one transaction for many, each with its own answer, no deadlock, ledger sound."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import asyncpg
+
+from game.errors import ErrorCode, GameError
+from game.markets import Resolution, Side
+from server.bet_batcher import BetBatcher
+from storage import audit, bets, settlement
+from storage import markets as market_store
+from storage.bets import BetRequest
+from tests.betting_fixtures import RULES, balance_of, insert_market, make_user
+
+
+def request(user: uuid.UUID, market: uuid.UUID, client_bet_id: str, amount: str = "100", side: str = "this",
+            expected: str | None = None) -> BetRequest:
+    return BetRequest(user, market, client_bet_id, Side(side), Decimal(amount),
+                      None if expected is None else Decimal(expected), Decimal("0"))
+
+
+async def assert_sound(db: asyncpg.Pool) -> None:
+    async with db.acquire() as connection:
+        assert await audit.check_ledger(connection, RULES.max_balance) == []
+
+
+async def test_a_batch_answers_each_bet_in_arrival_order(db: asyncpg.Pool) -> None:
+    rich, poor = await make_user(db, "rich"), await make_user(db, "poor", "150")
+    market = await insert_market(db, this_odds="0.4000", that_odds="0.6000")
+    batch = [
+        request(poor, market, "p1"),            # placed
+        request(rich, market, "r1", side="that"),
+        request(poor, market, "p2"),            # only 50 left
+        request(rich, market, "r1", amount="999"),  # a repeat inside the same batch
+        request(rich, market, "r2", expected="0.3000"),  # worse than expected
+        request(rich, uuid.uuid4(), "r3"),      # no such market
+    ]
+    answers = await bets.place_bets(db, batch, RULES)
+    assert isinstance(answers[0], bets.PlacedBet) and answers[0].created and answers[0].balance == Decimal("50.00")
+    assert isinstance(answers[1], bets.PlacedBet) and answers[1].created
+    assert isinstance(answers[2], GameError) and answers[2].code is ErrorCode.INSUFFICIENT_CREDITS
+    assert isinstance(answers[3], bets.PlacedBet) and not answers[3].created
+    assert answers[3].bet["id"] == answers[1].bet["id"]
+    assert isinstance(answers[4], GameError) and answers[4].code is ErrorCode.ODDS_CHANGED
+    assert answers[4].details["currentOdds"] == Decimal("0.4000")
+    assert isinstance(answers[5], GameError) and answers[5].code is ErrorCode.MARKET_NOT_FOUND
+    assert await balance_of(db, rich) == Decimal("900.00")
+    await assert_sound(db)
+
+
+async def test_crossing_batches_odds_updates_and_settlement_do_not_deadlock(db: asyncpg.Pool) -> None:
+    users = [await make_user(db, f"crosser{i}", "100000") for i in range(6)]
+    markets = [await insert_market(db) for _ in range(4)]
+    rng = random.Random(7)
+
+    async def batch(n: int) -> list[bets.PlacedBet | GameError]:
+        # Each batch lists users and markets in its own shuffled order.
+        pairs = [(rng.choice(users), rng.choice(markets)) for _ in range(20)]
+        return await bets.place_bets(db, [request(u, m, f"b{n}-{i}", "10") for i, (u, m) in enumerate(pairs)], RULES)
+
+    async def odds() -> None:
+        for step in range(10):
+            readings = [(m, Decimal("0.4") + Decimal(step) / 1000, Decimal("0.6")) for m in reversed(markets)]
+            await market_store.record_odds(db, readings, datetime.now(UTC))
+
+    results = await asyncio.gather(
+        *(batch(n) for n in range(12)), odds(),
+        settlement.settle_market(db, markets[0], Resolution.THIS, datetime.now(UTC)),
+    )
+    answers = [answer for group in results[:12] for answer in group]  # type: ignore[union-attr]
+    refused = {a.code for a in answers if isinstance(a, GameError)}
+    assert refused <= {ErrorCode.MARKET_CLOSED}  # only bets that came after the settlement
+    await assert_sound(db)
+
+
+async def test_the_batcher_lands_exactly_what_the_credits_allow_under_load(db: asyncpg.Pool) -> None:
+    batcher = BetBatcher(db, RULES, max_batch=50)
+    workers = [asyncio.create_task(batcher.work()) for _ in range(3)]
+    try:
+        users = [await make_user(db, f"loaded{i}") for i in range(10)]
+        market = await insert_market(db)
+
+        async def place(user: uuid.UUID, n: int) -> str:
+            try:
+                await batcher.place(request(user, market, f"load-{n}"))
+                return "placed"
+            except GameError as error:
+                return error.code.value
+
+        # 30 bets of 100 per player with 1,000 credits each: exactly 10 each land.
+        results = await asyncio.gather(*(place(u, n) for n in range(30) for u in users))
+        assert results.count("placed") == 100
+        assert results.count("INSUFFICIENT_CREDITS") == 200
+        for user in users:
+            assert await balance_of(db, user) == 0
+        assert batcher.batches < batcher.bets  # they really were batched
+    finally:
+        for worker in workers:
+            worker.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+    await assert_sound(db)
