@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -61,16 +61,23 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _audit(settings: Settings) -> list[audit.Violation]:
+@contextlib.asynccontextmanager
+async def connections(settings: Settings) -> AsyncIterator[tuple[asyncpg.Connection, redis.Redis]]:
+    """One PostgreSQL connection and one Redis client, for the offline commands."""
     assert settings.database_url is not None
     assert settings.redis_url is not None
     connection = await asyncpg.connect(settings.database_url, server_settings={"timezone": "UTC"})
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
     try:
-        return await audit.check_all(connection, client, settings.max_balance, datetime.now(UTC))
+        yield connection, client
     finally:
         await client.aclose()
         await connection.close()
+
+
+async def _audit(settings: Settings) -> list[audit.Violation]:
+    async with connections(settings) as (connection, client):
+        return await audit.check_all(connection, client, settings.max_balance, datetime.now(UTC))
 
 
 def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
@@ -86,15 +93,8 @@ def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _rebuild_leaderboards(settings: Settings) -> dict[str, int]:
-    assert settings.database_url is not None
-    assert settings.redis_url is not None
-    connection = await asyncpg.connect(settings.database_url, server_settings={"timezone": "UTC"})
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
-    try:
+    async with connections(settings) as (connection, client):
         return await leaderboards.rebuild(connection, client, datetime.now(UTC))
-    finally:
-        await client.aclose()
-        await connection.close()
 
 
 def cmd_leaderboard(settings: Settings, args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.fake_polymarket import FakePolymarket
+from tests.players import Player
 
 FAST_FEED: dict[str, Any] = {
     "feed": "polymarket",
@@ -39,3 +40,17 @@ async def eventually(check: Callable[[], Awaitable[bool]], *, attempts: int = 10
             return
         await asyncio.sleep(pause_s)
     raise AssertionError("condition never held")
+
+
+async def open_markets(player: Player) -> list[dict[str, Any]]:
+    return (await player.ok("markets:list", {"limit": 200}))["markets"]  # type: ignore[no-any-return]
+
+
+async def wait_for_markets(player: Player, count: int) -> list[dict[str, Any]]:
+    """The open markets once the feed has listed `count` of them."""
+
+    async def listed() -> bool:
+        return len(await open_markets(player)) == count
+
+    await eventually(listed)
+    return await open_markets(player)

@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
 
 import aiohttp
 import asyncpg
 
 from tests.conftest import ServerFactory
 from tests.fake_polymarket import FakePolymarket
-from tests.feed_fixtures import eventually, feed_settings
+from tests.feed_fixtures import eventually, feed_settings, open_markets, wait_for_markets
 from tests.players import Player
-
-
-async def open_markets(player: Player) -> list[dict[str, Any]]:
-    return (await player.ok("markets:list", {"status": "open", "limit": 200}))["markets"]  # type: ignore[no-any-return]
 
 
 async def test_markets_flow_in_and_odds_tick_to_subscribers_only(
@@ -70,11 +65,7 @@ async def test_markets_list_pages_are_stable_and_bad_ids_refused(
     base, _ = await start_server(**feed_settings(fake_polymarket))
     player = await Player(base, http).signup()
     await player.connect()
-
-    async def listed() -> bool:
-        return len(await open_markets(player)) == 6
-
-    await eventually(listed)
+    await wait_for_markets(player, 6)
     seen: list[str] = []
     cursor = None
     for _ in range(10):
@@ -102,11 +93,7 @@ async def test_upstream_faults_degrade_and_recover(
     base, app = await start_server(**feed_settings(fake_polymarket))
     player = await Player(base, http).signup()
     await player.connect()
-
-    async def listed() -> bool:
-        return len(await open_markets(player)) == 6
-
-    await eventually(listed)
+    await wait_for_markets(player, 6)
     target = (await open_markets(player))[0]
     await player.ok("market:subscribe", {"marketIds": [target["id"]]})
 

@@ -13,12 +13,8 @@ import redis.asyncio as redis
 from storage import audit
 from tests.conftest import ServerFactory
 from tests.fake_polymarket import FakePolymarket
-from tests.feed_fixtures import eventually, feed_settings
+from tests.feed_fixtures import eventually, feed_settings, open_markets, wait_for_markets
 from tests.players import Player
-
-
-async def open_markets(player: Player) -> list[dict[str, Any]]:
-    return (await player.ok("markets:list", {"limit": 200}))["markets"]  # type: ignore[no-any-return]
 
 
 async def test_upstream_resolutions_settle_bets_of_every_kind(
@@ -28,11 +24,7 @@ async def test_upstream_resolutions_settle_bets_of_every_kind(
     base, _ = await start_server(**feed_settings(fake_polymarket))
     player = await Player(base, http).signup()
     await player.connect()
-
-    async def listed() -> bool:
-        return len(await open_markets(player)) == 6
-
-    await eventually(listed)
+    await wait_for_markets(player, 6)
     markets = (await open_markets(player))[:5]
     await player.ok("market:subscribe", {"marketIds": [m["id"] for m in markets]})
     placed = []
@@ -83,11 +75,7 @@ async def test_a_dead_feed_ages_the_odds_until_bets_get_odds_stale(
     base, _ = await start_server(**feed_settings(fake_polymarket, odds_max_age_s=2))
     player = await Player(base, http).signup()
     await player.connect()
-
-    async def listed() -> bool:
-        return len(await open_markets(player)) == 6
-
-    await eventually(listed)
+    await wait_for_markets(player, 6)
     market = (await open_markets(player))[0]
     bet = {"marketId": market["id"], "side": "that", "amount": 10}
     await player.ok("bet:place", {**bet, "clientBetId": "alive"})
