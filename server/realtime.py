@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
+import redis.asyncio as redis
 import socketio
 from aiohttp import web
 
@@ -25,11 +26,28 @@ logger = logging.getLogger("thisthat.realtime")
 SWEEP_INTERVAL_S = 1.0
 
 
+class RedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]  # untyped library base
+    """Socket.IO's Redis manager on a bounded, blocking connection pool.
+
+    The stock manager's pool opens a new connection whenever every one is busy, so a burst of
+    emits (one per bet) keeps opening connections; a bounded pool makes the burst wait for one
+    of a few warm connections instead.
+    """
+
+    MAX_CONNECTIONS = 16
+
+    def _redis_connect(self) -> None:
+        pool = redis.BlockingConnectionPool.from_url(self.redis_url, max_connections=self.MAX_CONNECTIONS, timeout=10)
+        self.redis = redis.Redis(connection_pool=pool)
+        self.pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        self.connected = True
+
+
 def create_socket_server(app: web.Application, redis_url: str) -> socketio.AsyncServer:
     settings = app[appkeys.SETTINGS]
     sio = socketio.AsyncServer(
         async_mode="aiohttp",
-        client_manager=socketio.AsyncRedisManager(redis_url, channel=keys.SOCKETIO_CHANNEL),
+        client_manager=RedisManager(redis_url, channel=keys.SOCKETIO_CHANNEL),
         json=OrjsonModule,
         # The handshake Origin must be one of CORS_ORIGINS; clients without one (native games,
         # load testers) are not browsers and pass.

@@ -1,0 +1,154 @@
+"""`make bench` (`python -m bench.run [--quick]`): every figure of the load-testing issue in one run.
+
+Starts embedded PostgreSQL and Redis under a temp dir, one `thisthat serve` node on a generated
+replay timeline, and the bare echo server; seeds players; measures idle memory, fan-out, the echo
+ceiling, bet throughput and latency, and logins during bets. Prints one JSON summary line last and
+files the results under bench/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import uvloop
+
+from bench import scenarios
+from bench.stack import BenchStack
+from bench.timeline import write_bench_timeline
+from server.loadtest.system import machine, raise_open_file_limit
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+FULL: dict[str, Any] = {"players": 10_000, "load_players": 2_000, "closed_s": 20, "concurrency": 400,
+                        "open_rate": 1_000, "open_s": 60, "peak_rate": 5_000, "peak_s": 30, "login_s": 30,
+                        "fanout": 5_000, "memory": (1_000, 10_000)}
+QUICK: dict[str, Any] = {"players": 2_000, "load_players": 1_000, "closed_s": 8, "concurrency": 200,
+                         "open_rate": 1_000, "open_s": 10, "peak_rate": 5_000, "peak_s": 8, "login_s": 10,
+                         "fanout": 1_000, "memory": (1_000, 2_000)}
+
+
+def say(text: str) -> None:
+    print(f"== {text}", file=sys.stderr, flush=True)
+
+
+async def bench(quick: bool, processes: int) -> dict[str, Any]:
+    sizes = QUICK if quick else FULL
+    results: dict[str, Any] = {"quick": quick, "machine": machine(), "sizes": sizes,
+                               "startedAt": datetime.now(UTC).isoformat().replace("+00:00", "Z")}
+    with tempfile.TemporaryDirectory(prefix="thisthat-bench-") as folder:
+        workdir = Path(folder)
+        stack = BenchStack(workdir, write_bench_timeline(workdir / "bench-timeline.jsonl"))
+        try:
+            say("starting embedded PostgreSQL and Redis")
+            stack.start_services()
+            url, server = await stack.start_server()
+            echo_url, _ = await stack.start_echo()
+            say(f"seeding {sizes['players']} players")
+            seeded = await stack.seed_players(sizes["players"])
+            players = seeded["players"]
+            load_players = players[:sizes["load_players"]]
+
+            memory = {}
+            for count in sizes["memory"]:
+                say(f"memory: {count} idle sockets")
+                memory[str(count)] = await scenarios.idle_memory(url, server.pid, players[:count], processes)
+            results["memory"] = memory
+
+            say(f"fan-out: one odds tick to {sizes['fanout']} sockets")
+            results["fanout"] = await scenarios.fanout(url, server.pid, stack.database_url, stack.redis_url,
+                                                       players[:sizes["fanout"]], processes)
+
+            say("ceiling: echo server, closed loop")
+            results["echo"] = await scenarios.closed_loop(echo_url, load_players, processes, sizes["closed_s"],
+                                                          sizes["concurrency"])
+            say("bet:place, closed loop")
+            await scenarios.wait_quiet(server.pid)
+            results["betsClosed"] = await scenarios.closed_loop(url, load_players, processes, sizes["closed_s"],
+                                                                sizes["concurrency"])
+            say(f"bet:place, open loop at {sizes['open_rate']}/s for {sizes['open_s']}s")
+            await scenarios.wait_quiet(server.pid)
+            results["betsOpen"] = await scenarios.open_loop(url, load_players, processes, sizes["open_rate"],
+                                                            sizes["open_s"])
+            say(f"bet:place at {sizes['open_rate']}/s for {sizes['login_s']}s, without then with logins at 5/s")
+            await scenarios.wait_quiet(server.pid)
+            results["betsWithoutLogins"] = await scenarios.open_loop(
+                url, load_players, processes, sizes["open_rate"], sizes["login_s"])
+            await scenarios.wait_quiet(server.pid)
+            results["betsWithLogins"] = await scenarios.with_logins(
+                url, load_players, seeded["password"], processes, sizes["open_rate"], sizes["login_s"])
+            # Last: an overload leaves a backlog in the server that would colour any later run.
+            say(f"bet:place, open loop at {sizes['peak_rate']}/s for {sizes['peak_s']}s")
+            await scenarios.wait_quiet(server.pid)
+            results["betsPeak"] = await scenarios.open_loop(url, load_players, processes, sizes["peak_rate"],
+                                                            sizes["peak_s"])
+        finally:
+            stack.stop()
+    results["summary"] = summary(results)
+    return results
+
+
+def summary(results: dict[str, Any]) -> dict[str, Any]:
+    echo, closed, opened, peak = (results[key] for key in ("echo", "betsClosed", "betsOpen", "betsPeak"))
+    with_logins, without = results["betsWithLogins"], results["betsWithoutLogins"]
+    largest = max(results["memory"].values(), key=lambda entry: entry["sockets"])
+    bets_per_s = closed["okRate"]
+    return {
+        "echo_acks_per_s": echo["okRate"],
+        "bets_per_s": bets_per_s,
+        "bet_vs_echo": round(bets_per_s / echo["okRate"], 3) if echo["okRate"] else None,
+        "bet_p50_ms": opened["latency"].get("p50Ms"),
+        "bet_p99_ms": opened["latency"].get("p99Ms"),
+        "bet_open_rate": opened["targetRate"],
+        "bet_open_errors": opened["unexpectedErrors"],
+        "bet_peak_offered_per_s": peak["offeredRate"],
+        "bet_peak_achieved_per_s": peak["okRate"],
+        "bet_peak_p95_ms": peak["latency"].get("p95Ms"),
+        "fanout_sockets": results["fanout"]["sockets"],
+        "fanout_last_ms": results["fanout"]["lastDeliveryMs"],
+        "fanout_cpu_us_per_recipient": results["fanout"]["cpuUsPerRecipient"],
+        "idle_sockets": largest["sockets"],
+        "idle_rss_mib": round(largest["rssKb"] / 1024, 1),
+        "idle_kb_per_socket": largest["kbPerSocket"],
+        "bet_p99_ms_with_logins": with_logins["latency"].get("p99Ms"),
+        "bet_p99_ms_without_logins": without["latency"].get("p99Ms"),
+        "login_p99_ms": with_logins["logins"]["latency"].get("p99Ms"),
+    }
+
+
+def file_results(results: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d")
+    kind = "-quick" if results["quick"] else ""
+    path = RESULTS / f"{stamp}-{results['machine']['host']}{kind}.json"
+    path.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+    from bench.markdown import write_latest
+
+    write_latest(results, RESULTS / "latest.md", path.name)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench.run", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller runs, under 3 minutes")
+    parser.add_argument("--processes", type=int, default=os.cpu_count() or 1, help="load client processes")
+    args = parser.parse_args(argv)
+    raise_open_file_limit()
+    started = time.monotonic()
+    results = uvloop.run(bench(args.quick, args.processes))
+    results["wallSeconds"] = round(time.monotonic() - started, 1)
+    path = file_results(results)
+    say(f"results in {path} and {RESULTS / 'latest.md'} ({results['wallSeconds']}s)")
+    print(orjson.dumps(results["summary"]).decode())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""The parent of a load run: starts the client processes, prints the live line, merges the results."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import queue
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+from server.loadtest.plan import LoadPlan
+from server.loadtest.stats import merge, merge_books, new_histogram, summarize
+from server.loadtest.worker import run_worker
+
+Printer = Callable[[str], None]
+
+
+def print_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+async def run_load(
+    plan: LoadPlan,
+    processes: int,
+    *,
+    started: asyncio.Event | None = None,
+    printer: Printer = print_stderr,
+    connect_timeout_s: float = 300,
+) -> dict[str, Any]:
+    """Run the plan over `processes` client processes; `started` is set once the load begins."""
+    context = multiprocessing.get_context("spawn")
+    results: Any = context.Queue()
+    plans = plan.split(processes)
+    workers, controls = [], []
+    for share in plans:
+        parent_end, child_end = context.Pipe()
+        worker = context.Process(target=run_worker, args=(share, results, child_end), daemon=True,
+                                 name=f"loadtest-{share.process_index}")
+        worker.start()
+        workers.append(worker)
+        controls.append(parent_end)
+    loop = asyncio.get_running_loop()
+
+    async def next_message(timeout_s: float) -> dict[str, Any] | None:
+        with contextlib.suppress(queue.Empty):
+            message: dict[str, Any] = await loop.run_in_executor(None, results.get, True, timeout_s)
+            return message
+        return None
+
+    def crashed() -> list[int]:
+        return [index for index, worker in enumerate(workers) if worker.exitcode not in (None, 0)]
+
+    try:
+        ready: dict[int, dict[str, Any]] = {}
+        connect_started = time.monotonic()
+        while len(ready) < len(workers):
+            message = await next_message(0.5)
+            if message is not None and message["type"] == "ready":
+                ready[message["process"]] = message
+            if crashed():
+                raise RuntimeError(f"load client process(es) {crashed()} died while connecting")
+            if time.monotonic() - connect_started > connect_timeout_s:
+                raise RuntimeError("load client processes did not finish connecting in time")
+        connected = sum(message["connected"] for message in ready.values())
+        printer(f"connected {connected}/{len(plan.players)} sockets in "
+                f"{time.monotonic() - connect_started:.1f}s over {len(workers)} process(es)")
+        start_wall = time.time() + 0.3
+        for control in controls:
+            control.send(start_wall)
+        if started is not None:
+            started.set()
+        finals: dict[int, dict[str, Any]] = {}
+        # Second -> process -> that process's progress at that second; a line once all reported.
+        seconds: dict[int, dict[int, dict[str, Any]]] = defaultdict(dict)
+        intervals: dict[int, list[str]] = defaultdict(list)
+        printed = 0
+        previous = {"sent": 0, "answered": 0}
+        total_s = plan.warmup_s + plan.duration_s
+        while len(finals) < len(workers):
+            message = await next_message(0.25)
+            if message is not None:
+                if message["type"] == "final":
+                    finals[message["process"]] = message
+                elif message["type"] == "progress":
+                    seconds[message["t"]][message["process"]] = message
+                    intervals[message["t"]].append(message["interval"])
+            elif crashed():
+                for index in crashed():
+                    finals.setdefault(index, {"type": "final", "crashed": True})
+            complete = [t for t, reports in seconds.items() if t > printed and len(reports) == len(workers)]
+            for t in sorted(complete):
+                previous = _live_line(printer, t, seconds[t], intervals, previous, total_s)
+                printed = t
+    finally:
+        for worker in workers:
+            worker.join(timeout=30)
+            if worker.is_alive():
+                worker.kill()
+    return build_report(plan, len(workers), list(finals.values()), intervals)
+
+
+def _live_line(printer: Printer, t: int, progress: dict[int, dict[str, Any]], intervals: dict[int, list[str]],
+               previous: dict[str, int], total_s: float) -> dict[str, int]:
+    sent = sum(message["sent"] for message in progress.values())
+    answered = sum(message["answered"] for message in progress.values())
+    latency = summarize(merge(intervals.get(t, [])))
+    printer(
+        f"[{t:4d}/{total_s:.0f}s] sockets {sum(m['sockets'] for m in progress.values())}"
+        f" | sent {sent - previous['sent']}/s answered {answered - previous['answered']}/s"
+        f" | p50 {latency.get('p50Ms', 0):.1f} p99 {latency.get('p99Ms', 0):.1f}"
+        f" max {latency.get('maxMs', 0):.1f} ms"
+        f" | errors {sum(m['errors'] for m in progress.values())}"
+        f" | dropped {sum(m['dropped'] for m in progress.values())}"
+    )
+    return {"sent": sent, "answered": answered}
+
+
+def build_report(plan: LoadPlan, processes: int, finals: list[dict[str, Any]],
+                 intervals: dict[int, list[str]]) -> dict[str, Any]:
+    good = [final for final in finals if not final.get("crashed")]
+    books = merge_books(final["book"] for final in good)
+    duration = plan.duration_s
+    fanout: dict[str, list[float]] = {}
+    for final in good:
+        for key, (count, delay) in final["fanout"].items():
+            tick = fanout.setdefault(key, [0, 0.0])
+            tick[0] += count
+            tick[1] = max(tick[1], delay)
+    ticks = merge(final["tickDelays"] for final in good)
+    pushes: dict[str, int] = defaultdict(int)
+    connect_errors: dict[str, int] = defaultdict(int)
+    for final in good:
+        for name, count in final["pushes"].items():
+            pushes[name] += count
+        for code, count in final["connectErrors"].items():
+            connect_errors[code] += count
+    timeline = []
+    for t in sorted(intervals):
+        summary = summarize(merge(intervals[t]))
+        timeline.append({"t": t, **{key: summary.get(key) for key in ("count", "p50Ms", "p99Ms", "maxMs")}})
+    return {
+        "mode": plan.mode,
+        "arrivals": "poisson" if plan.poisson else "fixed",
+        "url": plan.base_url,
+        "players": len(plan.players),
+        "processes": processes,
+        "crashedProcesses": len(finals) - len(good),
+        "durationS": duration,
+        "warmupS": plan.warmup_s,
+        "mix": plan.mix,
+        "targetRate": plan.rate if plan.mode == "open" else None,
+        "concurrency": (plan.concurrency or len(plan.players)) if plan.mode == "closed" else None,
+        "offeredRate": round(books["sent"] / duration, 1),
+        "achievedRate": round(sum(final["windowAnswers"] for final in good) / duration, 1),
+        "okRate": round(sum(final["windowOk"] for final in good) / duration, 1),
+        **books,
+        "connections": {
+            "connected": sum(final["connected"] for final in good),
+            "failed": dict(connect_errors),
+            "time": summarize(merge(final["connectTimes"] for final in good) if good else new_histogram()),
+        },
+        "oddsTicks": {
+            "deliveries": ticks.get_total_count(),
+            "delay": summarize(ticks),
+            "ticks": [{"tick": key, "recipients": int(count), "lastDeliveryMs": round(delay * 1000, 3)}
+                      for key, (count, delay) in sorted(fanout.items())][-200:],
+        },
+        "pushes": dict(pushes),
+        "socketsDropped": sum(final["dropped"] for final in good),
+        "timeline": timeline,
+    }
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The end-of-run summary a person reads."""
+    latency = report["latency"]
+    lines = [
+        f"mode {report['mode']} ({report['arrivals']}), {report['players']} players over "
+        f"{report['processes']} process(es), {report['durationS']:g}s measured",
+        f"rate: offered {report['offeredRate']}/s, achieved {report['achievedRate']}/s "
+        f"(ok {report['okRate']}/s)" + (f", target {report['targetRate']:g}/s" if report["targetRate"] else ""),
+        "ack latency ms: " + _percentiles(latency),
+    ]
+    for name, summary in report["byOperation"].items():
+        lines.append(f"  {name:<12} n={summary['count']:<8} " + _percentiles(summary))
+    errors = ", ".join(f"{code}={count}" for code, count in report["errors"].items()) or "none"
+    lines.append(f"errors: {errors} (unexpected: {report['unexpectedErrors']})")
+    connections = report["connections"]
+    lines.append(f"connections: {connections['connected']} ok, failed {connections['failed'] or 'none'}, "
+                 "connect ms " + _percentiles(connections["time"]))
+    ticks = report["oddsTicks"]
+    lines.append(f"odds ticks: {ticks['deliveries']} deliveries, delay ms " + _percentiles(ticks["delay"]))
+    lines.append(f"sockets dropped: {report['socketsDropped']}")
+    return "\n".join(lines)
+
+
+def _percentiles(summary: dict[str, Any]) -> str:
+    if not summary.get("count"):
+        return "(none)"
+    return " ".join(f"{key.removesuffix('Ms')} {summary[key]:.2f}"
+                     for key in ("p50Ms", "p95Ms", "p99Ms", "maxMs"))
