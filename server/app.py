@@ -17,6 +17,7 @@ from server.errors import error_middleware
 from server.feed import feed_ctx
 from server.market_cache import market_cache_ctx
 from server.passwords import PasswordHasher
+from server.pushes import pushes_ctx
 from server.realtime import create_socket_server, socket_ctx
 from server.sessions import SocketSessions
 from server.settings import Settings
@@ -99,6 +100,7 @@ def create_app(settings: Settings) -> web.Application:
     sio.attach(app)
     app[appkeys.SIO] = sio
     app.cleanup_ctx.append(socket_ctx)
+    app.cleanup_ctx.append(pushes_ctx)
     app.cleanup_ctx.append(market_cache_ctx)
     app.cleanup_ctx.append(bet_batcher_ctx)
     # Finishes settlements a dead process left half done; needs the market cache, precedes the feed.

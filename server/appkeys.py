@@ -11,6 +11,7 @@ from game.rules import GameRules
 from server.bet_batcher import BetBatcher
 from server.market_cache import MarketCache
 from server.passwords import PasswordHasher
+from server.pushes import Pushes
 from server.sessions import SocketSessions
 from server.settings import Settings
 from server.tokens import TokenService
@@ -30,3 +31,4 @@ MARKET_CACHE = web.AppKey("market_cache", MarketCache)
 # Periods with a trailing `leaderboard:update` push scheduled on this node (server.leaderboard_push).
 LEADERBOARD_TRAILING = web.AppKey("leaderboard_trailing", set)
 BET_BATCHER = web.AppKey("bet_batcher", BetBatcher)
+PUSHES = web.AppKey("pushes", Pushes)

@@ -91,13 +91,13 @@ class ServerFeedListener:
     async def odds_changed(self, rows: Sequence[asyncpg.Record], at: datetime) -> None:
         self.cache.apply(rows)
         await publish_changes(self.app[appkeys.REDIS], [row["id"] for row in rows])
-        sio = self.app[appkeys.SIO]
+        pushes = self.app[appkeys.PUSHES]
         for row in rows:
             # Odds are state: only changes are pushed; a (re)subscribe gets the snapshot.
-            await sio.emit(
+            pushes.emit(
                 "odds",
                 {"marketId": str(row["id"]), "thisOdds": row["this_odds"], "thatOdds": row["that_odds"], "at": at},
-                room=market_room(row["id"]),
+                market_room(row["id"]),
             )
         metrics.ODDS_TICKS.inc(len(rows))
 
@@ -110,7 +110,7 @@ class ServerFeedListener:
     async def market_closed(self, row: asyncpg.Record) -> None:
         self.cache.apply([row])
         await publish_changes(self.app[appkeys.REDIS], [row["id"]])
-        await self.app[appkeys.SIO].emit("market:update", {"market": market_view(row)}, room=market_room(row["id"]))
+        self.app[appkeys.PUSHES].emit("market:update", {"market": market_view(row)}, market_room(row["id"]))
 
     async def market_resolved(self, row: asyncpg.Record, resolution: Resolution) -> None:
         from server.settlement import settle_and_announce

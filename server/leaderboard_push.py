@@ -72,6 +72,6 @@ async def _trailing_push(app: web.Application, period: Period) -> None:
 
 async def _push(app: web.Application, period: Period) -> None:
     entries = await current_board(app, period, PUSH_SIZE)
-    await app[appkeys.SIO].emit(
-        "leaderboard:update", {"period": period.value, "entries": entries}, room=leaderboard_room(period.value)
+    app[appkeys.PUSHES].emit(
+        "leaderboard:update", {"period": period.value, "entries": entries}, leaderboard_room(period.value)
     )

@@ -108,7 +108,9 @@ async def _greet(app: web.Application, sio: socketio.AsyncServer, session: Socke
         return
     from server.views import user_view
 
-    await sio.emit("session", {"user": user_view(user), "serverTime": datetime.now(UTC)}, to=session.sid)
+    # This socket lives on this node: deliver directly, no trip through Redis.
+    await app[appkeys.PUSHES].deliver_here("session", {"user": user_view(user), "serverTime": datetime.now(UTC)},
+                                           session.sid)
 
 
 def _update_gauges(app: web.Application) -> None:
@@ -126,7 +128,8 @@ async def _sweep_token_deadlines(app: web.Application) -> None:
         for session, kind in sessions.due(datetime.now(UTC)):
             try:
                 if kind == "expiring":
-                    await sio.emit("auth:expiring", {"expiresAt": session.expires_at}, to=session.sid)
+                    await app[appkeys.PUSHES].deliver_here("auth:expiring", {"expiresAt": session.expires_at},
+                                                           session.sid)
                 else:
                     logger.info("token expired; disconnecting", extra={"sid": session.sid})
                     await sio.disconnect(session.sid)

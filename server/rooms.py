@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-import socketio
+from server.pushes import Pushes
 
 
 def user_room(user_id: object) -> str:
@@ -19,6 +19,6 @@ def leaderboard_room(period: str) -> str:
     return f"leaderboard:{period}"
 
 
-async def emit_balance(sio: socketio.AsyncServer, user_id: object, balance: Decimal, reason: str) -> None:
+def emit_balance(pushes: Pushes, user_id: object, balance: Decimal, reason: str) -> None:
     """Every balance change is pushed to all of the user's sockets, on every node."""
-    await sio.emit("balance", {"balance": balance, "reason": reason}, room=user_room(user_id))
+    pushes.emit("balance", {"balance": balance, "reason": reason}, user_room(user_id))

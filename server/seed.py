@@ -98,10 +98,7 @@ async def reset_load_test_players(connection: asyncpg.Connection, redis_url: str
 async def _forget_leaderboard_scores(redis_url: str, user_ids: list[str]) -> None:
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
-        throttle_prefix = keys.leaderboard_throttle("")
         async for key in client.scan_iter(match=keys.leaderboard("*"), count=500):
-            if key.startswith(throttle_prefix):
-                continue
             for start in range(0, len(user_ids), 1000):
                 await client.zrem(key, *user_ids[start:start + 1000])
     finally:

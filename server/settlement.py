@@ -74,23 +74,22 @@ async def _announce(app: web.Application, result: settlement.SettlementResult) -
     except Exception:
         # The outbox row stays; settle_pending_and_announce replays the recomputation.
         logger.exception("leaderboard update after settlement failed", extra={"marketId": str(result.market_id)})
-    sio = app[appkeys.SIO]
+    pushes = app[appkeys.PUSHES]
     try:
         for settled in result.bets:
             metrics.BETS_SETTLED.labels(settled.bet["status"]).inc()
-            await sio.emit("bet:settled", {"bet": bet_view(settled.bet), "balance": settled.balance},
-                           room=user_room(settled.user_id))
+            pushes.emit("bet:settled", {"bet": bet_view(settled.bet), "balance": settled.balance},
+                        user_room(settled.user_id))
         reason = "refund" if result.resolution is Resolution.CANCELLED else "payout"
         paid = {settled.user_id for settled in result.bets if settled.payout > 0}
         for user_id, balance in result.final_balances().items():
             if user_id in paid:
-                await emit_balance(sio, user_id, balance, reason)
+                emit_balance(pushes, user_id, balance, reason)
         if result.market is not None:
             # Also after a restart: the dead process may have flipped the status without telling.
             app[appkeys.MARKET_CACHE].apply([result.market])
             await publish_changes(app[appkeys.REDIS], [result.market_id])
-            await sio.emit("market:update", {"market": market_view(result.market)},
-                           room=market_room(result.market_id))
+            pushes.emit("market:update", {"market": market_view(result.market)}, market_room(result.market_id))
     except Exception:
         logger.exception("settlement pushes failed", extra={"marketId": str(result.market_id)})
 

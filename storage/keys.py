@@ -16,10 +16,20 @@ def rate_limit(scope: str, subject: str) -> str:
     return f"{PREFIX}rl:{scope}:{subject}"
 
 
+# `tt:lb:*` holds only the boards (sorted sets); their companions live under other prefixes so a
+# scan of the boards finds nothing else.
+LEADERBOARD_USERNAMES: Final = PREFIX + "lb-usernames"  # user id -> username, for every board
+
+
 def leaderboard(period_key: str) -> str:
     """A sorted set of user id -> realized PnL for one period bucket ("all", "2026-11-25", "2026-W48")."""
     return f"{PREFIX}lb:{period_key}"
 
 
+def leaderboard_versions(period_key: str) -> str:
+    """user id -> count of settled bets behind that user's score on the board (newer wins)."""
+    return f"{PREFIX}lb-versions:{period_key}"
+
+
 def leaderboard_throttle(period: str) -> str:
-    return f"{PREFIX}lb:throttle:{period}"
+    return f"{PREFIX}lb-throttle:{period}"

@@ -37,7 +37,7 @@ from storage.database import Executor
 
 USER_BATCH: Final = 1000
 # Not per period: usernames never change, so one hash serves every board.
-USERNAMES_KEY: Final = keys.PREFIX + "lb:usernames"
+USERNAMES_KEY: Final = keys.LEADERBOARD_USERNAMES
 
 # PnL of a settled bet = the sum of its ledger rows (stake, plus payout or refund).
 # $2/$3 bound settled_at to a bucket; NULL for all time. `version` counts every settled bet.
@@ -120,7 +120,7 @@ class Standing:
 
 
 def versions_key(bucket: str) -> str:
-    return keys.leaderboard(bucket) + ":versions"
+    return keys.leaderboard_versions(bucket)
 
 
 def score_to_pnl(score: float) -> Decimal:

@@ -58,7 +58,7 @@ async def handle_reward_claim(ctx: EventContext, payload: Empty) -> dict[str, An
             ErrorCode.BALANCE_CAP_EXCEEDED,
             f"a reward of {rules.daily_reward_credits} would take the balance above {rules.max_balance}",
         ) from None
-    await emit_balance(ctx.app[appkeys.SIO], ctx.session.user_id, balance, "reward")
+    emit_balance(ctx.app[appkeys.PUSHES], ctx.session.user_id, balance, "reward")
     return {"amount": rules.daily_reward_credits, "balance": balance, "nextClaimAt": next_claim_at(now)}
 
 

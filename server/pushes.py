@@ -1,0 +1,98 @@
+"""Pushes to rooms on every node, batched: all pushes made while one Redis publish is in flight
+travel together in the next one, and every node delivers them to its own sockets.
+
+Python-socketio's Redis manager publishes once per emit and spawns a task per recipient. At
+hundreds of bets a second (each with a `balance` push) and thousands of sockets per odds tick,
+those two costs were most of the server's CPU; here a burst costs one publish, and local delivery
+encodes a packet once and queues it straight onto each recipient's engine.io socket.
+Pushes from one node to one room keep their order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any, Final
+
+import engineio
+import orjson
+import redis.asyncio as redis
+import socketio
+from aiohttp import web
+
+from server.wire import dumps_bytes
+from storage import keys
+
+logger = logging.getLogger("thisthat.pushes")
+
+CHANNEL: Final = keys.PREFIX + "pushes"
+NAMESPACE: Final = "/"
+
+
+class Pushes:
+    def __init__(self, sio: socketio.AsyncServer, client: redis.Redis) -> None:
+        self.sio = sio
+        self.client = client
+        self._pending: list[tuple[str, str, Any]] = []
+        self._wake = asyncio.Event()
+        self.published = 0
+
+    def emit(self, event: str, data: Any, room: str) -> None:
+        """Queue a push to `room` on every node; returns at once."""
+        self._pending.append((event, room, data))
+        self._wake.set()
+
+    async def publish_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batch, self._pending = self._pending, []
+            if not batch:
+                continue
+            try:
+                await self.client.publish(CHANNEL, dumps_bytes(batch))
+                self.published += 1
+            except (redis.RedisError, OSError):
+                # Pushes are state updates a client can rebuild with `sync`; the ledger is untouched.
+                logger.warning("pushes lost: redis publish failed", exc_info=True, extra={"count": len(batch)})
+
+    async def deliver_forever(self) -> None:
+        """Deliver every node's batches (ours included) to the sockets of this node."""
+        while True:
+            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(CHANNEL)
+                async for message in pubsub.listen():
+                    for event, room, data in orjson.loads(message["data"]):
+                        await self.deliver_here(event, data, room)
+            except (redis.RedisError, OSError):
+                logger.warning("push channel lost; resubscribing", exc_info=True)
+                await asyncio.sleep(1)
+            finally:
+                await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
+
+    async def deliver_here(self, event: str, data: Any, room: str) -> None:
+        participants = list(self.sio.manager.get_participants(NAMESPACE, room))
+        if not participants:
+            return
+        encoded = self.sio.packet_class(socketio.packet.EVENT, namespace=NAMESPACE, data=[event, data]).encode()
+        frame = engineio.packet.Packet(engineio.packet.MESSAGE, encoded)
+        for _, eio_sid in participants:
+            # Queues the frame on the socket's writer; it does not wait for the network.
+            await self.sio.eio.send_packet(eio_sid, frame)
+
+
+async def pushes_ctx(app: web.Application) -> AsyncIterator[None]:
+    from server import appkeys
+    from server.jobs import spawn
+
+    pushes = Pushes(app[appkeys.SIO], app[appkeys.REDIS])
+    app[appkeys.PUSHES] = pushes
+    jobs = [
+        await spawn(app, pushes.deliver_forever(), name="pushes-deliver"),
+        await spawn(app, pushes.publish_forever(), name="pushes-publish"),
+    ]
+    yield
+    for job in reversed(jobs):
+        await job.close()
