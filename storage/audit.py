@@ -22,6 +22,15 @@ GROUP BY u.id
 HAVING u.balance <> coalesce(sum(l.amount), 0) OR u.balance < 0 OR u.balance > $1
 """
 
+# The open potential payout kept on each user (the cap rule reads it) matches the open bets.
+OPEN_PAYOUT_MISMATCHES: Final = """
+SELECT u.id, u.username, u.open_potential_payout, coalesce(o.total, 0) AS open_total
+FROM users u
+LEFT JOIN (SELECT user_id, sum(potential_payout) AS total FROM bets WHERE status = 'open' GROUP BY user_id) o
+       ON o.user_id = u.id
+WHERE u.open_potential_payout <> coalesce(o.total, 0)
+"""
+
 # The last ledger row of each user carries the balance it left behind.
 BALANCE_AFTER_MISMATCHES: Final = """
 SELECT u.id, u.username, u.balance, last.balance_after
@@ -107,6 +116,11 @@ async def check_ledger(connection: asyncpg.Connection, max_balance: Decimal) -> 
         violations.append(Violation(
             1, f"user {row['username']} ({row['id']})",
             f"balance {row['balance']} but the last ledger row left {row['balance_after']}",
+        ))
+    for row in await connection.fetch(OPEN_PAYOUT_MISMATCHES):
+        violations.append(Violation(
+            1, f"user {row['username']} ({row['id']})",
+            f"open potential payout kept as {row['open_potential_payout']} but open bets add up to {row['open_total']}",
         ))
     for row in await connection.fetch(STAKE_MISMATCHES):
         violations.append(Violation(2, f"bet {row['id']}", f"{row['stakes']} bet_stake rows (or wrong amount)"))

@@ -84,9 +84,10 @@ FROM unnest($1::uuid[], $2::text[], $3::numeric[], $4::numeric[], $5::uuid[])
 ORDER BY r.ord
 """
 
+# Settled bets no longer count against the cap: their potential payouts leave the open total.
 SET_BALANCES: Final = """
-UPDATE users AS u SET balance = s.balance
-FROM unnest($1::uuid[], $2::numeric[]) AS s (id, balance)
+UPDATE users AS u SET balance = s.balance, open_potential_payout = u.open_potential_payout - s.released
+FROM unnest($1::uuid[], $2::numeric[], $3::numeric[]) AS s (id, balance, released)
 WHERE u.id = s.id
 """
 
@@ -228,5 +229,6 @@ async def _settle_chunk(
         if ledger_rows:
             await connection.execute(INSERT_SETTLEMENT_LEDGER, *map(list, zip(*ledger_rows, strict=True)))
         changed = sorted(per_user)
-        await connection.execute(SET_BALANCES, changed, [balances[user_id] for user_id in changed])
+        released = [sum((bet["potential_payout"] for bet in per_user[user_id]), Decimal(0)) for user_id in changed]
+        await connection.execute(SET_BALANCES, changed, [balances[user_id] for user_id in changed], released)
     return await connection.fetchval(MARK_SETTLED, market_id, now) is not None

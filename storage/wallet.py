@@ -22,9 +22,7 @@ RETURNING user_id
 CREDIT_REWARD: Final = """
 WITH credited AS (
     UPDATE users SET balance = balance + $2
-    WHERE id = $1
-      AND balance + $2 + (SELECT coalesce(sum(potential_payout), 0) FROM bets
-                          WHERE user_id = $1 AND status = 'open') <= $3
+    WHERE id = $1 AND balance + $2 + open_potential_payout <= $3
     RETURNING id, balance
 )
 INSERT INTO ledger (user_id, kind, amount, balance_after)
@@ -33,13 +31,10 @@ RETURNING balance_after
 """
 
 SELECT_WALLET: Final = """
-SELECT u.balance,
-       coalesce(sum(b.amount), 0) AS open_stake,
-       coalesce(sum(b.potential_payout), 0) AS open_potential_payout
+SELECT u.balance, u.open_potential_payout,
+       (SELECT coalesce(sum(b.amount), 0) FROM bets b WHERE b.user_id = u.id AND b.status = 'open') AS open_stake
 FROM users u
-LEFT JOIN bets b ON b.user_id = u.id AND b.status = 'open'
 WHERE u.id = $1
-GROUP BY u.balance
 """
 
 SELECT_HISTORY_PAGE: Final = """

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import asyncpg
+import pytest
 
 from game.errors import ErrorCode, GameError
 from game.markets import Resolution, Side
@@ -105,3 +106,23 @@ async def test_the_batcher_lands_exactly_what_the_credits_allow_under_load(db: a
             worker.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
     await assert_sound(db)
+
+
+async def test_open_potential_payout_is_kept_exact_and_audited(db: asyncpg.Pool) -> None:
+    user = await make_user(db, "tracked")
+    market = await insert_market(db, this_odds="0.2500", that_odds="0.7500")
+    await bets.place_bets(db, [request(user, market, f"t{i}", "10") for i in range(3)], RULES)
+    assert await db.fetchval("SELECT open_potential_payout FROM users WHERE id = $1", user) == Decimal("120.00")
+    await settlement.settle_market(db, market, Resolution.SPLIT, datetime.now(UTC))
+    assert await db.fetchval("SELECT open_potential_payout FROM users WHERE id = $1", user) == Decimal("0.00")
+    await assert_sound(db)
+    await db.execute("UPDATE users SET open_potential_payout = 5 WHERE id = $1", user)
+    async with db.acquire() as connection:
+        violations = await audit.check_ledger(connection, RULES.max_balance)
+    assert [v.invariant for v in violations] == [1] and "open potential payout" in violations[0].detail
+
+
+async def test_the_database_refuses_a_balance_that_open_bets_could_push_past_the_cap(db: asyncpg.Pool) -> None:
+    user = await make_user(db, "capped", "999000")
+    with pytest.raises(asyncpg.CheckViolationError):
+        await db.execute("UPDATE users SET open_potential_payout = 1000.01 WHERE id = $1", user)
