@@ -54,7 +54,11 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[appkeys.SETTINGS]
     assert settings.redis_url is not None
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True, health_check_interval=30)
+    # A bounded pool of warm connections: a burst waits for one instead of opening more.
+    pool = redis.BlockingConnectionPool.from_url(
+        settings.redis_url, max_connections=32, timeout=5, decode_responses=True, health_check_interval=30
+    )
+    client = redis.Redis(connection_pool=pool)
     await client.ping()
     app[appkeys.REDIS] = client
     app[appkeys.LIMITER] = RateLimiter(client, enabled=settings.rate_limit_enabled)

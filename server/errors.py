@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import asyncpg
 import msgspec
+import redis.asyncio as redis
 from aiohttp import web
 
 from game.errors import ErrorCode, GameError
@@ -46,6 +49,22 @@ def validation_error(error: msgspec.ValidationError | str) -> GameError:
     return GameError(ErrorCode.VALIDATION_ERROR, f"{field}: {text}", details={"field": field})
 
 
+# A dependency that is down or unreachable: the client should retry later.
+UNAVAILABLE = (
+    OSError,
+    asyncio.TimeoutError,
+    redis.ConnectionError,
+    redis.TimeoutError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InterfaceError,
+    asyncpg.ConnectionDoesNotExistError,
+)
+
+
+def not_ready() -> GameError:
+    return GameError(ErrorCode.NOT_READY, "a dependency is unavailable; retry shortly")
+
+
 def internal_error() -> GameError:
     return GameError(ErrorCode.INTERNAL_ERROR, "internal error; it has been logged")
 
@@ -78,6 +97,9 @@ async def error_middleware(
         if http_error.status == 405:
             return error_response(GameError(ErrorCode.NOT_FOUND, f"{request.method} not allowed on {request.path}"))
         raise
+    except UNAVAILABLE:
+        logger.warning("dependency unavailable", exc_info=True, extra={"path": request.path})
+        return error_response(not_ready())
     except Exception:
         logger.exception("unhandled error", extra={"path": request.path, "method": request.method})
         return error_response(internal_error())

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from game.errors import ErrorCode, GameError
 from server import appkeys, metrics
-from server.errors import ack_error, internal_error
+from server.errors import UNAVAILABLE, ack_error, internal_error, not_ready
 from server.schemas import Payload, parse
 from server.sessions import SocketSession
 
@@ -87,6 +87,11 @@ async def dispatch(app: web.Application, route: Route[Any], sid: str, data: obje
         outcome = error.code.value
         metrics.ERRORS.labels(outcome).inc()
         return ack_error(error)
+    except UNAVAILABLE:
+        outcome = ErrorCode.NOT_READY.value
+        metrics.ERRORS.labels(outcome).inc()
+        logger.warning("event refused: dependency unavailable", exc_info=True, extra={"event": route.name})
+        return ack_error(not_ready())
     except Exception:
         outcome = ErrorCode.INTERNAL_ERROR.value
         metrics.ERRORS.labels(outcome).inc()

@@ -140,3 +140,36 @@ async def test_socket_events_are_rate_limited_per_user(start_server: ServerFacto
     assert [a["ok"] for a in answers] == [True] * 5 + [False] * 2
     assert answers[-1]["error"]["code"] == "RATE_LIMITED" and answers[-1]["error"]["retryAfterMs"] > 0
     await player.close()
+
+
+async def test_concurrent_events_are_counted_exactly_by_the_batched_limiter(
+    start_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    base, _ = await start_server(rate_limit_events_per_user=(5, 10))
+    player = await Player(base, http).signup()
+    await player.connect()
+    await player.connect()
+    answers = await asyncio.gather(*(player.call("wallet:get", socket=s) for s in player.sockets for _ in range(6)))
+    assert sum(a["ok"] for a in answers) == 5
+    assert {a["error"]["code"] for a in answers if not a["ok"]} == {"RATE_LIMITED"}
+    await player.close()
+
+
+async def test_a_dependency_down_answers_not_ready_and_keeps_the_socket(
+    new_player: PlayerFactory, server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis.asyncio as redis
+
+    from server import appkeys
+
+    player = await new_player()
+
+    async def unreachable(*args: object) -> int:
+        raise redis.ConnectionError("connection refused")
+
+    monkeypatch.setattr(server[1][appkeys.LIMITER], "hit", unreachable)
+    error = await player.error("wallet:get")
+    assert error["code"] == "NOT_READY"
+    assert player.sockets[0].connected
+    monkeypatch.undo()
+    assert (await player.ok("wallet:get"))["balance"] == 1000
