@@ -331,6 +331,11 @@ class PolymarketClient:
                     raise UpstreamError(f"refused with {status}: {text}", url=url, status=status)
                 payload = await response.read()
         except (TimeoutError, aiohttp.ClientError) as exc:
+            # A cancel that lands while a request timeout fires can surface as TimeoutError
+            # (Python 3.11's asyncio.timeout); a task being cancelled must stop, not retry.
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError from exc
             # TimeoutError also covers aiohttp's ServerTimeoutError.
             raise _Retryable(
                 f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -28,7 +28,7 @@ from feeds.poller import MarketPoller, PollReport
 from feeds.polymarket import PolymarketClient
 from game.markets import Resolution
 from server import appkeys, metrics
-from server.jobs import spawn
+from server.jobs import spawn, stop_if_cancelled
 from server.market_cache import MarketCache, is_stale, publish_changes
 from server.rest import READINESS_CHECKS
 from server.rooms import market_room
@@ -164,6 +164,7 @@ async def run_every(
         except asyncio.CancelledError:
             raise
         except Exception as error:  # noqa: BLE001 - upstream or database trouble must not kill the feed
+            stop_if_cancelled()
             metrics.FEED_POLLS.labels(name, "error").inc()
             metrics.FEED_UPSTREAM_ERRORS.labels(type(error).__name__).inc()
             logger.warning("feed poll failed", extra={"job": name, "error": repr(error)})
@@ -225,6 +226,7 @@ async def lead(app: web.Application, lease: Lease, http: aiohttp.ClientSession) 
         try:
             acquired = await lease.acquire()
         except Exception:  # noqa: BLE001 - Redis down: keep serving, try again
+            stop_if_cancelled()
             logger.warning("feed lease: redis unreachable", exc_info=True)
             acquired = False
         if not acquired:
@@ -240,6 +242,7 @@ async def lead(app: web.Application, lease: Lease, http: aiohttp.ClientSession) 
                         logger.warning("feed lease lost; stopping the feed on this node")
                         break
                 except Exception:  # noqa: BLE001
+                    stop_if_cancelled()
                     logger.warning("feed lease renewal failed; stopping the feed on this node", exc_info=True)
                     break
         finally:

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from game.errors import ErrorCode, GameError
 from server import metrics
+from server.jobs import stop_if_cancelled
 from server.views import Row, decode_cursor, encode_cursor, market_view
 from storage import keys
 from storage import markets as market_store
@@ -144,6 +145,7 @@ async def follow_changes(pool: asyncpg.Pool, client: redis.Redis, cache: MarketC
                     next_full_reload = loop.time() + FULL_RELOAD_INTERVAL_S
                     await reload_all(pool, cache)
             except (redis.ConnectionError, OSError, asyncpg.PostgresError, ValueError, KeyError):
+                stop_if_cancelled()
                 logger.warning("market change feed hiccup; retrying", exc_info=True)
                 await asyncio.sleep(1)
     finally:

@@ -21,6 +21,7 @@ import redis.asyncio as redis
 import socketio
 from aiohttp import web
 
+from server.jobs import stop_if_cancelled
 from server.wire import dumps_bytes
 from storage import keys
 
@@ -54,6 +55,7 @@ class Pushes:
                 await self.client.publish(CHANNEL, dumps_bytes(batch))
                 self.published += 1
             except (redis.RedisError, OSError):
+                stop_if_cancelled()
                 # Pushes are state updates a client can rebuild with `sync`; the ledger is untouched.
                 logger.warning("pushes lost: redis publish failed", exc_info=True, extra={"count": len(batch)})
 
@@ -67,6 +69,7 @@ class Pushes:
                     for event, room, data in orjson.loads(message["data"]):
                         await self.deliver_here(event, data, room)
             except (redis.RedisError, OSError):
+                stop_if_cancelled()
                 logger.warning("push channel lost; resubscribing", exc_info=True)
                 await asyncio.sleep(1)
             finally:

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from game.errors import GameError
 from server import appkeys, metrics
-from server.jobs import spawn
+from server.jobs import spawn, stop_if_cancelled
 from server.rooms import user_room
 from server.router import dispatch, router
 from server.sessions import SocketSession
@@ -134,6 +134,7 @@ async def _sweep_token_deadlines(app: web.Application) -> None:
                     logger.info("token expired; disconnecting", extra={"sid": session.sid})
                     await sio.disconnect(session.sid)
             except Exception:
+                stop_if_cancelled()
                 logger.exception("token sweep failed", extra={"sid": session.sid})
 
 

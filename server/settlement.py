@@ -19,7 +19,7 @@ from aiohttp import web
 
 from game.markets import Resolution
 from server import appkeys, metrics
-from server.jobs import spawn
+from server.jobs import spawn, stop_if_cancelled
 from server.leaderboard_push import leaderboards_changed
 from server.market_cache import publish_changes
 from server.rooms import emit_balance, market_room, user_room
@@ -99,6 +99,7 @@ async def _settle_pending_forever(app: web.Application) -> None:
         try:
             await settle_pending_and_announce(app)
         except Exception:
+            stop_if_cancelled()
             logger.exception("settle_pending failed; retrying later")
         await asyncio.sleep(SETTLE_PENDING_INTERVAL_S)
 

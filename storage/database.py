@@ -38,9 +38,18 @@ async def _init_connection(connection: asyncpg.Connection) -> None:
         )
 
 
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """Released connections skip asyncpg's reset query (a round trip on every release).
+
+    Safe because nothing here leaves session state behind: no LISTEN, no session settings, no
+    cursors outside transactions; advisory locks are taken only on dedicated connections.
+    """
+
+
 async def create_pool(url: str, *, max_size: int = 20, min_size: int = 2) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
         url,
+        reset=_keep_session,
         min_size=min(min_size, max_size),
         max_size=max_size,
         init=_init_connection,
