@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import secrets
 import time
@@ -12,13 +11,14 @@ from typing import Any, Final
 
 import aiohttp
 import asyncpg
-import socketio
+import orjson
+import redis.asyncio as redis
 
+from server import pushes
 from server.loadtest.plan import LoadPlan, parse_mix
 from server.loadtest.runner import run_load
 from server.loadtest.stats import new_histogram, record_seconds, summarize
 from server.loadtest.system import cpu_seconds, rss_kb
-from storage import keys
 
 BETS_ONLY: Final = parse_mix("bet=1")
 
@@ -93,7 +93,7 @@ async def fanout(url: str, server_pid: int, database_url: str, redis_url: str, p
                  processes: int, ticks: int = 5) -> dict[str, Any]:
     """One odds tick at a time to every socket of one market room; last delivery and CPU per recipient.
 
-    The tick goes through the same Redis channel the poller's emits use, from a write-only manager.
+    The tick goes through the same Redis channel the poller's pushes use (server.pushes).
     """
     connection = await asyncpg.connect(database_url)
     try:
@@ -105,7 +105,7 @@ async def fanout(url: str, server_pid: int, database_url: str, redis_url: str, p
     load = asyncio.ensure_future(run_load(
         plan(url, players, mode="idle", duration_s=duration, market_ids=(market_id,)), processes, started=started))
     await started.wait()
-    manager = socketio.AsyncRedisManager(redis_url, channel=keys.SOCKETIO_CHANNEL, write_only=True)
+    client = redis.Redis.from_url(redis_url)
     cpu_per_tick, idle_cpu = [], []
     await asyncio.sleep(2)
     for index in range(ticks):
@@ -114,14 +114,13 @@ async def fanout(url: str, server_pid: int, database_url: str, redis_url: str, p
         idle_cpu.append(cpu_seconds(server_pid) - before)
         odds = round(0.4 + index * 0.01, 4)
         before = cpu_seconds(server_pid)
-        await manager.emit("odds", {"marketId": market_id, "thisOdds": odds, "thatOdds": round(1 - odds, 4),
-                                    "at": datetime.now(UTC).isoformat().replace("+00:00", "Z")},
-                           room=f"market:{market_id}")
+        tick = {"marketId": market_id, "thisOdds": odds, "thatOdds": round(1 - odds, 4),
+                "at": datetime.now(UTC).isoformat().replace("+00:00", "Z")}
+        await client.publish(pushes.CHANNEL, orjson.dumps([["odds", f"market:{market_id}", tick]]))
         await asyncio.sleep(1.0)
         cpu_per_tick.append(cpu_seconds(server_pid) - before)
     report = await load
-    with contextlib.suppress(Exception):
-        await manager.redis.aclose()
+    await client.aclose()
     sockets = report["connections"]["connected"]
     ours = [tick for tick in report["oddsTicks"]["ticks"] if tick["tick"].startswith(market_id)]
     idle = sum(idle_cpu) / len(idle_cpu)

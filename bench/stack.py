@@ -44,7 +44,11 @@ class BenchStack:
             **os.environ, **self.secrets,
             "DATABASE_URL": self.database_url, "REDIS_URL": self.redis_url,
             "DATA_DIR": str(self.workdir / "data"), "FEED": f"replay:{self.timeline}",
-            "FEED_ODDS_INTERVAL_S": "10", "RATE_LIMIT_ENABLED": "false", "BCRYPT_COST": "12",
+            "FEED_ODDS_INTERVAL_S": "10", "BCRYPT_COST": "12",
+            # Limits stay on (the bet path includes its rate-limit check), set above the load.
+            "RATE_LIMIT_ENABLED": "true", "RATE_LIMIT_BETS_PER_USER": "1000/1",
+            "RATE_LIMIT_EVENTS_PER_USER": "1000/1", "RATE_LIMIT_LOGIN_PER_IP": "100000/60",
+            "RATE_LIMIT_LOGIN_PER_USERNAME": "100000/60",
             "LOG_LEVEL": "WARNING", **extra,
         }
 

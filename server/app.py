@@ -16,6 +16,7 @@ from server.bet_batcher import bet_batcher_ctx
 from server.errors import error_middleware
 from server.feed import feed_ctx
 from server.market_cache import market_cache_ctx
+from server.overload import loop_lag_ctx
 from server.passwords import PasswordHasher
 from server.pushes import pushes_ctx
 from server.realtime import create_socket_server, socket_ctx
@@ -104,6 +105,7 @@ def create_app(settings: Settings) -> web.Application:
     sio.attach(app)
     app[appkeys.SIO] = sio
     app.cleanup_ctx.append(socket_ctx)
+    app.cleanup_ctx.append(loop_lag_ctx)
     app.cleanup_ctx.append(pushes_ctx)
     app.cleanup_ctx.append(market_cache_ctx)
     app.cleanup_ctx.append(bet_batcher_ctx)

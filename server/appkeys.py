@@ -10,6 +10,7 @@ from aiohttp import web
 from game.rules import GameRules
 from server.bet_batcher import BetBatcher
 from server.market_cache import MarketCache
+from server.overload import LoopLag
 from server.passwords import PasswordHasher
 from server.pushes import Pushes
 from server.sessions import SocketSessions
@@ -32,3 +33,4 @@ MARKET_CACHE = web.AppKey("market_cache", MarketCache)
 LEADERBOARD_TRAILING = web.AppKey("leaderboard_trailing", set)
 BET_BATCHER = web.AppKey("bet_batcher", BetBatcher)
 PUSHES = web.AppKey("pushes", Pushes)
+LOOP_LAG = web.AppKey("loop_lag", LoopLag)

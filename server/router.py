@@ -79,6 +79,9 @@ async def dispatch(app: web.Application, route: Route[Any], sid: str, data: obje
             raise GameError(ErrorCode.AUTH_REQUIRED, "socket is not authenticated")
         if route.live_token and session.expires_at <= datetime.now(UTC):
             raise GameError(ErrorCode.TOKEN_EXPIRED, "access token expired; send auth:refresh")
+        if route.limit_scope == "bets":
+            # Bets are the heavy event: shed them first, before they cost Redis or database work.
+            app[appkeys.LOOP_LAG].admit()
         await _check_rate(app, route, session)
         payload = parse(route.schema, data)
         result = await route.handler(EventContext(app, session), payload)
