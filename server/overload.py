@@ -2,7 +2,7 @@
 
 Past its capacity an open-loop load (players who keep betting whatever the latency) would
 otherwise grow every queue until every answer came too late to matter. The loop's lag (how
-late a short sleep wakes) says how far behind the server is; above the threshold a bet is
+late a short sleep wakes, smoothed) says how far behind the server is; above the threshold a bet is
 answered RATE_LIMITED with a retry hint before it costs Redis or database work, so the bets
 that are accepted keep a bounded latency.
 """
@@ -17,7 +17,9 @@ from aiohttp import web
 from game.errors import ErrorCode, GameError
 
 PROBE_INTERVAL_S = 0.05
-LAG_LIMIT_S = 0.25
+LAG_LIMIT_S = 0.5
+# Smoothing: one slow turn of the loop (a GC pause, a burst) is not overload; a sustained lag is.
+SMOOTHING = 0.3
 RETRY_AFTER_MS = 500
 
 
@@ -32,7 +34,8 @@ class LoopLag:
         while True:
             expected = loop.time() + PROBE_INTERVAL_S
             await asyncio.sleep(PROBE_INTERVAL_S)
-            self.lag_s = max(0.0, loop.time() - expected)
+            sample = max(0.0, loop.time() - expected)
+            self.lag_s += SMOOTHING * (sample - self.lag_s)
 
     def admit(self) -> None:
         """Raise RATE_LIMITED while the server is too far behind to answer in time."""
