@@ -87,7 +87,8 @@ BEGIN
 
     -- The user row lock serialises everything that moves this user's money (bets, settlement,
     -- rewards), so the balance and the open payouts read below stay true until commit.
-    SELECT u.balance INTO new_balance FROM users u WHERE u.id = p_user_id FOR UPDATE;
+    SELECT u.balance, u.open_potential_payout INTO new_balance, v_open_payout
+    FROM users u WHERE u.id = p_user_id FOR UPDATE;
     IF NOT FOUND THEN
         code := 'user_not_found';
         RETURN;
@@ -97,8 +98,6 @@ BEGIN
         RETURN;
     END IF;
     -- The cap rule: if every open bet (this one included) won, the balance stays within the cap.
-    SELECT coalesce(sum(b.potential_payout), 0) INTO v_open_payout
-    FROM bets b WHERE b.user_id = p_user_id AND b.status = 'open';
     IF (new_balance - p_amount) + v_open_payout + v_payout > p_max_balance THEN
         code := 'balance_cap_exceeded';
         detail := ((new_balance - p_amount) + v_open_payout + v_payout)::text;
@@ -119,7 +118,8 @@ BEGIN
     END IF;
 
     -- The guard cannot fail under the lock; it stays as a second line against a negative balance.
-    UPDATE users u SET balance = u.balance - p_amount
+    UPDATE users u SET balance = u.balance - p_amount,
+                       open_potential_payout = u.open_potential_payout + v_payout
     WHERE u.id = p_user_id AND u.balance >= p_amount
     RETURNING u.balance INTO new_balance;
     IF NOT FOUND THEN
