@@ -17,6 +17,7 @@ from aiohttp import web
 
 from game.errors import GameError
 from game.rules import GameRules
+from server import metrics
 from storage import bets
 from storage.bets import BetRequest, PlacedBet
 
@@ -72,6 +73,7 @@ class BetBatcher:
             return
         self.batches += 1
         self.bets += len(batch)
+        metrics.BET_BATCH_SIZE.observe(len(batch))
         for (_, future), answer in zip(batch, answers, strict=True):
             if future.done():
                 continue  # the asker is gone (socket closed); the bet stands all the same

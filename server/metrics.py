@@ -32,6 +32,15 @@ FEED_SKIPPED = Counter("thisthat_feed_records_skipped_total", "Upstream records 
 FEED_UPSTREAM_ERRORS = Counter("thisthat_feed_upstream_errors_total", "Upstream request failures", ["kind"])
 CACHE_LOOKUPS = Counter("thisthat_cache_lookups_total", "Read cache lookups", ["cache", "result"])
 ODDS_TICKS = Counter("thisthat_odds_ticks_total", "Odds changes emitted")
+BET_BATCH_SIZE = Histogram(
+    "thisthat_bet_batch_size", "Bets committed together in one transaction",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200),
+)
+BETS_SHED = Counter("thisthat_bets_shed_total", "Bets refused because the server was behind")
+PUSH_BATCH_SIZE = Histogram(
+    "thisthat_push_batch_size", "Pushes carried by one cross-node publish", buckets=(1, 2, 5, 10, 50, 100, 500, 1000),
+)
+EVENT_LOOP_LAG = Gauge("thisthat_event_loop_lag_seconds", "Smoothed event loop lag (bets are shed above the limit)")
 
 
 def render() -> tuple[bytes, str]:

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from game.errors import ErrorCode, GameError
+from server import metrics
 
 PROBE_INTERVAL_S = 0.05
 LAG_LIMIT_S = 0.5
@@ -36,11 +37,13 @@ class LoopLag:
             await asyncio.sleep(PROBE_INTERVAL_S)
             sample = max(0.0, loop.time() - expected)
             self.lag_s += SMOOTHING * (sample - self.lag_s)
+            metrics.EVENT_LOOP_LAG.set(self.lag_s)
 
     def admit(self) -> None:
         """Raise RATE_LIMITED while the server is too far behind to answer in time."""
         if self.lag_s > self.limit_s:
             self.shed += 1
+            metrics.BETS_SHED.inc()
             raise GameError(
                 ErrorCode.RATE_LIMITED, "the server is busy; retry shortly", retryAfterMs=RETRY_AFTER_MS
             )

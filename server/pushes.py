@@ -21,6 +21,7 @@ import redis.asyncio as redis
 import socketio
 from aiohttp import web
 
+from server import metrics
 from server.jobs import stop_if_cancelled
 from server.wire import dumps_bytes
 from storage import keys
@@ -54,6 +55,7 @@ class Pushes:
             try:
                 await self.client.publish(CHANNEL, dumps_bytes(batch))
                 self.published += 1
+                metrics.PUSH_BATCH_SIZE.observe(len(batch))
             except (redis.RedisError, OSError):
                 stop_if_cancelled()
                 # Pushes are state updates a client can rebuild with `sync`; the ledger is untouched.
