@@ -13,7 +13,7 @@ import socketio
 from aiohttp import web
 
 from game.errors import GameError
-from server import appkeys, metrics
+from server import appkeys, engineio_poll, metrics
 from server.jobs import spawn, stop_if_cancelled
 from server.rooms import user_room
 from server.router import dispatch, router
@@ -22,6 +22,8 @@ from server.wire import OrjsonModule
 from storage import accounts, keys
 
 logger = logging.getLogger("thisthat.realtime")
+
+engineio_poll.install()
 
 SWEEP_INTERVAL_S = 1.0
 
