@@ -35,7 +35,7 @@ class CountingListener:
     async def odds_changed(self, rows: Sequence[asyncpg.Record], at: datetime) -> None:
         self.changed += len(rows)
 
-    async def odds_touched(self, market_ids: Sequence[object]) -> None:
+    async def odds_touched(self, market_ids: Sequence[object], at: datetime) -> None:
         return None
 
     async def market_closed(self, row: asyncpg.Record) -> None:

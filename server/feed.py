@@ -86,11 +86,11 @@ class ServerFeedListener:
 
     async def markets_changed(self, rows: Sequence[asyncpg.Record]) -> None:
         self.cache.apply(rows)
-        await publish_changes(self.app[appkeys.REDIS], [row["id"] for row in rows])
+        await publish_changes(self.app[appkeys.REDIS], self.cache, [row["id"] for row in rows])
 
     async def odds_changed(self, rows: Sequence[asyncpg.Record], at: datetime) -> None:
         self.cache.apply(rows)
-        await publish_changes(self.app[appkeys.REDIS], [row["id"] for row in rows])
+        await publish_changes(self.app[appkeys.REDIS], self.cache, [row["id"] for row in rows])
         pushes = self.app[appkeys.PUSHES]
         for row in rows:
             # Odds are state: only changes are pushed; a (re)subscribe gets the snapshot.
@@ -101,15 +101,14 @@ class ServerFeedListener:
             )
         metrics.ODDS_TICKS.inc(len(rows))
 
-    async def odds_touched(self, market_ids: Sequence[uuid.UUID]) -> None:
-        # Unchanged odds were read again: they are fresh. Reload the rows so caches agree.
-        rows = await market_store.get_markets(self.app[appkeys.DB_POOL], market_ids)
-        self.cache.apply(rows)
-        await publish_changes(self.app[appkeys.REDIS], market_ids)
+    async def odds_touched(self, market_ids: Sequence[uuid.UUID], at: datetime) -> None:
+        # Unchanged odds were read again: they are fresh, here and (after a reload) on other nodes.
+        self.cache.touch(market_ids, at)
+        await publish_changes(self.app[appkeys.REDIS], self.cache, market_ids)
 
     async def market_closed(self, row: asyncpg.Record) -> None:
         self.cache.apply([row])
-        await publish_changes(self.app[appkeys.REDIS], [row["id"]])
+        await publish_changes(self.app[appkeys.REDIS], self.cache, [row["id"]])
         self.app[appkeys.PUSHES].emit("market:update", {"market": market_view(row)}, market_room(row["id"]))
 
     async def market_resolved(self, row: asyncpg.Record, resolution: Resolution) -> None:
@@ -205,13 +204,14 @@ async def replay_sink_for(app: web.Application, listener: ServerFeedListener) ->
     return sink
 
 
-async def keep_replay_odds_fresh(app: web.Application, listener: ServerFeedListener, interval_s: float) -> PollReport:
+async def keep_replay_odds_fresh(app: web.Application, listener: ServerFeedListener) -> PollReport:
     """A replayed market's odds are as fresh as the replay: every pass counts as a read."""
     report = PollReport("odds")
     ids = [row["id"] for row in await market_store.open_markets(app[appkeys.DB_POOL])]
-    await market_store.touch_odds(app[appkeys.DB_POOL], ids, datetime.now(UTC))
+    now = datetime.now(UTC)
+    await market_store.touch_odds(app[appkeys.DB_POOL], ids, now)
     if ids:
-        await listener.odds_touched(ids)
+        await listener.odds_touched(ids, now)
     report.seen = len(ids)
     return report
 
@@ -272,7 +272,7 @@ async def _start_jobs(
             asyncio.create_task(replay_forever(), name="feed-replay"),
             asyncio.create_task(run_every(
                 "odds", settings.feed_odds_interval_s,
-                lambda: keep_replay_odds_fresh(app, listener, settings.feed_odds_interval_s), status,
+                lambda: keep_replay_odds_fresh(app, listener), status,
             ), name="feed-odds"),
         ]
     client = PolymarketClient(

@@ -36,6 +36,8 @@ _FAR_FUTURE: Final = "9999"
 
 class MarketCache:
     def __init__(self) -> None:
+        # Names this node's announcements, so its follower skips what this node already applied.
+        self.origin = uuid.uuid4().hex
         self._rows: dict[str, dict[str, Any]] = {}
         self._views: dict[str, dict[str, Any]] = {}
         self._order: dict[str, list[str]] = {}
@@ -56,6 +58,14 @@ class MarketCache:
             self._rows[market_id] = stored
             self._views[market_id] = market_view(stored)
         self._reorder()
+
+    def touch(self, market_ids: Iterable[object], at: datetime) -> None:
+        """Odds read again, unchanged: only their freshness moves (no order or status change)."""
+        for market_id in map(str, market_ids):
+            row = self._rows.get(market_id)
+            if row is not None and row["status"] == "open":
+                row["odds_updated_at"] = at
+                self._views[market_id]["oddsUpdatedAt"] = at
 
     def _reorder(self) -> None:
         # Stable order for pages: soonest end first, then id; the cursor is a key in it.
@@ -118,10 +128,11 @@ async def lookup(pool: asyncpg.Pool, cache: MarketCache, market_id: str) -> dict
     return row
 
 
-async def publish_changes(client: redis.Redis, ids: Iterable[object]) -> None:
+async def publish_changes(client: redis.Redis, cache: MarketCache, ids: Iterable[object]) -> None:
+    """Tell the other nodes to reload these markets; the caller has applied them to `cache`."""
     ids = [str(market_id) for market_id in ids]
     if ids:
-        await client.publish(CHANGES_CHANNEL, orjson.dumps({"ids": ids}))
+        await client.publish(CHANGES_CHANNEL, orjson.dumps({"ids": ids, "from": cache.origin}))
 
 
 async def reload_all(pool: asyncpg.Pool, cache: MarketCache) -> None:
@@ -139,8 +150,10 @@ async def follow_changes(pool: asyncpg.Pool, client: redis.Redis, cache: MarketC
             try:
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                 if message is not None:
-                    ids = [uuid.UUID(value) for value in orjson.loads(message["data"])["ids"]]
-                    cache.apply(await market_store.get_markets(pool, ids))
+                    change = orjson.loads(message["data"])
+                    if change.get("from") != cache.origin:
+                        ids = [uuid.UUID(value) for value in change["ids"]]
+                        cache.apply(await market_store.get_markets(pool, ids))
                 if loop.time() >= next_full_reload:
                     next_full_reload = loop.time() + FULL_RELOAD_INTERVAL_S
                     await reload_all(pool, cache)

@@ -88,7 +88,7 @@ async def _announce(app: web.Application, result: settlement.SettlementResult) -
         if result.market is not None:
             # Also after a restart: the dead process may have flipped the status without telling.
             app[appkeys.MARKET_CACHE].apply([result.market])
-            await publish_changes(app[appkeys.REDIS], [result.market_id])
+            await publish_changes(app[appkeys.REDIS], app[appkeys.MARKET_CACHE], [result.market_id])
             pushes.emit("market:update", {"market": market_view(result.market)}, market_room(result.market_id))
     except Exception:
         logger.exception("settlement pushes failed", extra={"marketId": str(result.market_id)})
