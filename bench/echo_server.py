@@ -21,25 +21,48 @@ from server.loadtest.system import raise_open_file_limit
 from server.wire import OrjsonModule
 
 ECHO_MARKET: dict[str, Any] = {
-    "id": "00000000-0000-4000-8000-000000000001", "question": "Echo?", "thisLabel": "Yes",
-    "thatLabel": "No", "thisOdds": 0.5, "thatOdds": 0.5, "oddsUpdatedAt": None, "status": "open",
-    "endsAt": None, "resolvedSide": None, "category": None, "imageUrl": None,
-    "source": "polymarket", "sourceId": "echo",
+    "id": "00000000-0000-4000-8000-000000000001",
+    "question": "Echo?",
+    "thisLabel": "Yes",
+    "thatLabel": "No",
+    "thisOdds": 0.5,
+    "thatOdds": 0.5,
+    "oddsUpdatedAt": None,
+    "status": "open",
+    "endsAt": None,
+    "resolvedSide": None,
+    "category": None,
+    "imageUrl": None,
+    "source": "polymarket",
+    "sourceId": "echo",
 }
 EMPTY_ACK: dict[str, Any] = {"ok": True, "data": {}}
 
 
 def create_echo_app() -> web.Application:
-    sio = socketio.AsyncServer(async_mode="aiohttp", json=OrjsonModule, cors_allowed_origins=[],
-                               ping_interval=25, ping_timeout=20, logger=False, engineio_logger=False)
+    sio = socketio.AsyncServer(
+        async_mode="aiohttp",
+        json=OrjsonModule,
+        cors_allowed_origins=[],
+        ping_interval=25,
+        ping_timeout=20,
+        logger=False,
+        engineio_logger=False,
+    )
 
     @sio.event
     async def connect(sid: str, environ: dict[str, Any], auth: object = None) -> None:
         return None
 
     async def markets(sid: str, data: object = None) -> dict[str, Any]:
-        return {"ok": True, "data": {"markets": [ECHO_MARKET], "nextCursor": None,
-                                     "serverTime": datetime.now(UTC).isoformat()}}
+        return {
+            "ok": True,
+            "data": {
+                "markets": [ECHO_MARKET],
+                "nextCursor": None,
+                "serverTime": datetime.now(UTC).isoformat(),
+            },
+        }
 
     async def ack(sid: str, data: object = None) -> dict[str, Any]:
         return EMPTY_ACK
@@ -53,13 +76,17 @@ def create_echo_app() -> web.Application:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="bare python-socketio ack server (the benchmark ceiling)")
+    parser = argparse.ArgumentParser(
+        description="bare python-socketio ack server (the benchmark ceiling)"
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=3200)
     args = parser.parse_args()
     raise_open_file_limit()
     uvloop.install()
-    web.run_app(create_echo_app(), host=args.host, port=args.port, print=None, access_log=None, backlog=2048)
+    web.run_app(
+        create_echo_app(), host=args.host, port=args.port, print=None, access_log=None, backlog=2048
+    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """One full feed poll of N markets against the local fake Polymarket: requests made and seconds.
 
-    .venv/bin/python -m bench.feed_poll --markets 200
+.venv/bin/python -m bench.feed_poll --markets 200
 """
 
 from __future__ import annotations
@@ -55,20 +55,30 @@ async def measure(markets: int, database_url: str) -> dict[str, object]:
     async with fake.serve(), aiohttp.ClientSession() as http:
         client = PolymarketClient(http, fake.gamma_url, fake.clob_url)
         poller = MarketPoller(pool, client, CountingListener(), max_markets=markets)
-        for name, job in (("list", poller.poll_markets), ("odds", poller.poll_odds),
-                          ("resolution", poller.poll_resolutions)):
+        for name, job in (
+            ("list", poller.poll_markets),
+            ("odds", poller.poll_odds),
+            ("resolution", poller.poll_resolutions),
+        ):
             before = client.requests_made
             started = time.perf_counter()
             report = await job()
-            figures[name] = {"requests": client.requests_made - before, "seconds": round(time.perf_counter() - started, 3),
-                             "seen": report.seen, "changed": report.changed}
+            figures[name] = {
+                "requests": client.requests_made - before,
+                "seconds": round(time.perf_counter() - started, 3),
+                "seen": report.seen,
+                "changed": report.changed,
+            }
         for market in list(fake.markets.values())[::2]:
             fake.set_price(market.condition_id, "0.3141")
         started = time.perf_counter()
         before = client.requests_made
         report = await poller.poll_odds()
-        figures["odds_with_half_changed"] = {"requests": client.requests_made - before,
-                                             "seconds": round(time.perf_counter() - started, 3), "changed": report.changed}
+        figures["odds_with_half_changed"] = {
+            "requests": client.requests_made - before,
+            "seconds": round(time.perf_counter() - started, 3),
+            "changed": report.changed,
+        }
     await pool.close()
     return figures
 

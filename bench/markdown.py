@@ -25,27 +25,30 @@ def write_latest(results: dict[str, Any], path: Path, json_name: str) -> None:
         for entry in results["memory"].values()
     )
     peak, opened = results["betsPeak"], results["betsOpen"]
-    login_ratio = (s["bet_p99_ms_with_logins"] / s["bet_p99_ms_without_logins"]
-                   if s["bet_p99_ms_with_logins"] and s["bet_p99_ms_without_logins"] else None)
-    text = f"""# Benchmark results ({'quick' if results['quick'] else 'full'} run, {results['startedAt'][:10]})
+    login_ratio = (
+        s["bet_p99_ms_with_logins"] / s["bet_p99_ms_without_logins"]
+        if s["bet_p99_ms_with_logins"] and s["bet_p99_ms_without_logins"]
+        else None
+    )
+    text = f"""# Benchmark results ({"quick" if results["quick"] else "full"} run, {results["startedAt"][:10]})
 
-Machine: {m['cpuModel']}, {m['cores']} cores, {m['memoryGiB']} GiB RAM, {m['os']}, Python {m['python']}.
+Machine: {m["cpuModel"]}, {m["cores"]} cores, {m["memoryGiB"]} GiB RAM, {m["os"]}, Python {m["python"]}.
 Server, PostgreSQL (embedded), Redis (embedded) and the load client (lean websocket client,
-{results['betsClosed']['processes']} processes) all on this one machine. Raw figures: `{json_name}`.
+{results["betsClosed"]["processes"]} processes) all on this one machine. Raw figures: `{json_name}`.
 
 | figure | measured | target |
 |---|---|---|
-| echo ceiling (closed loop, acks/s) | {_fmt(s['echo_acks_per_s'])} | - |
-| bet:place max (closed loop, bets/s) | {_fmt(s['bets_per_s'])} | - |
-| bet_vs_echo | {_fmt(s['bet_vs_echo'])} | >= 0.8 |
-| bets at {_fmt(opened['targetRate'])}/s for {_fmt(opened['durationS'])} s: p50 / p99 | {_fmt(s['bet_p50_ms'], ' ms')} / {_fmt(s['bet_p99_ms'], ' ms')} | p99 < 50 ms |
-| ... errors | {_fmt(opened['unexpectedErrors'])} {opened['errors'] or ''} | 0 |
-| bets at {_fmt(peak['targetRate'])}/s offered for {_fmt(peak['durationS'])} s: achieved, p95 | {_fmt(s['bet_peak_achieved_per_s'], '/s')}, {_fmt(s['bet_peak_p95_ms'], ' ms')} | report (seed peak 5,000/s, p95 < 500 ms) |
-| fan-out to {_fmt(s['fanout_sockets'])} sockets: last delivery (worst of {len(results['fanout']['ticks'])} ticks) | {_fmt(s['fanout_last_ms'], ' ms')} | < 300 ms (5,000 sockets) |
-| fan-out server CPU per recipient | {_fmt(s['fanout_cpu_us_per_recipient'], ' µs')} | <= 20 µs |
-| idle sockets: RSS at {_fmt(s['idle_sockets'])} sockets | {_fmt(s['idle_rss_mib'], ' MiB')} ({_fmt(s['idle_kb_per_socket'], ' KiB')}/socket) | 10,000 within 1 GiB |
-| bet p99 without / with logins at 5/s (bcrypt 12) | {_fmt(s['bet_p99_ms_without_logins'], ' ms')} / {_fmt(s['bet_p99_ms_with_logins'], ' ms')} (x{_fmt(login_ratio)}) | with <= 2x without |
-| login p99 (bcrypt 12) during bets | {_fmt(s['login_p99_ms'], ' ms')} | - |
+| echo ceiling (closed loop, acks/s) | {_fmt(s["echo_acks_per_s"])} | - |
+| bet:place max (closed loop, bets/s) | {_fmt(s["bets_per_s"])} | - |
+| bet_vs_echo | {_fmt(s["bet_vs_echo"])} | >= 0.8 |
+| bets at {_fmt(opened["targetRate"])}/s for {_fmt(opened["durationS"])} s: p50 / p99 | {_fmt(s["bet_p50_ms"], " ms")} / {_fmt(s["bet_p99_ms"], " ms")} | p99 < 50 ms |
+| ... errors | {_fmt(opened["unexpectedErrors"])} {opened["errors"] or ""} | 0 |
+| bets at {_fmt(peak["targetRate"])}/s offered for {_fmt(peak["durationS"])} s: achieved, p95 | {_fmt(s["bet_peak_achieved_per_s"], "/s")}, {_fmt(s["bet_peak_p95_ms"], " ms")} | report (seed peak 5,000/s, p95 < 500 ms) |
+| fan-out to {_fmt(s["fanout_sockets"])} sockets: last delivery (worst of {len(results["fanout"]["ticks"])} ticks) | {_fmt(s["fanout_last_ms"], " ms")} | < 300 ms (5,000 sockets) |
+| fan-out server CPU per recipient | {_fmt(s["fanout_cpu_us_per_recipient"], " µs")} | <= 20 µs |
+| idle sockets: RSS at {_fmt(s["idle_sockets"])} sockets | {_fmt(s["idle_rss_mib"], " MiB")} ({_fmt(s["idle_kb_per_socket"], " KiB")}/socket) | 10,000 within 1 GiB |
+| bet p99 without / with logins at 5/s (bcrypt 12) | {_fmt(s["bet_p99_ms_without_logins"], " ms")} / {_fmt(s["bet_p99_ms_with_logins"], " ms")} (x{_fmt(login_ratio)}) | with <= 2x without |
+| login p99 (bcrypt 12) during bets | {_fmt(s["login_p99_ms"], " ms")} | - |
 
 ## Idle memory
 
@@ -55,6 +58,6 @@ Server, PostgreSQL (embedded), Redis (embedded) and the load client (lean websoc
 
 Summary line:
 
-    {__import__('orjson').dumps(s).decode()}
+    {__import__("orjson").dumps(s).decode()}
 """
     path.write_text(text)

@@ -27,12 +27,32 @@ from server.loadtest.system import machine, raise_open_file_limit
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
-FULL: dict[str, Any] = {"players": 10_000, "load_players": 2_000, "closed_s": 20, "concurrency": 400,
-                        "open_rate": 1_000, "open_s": 60, "peak_rate": 5_000, "peak_s": 30, "login_s": 30,
-                        "fanout": 5_000, "memory": (1_000, 10_000)}
-QUICK: dict[str, Any] = {"players": 2_000, "load_players": 1_000, "closed_s": 8, "concurrency": 200,
-                         "open_rate": 1_000, "open_s": 10, "peak_rate": 5_000, "peak_s": 8, "login_s": 10,
-                         "fanout": 1_000, "memory": (1_000, 2_000)}
+FULL: dict[str, Any] = {
+    "players": 10_000,
+    "load_players": 2_000,
+    "closed_s": 20,
+    "concurrency": 400,
+    "open_rate": 1_000,
+    "open_s": 60,
+    "peak_rate": 5_000,
+    "peak_s": 30,
+    "login_s": 30,
+    "fanout": 5_000,
+    "memory": (1_000, 10_000),
+}
+QUICK: dict[str, Any] = {
+    "players": 2_000,
+    "load_players": 1_000,
+    "closed_s": 8,
+    "concurrency": 200,
+    "open_rate": 1_000,
+    "open_s": 10,
+    "peak_rate": 5_000,
+    "peak_s": 8,
+    "login_s": 10,
+    "fanout": 1_000,
+    "memory": (1_000, 2_000),
+}
 
 
 def say(text: str) -> None:
@@ -41,8 +61,12 @@ def say(text: str) -> None:
 
 async def bench(quick: bool, processes: int) -> dict[str, Any]:
     sizes = QUICK if quick else FULL
-    results: dict[str, Any] = {"quick": quick, "machine": machine(), "sizes": sizes,
-                               "startedAt": datetime.now(UTC).isoformat().replace("+00:00", "Z")}
+    results: dict[str, Any] = {
+        "quick": quick,
+        "machine": machine(),
+        "sizes": sizes,
+        "startedAt": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+    }
     with tempfile.TemporaryDirectory(prefix="thisthat-bench-") as folder:
         workdir = Path(folder)
         stack = BenchStack(workdir, write_bench_timeline(workdir / "bench-timeline.jsonl"))
@@ -54,41 +78,62 @@ async def bench(quick: bool, processes: int) -> dict[str, Any]:
             say(f"seeding {sizes['players']} players")
             seeded = await stack.seed_players(sizes["players"])
             players = seeded["players"]
-            load_players = players[:sizes["load_players"]]
+            load_players = players[: sizes["load_players"]]
 
             memory = {}
             for count in sizes["memory"]:
                 say(f"memory: {count} idle sockets")
-                memory[str(count)] = await scenarios.idle_memory(url, server.pid, players[:count], processes)
+                memory[str(count)] = await scenarios.idle_memory(
+                    url, server.pid, players[:count], processes
+                )
             results["memory"] = memory
 
             say(f"fan-out: one odds tick to {sizes['fanout']} sockets")
-            results["fanout"] = await scenarios.fanout(url, server.pid, stack.database_url, stack.redis_url,
-                                                       players[:sizes["fanout"]], processes)
+            results["fanout"] = await scenarios.fanout(
+                url,
+                server.pid,
+                stack.database_url,
+                stack.redis_url,
+                players[: sizes["fanout"]],
+                processes,
+            )
 
             say("ceiling: echo server, closed loop")
-            results["echo"] = await scenarios.closed_loop(echo_url, load_players, processes, sizes["closed_s"],
-                                                          sizes["concurrency"])
+            results["echo"] = await scenarios.closed_loop(
+                echo_url, load_players, processes, sizes["closed_s"], sizes["concurrency"]
+            )
             say("bet:place, closed loop")
             await scenarios.wait_quiet(server.pid)
-            results["betsClosed"] = await scenarios.closed_loop(url, load_players, processes, sizes["closed_s"],
-                                                                sizes["concurrency"])
+            results["betsClosed"] = await scenarios.closed_loop(
+                url, load_players, processes, sizes["closed_s"], sizes["concurrency"]
+            )
             say(f"bet:place, open loop at {sizes['open_rate']}/s for {sizes['open_s']}s")
             await scenarios.wait_quiet(server.pid)
-            results["betsOpen"] = await scenarios.open_loop(url, load_players, processes, sizes["open_rate"],
-                                                            sizes["open_s"])
-            say(f"bet:place at {sizes['open_rate']}/s for {sizes['login_s']}s, without then with logins at 5/s")
+            results["betsOpen"] = await scenarios.open_loop(
+                url, load_players, processes, sizes["open_rate"], sizes["open_s"]
+            )
+            say(
+                f"bet:place at {sizes['open_rate']}/s for {sizes['login_s']}s, without then with logins at 5/s"
+            )
             await scenarios.wait_quiet(server.pid)
             results["betsWithoutLogins"] = await scenarios.open_loop(
-                url, load_players, processes, sizes["open_rate"], sizes["login_s"])
+                url, load_players, processes, sizes["open_rate"], sizes["login_s"]
+            )
             await scenarios.wait_quiet(server.pid)
             results["betsWithLogins"] = await scenarios.with_logins(
-                url, load_players, seeded["password"], processes, sizes["open_rate"], sizes["login_s"])
+                url,
+                load_players,
+                seeded["password"],
+                processes,
+                sizes["open_rate"],
+                sizes["login_s"],
+            )
             # Last: an overload leaves a backlog in the server that would colour any later run.
             say(f"bet:place, open loop at {sizes['peak_rate']}/s for {sizes['peak_s']}s")
             await scenarios.wait_quiet(server.pid)
-            results["betsPeak"] = await scenarios.open_loop(url, load_players, processes, sizes["peak_rate"],
-                                                            sizes["peak_s"])
+            results["betsPeak"] = await scenarios.open_loop(
+                url, load_players, processes, sizes["peak_rate"], sizes["peak_s"]
+            )
         finally:
             stack.stop()
     results["summary"] = summary(results)
@@ -96,7 +141,9 @@ async def bench(quick: bool, processes: int) -> dict[str, Any]:
 
 
 def summary(results: dict[str, Any]) -> dict[str, Any]:
-    echo, closed, opened, peak = (results[key] for key in ("echo", "betsClosed", "betsOpen", "betsPeak"))
+    echo, closed, opened, peak = (
+        results[key] for key in ("echo", "betsClosed", "betsOpen", "betsPeak")
+    )
     with_logins, without = results["betsWithLogins"], results["betsWithoutLogins"]
     largest = max(results["memory"].values(), key=lambda entry: entry["sockets"])
     bets_per_s = closed["okRate"]
@@ -138,7 +185,9 @@ def file_results(results: dict[str, Any]) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.run", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller runs, under 3 minutes")
-    parser.add_argument("--processes", type=int, default=os.cpu_count() or 1, help="load client processes")
+    parser.add_argument(
+        "--processes", type=int, default=os.cpu_count() or 1, help="load client processes"
+    )
     args = parser.parse_args(argv)
     raise_open_file_limit()
     started = time.monotonic()

@@ -44,27 +44,62 @@ def plan(url: str, players: list[dict[str, Any]], **options: Any) -> LoadPlan:
     return LoadPlan(base_url=url, players=players, run_tag=secrets.token_hex(4), **options)
 
 
-async def closed_loop(url: str, players: list[dict[str, Any]], processes: int, duration_s: float,
-                      concurrency: int) -> dict[str, Any]:
+async def closed_loop(
+    url: str, players: list[dict[str, Any]], processes: int, duration_s: float, concurrency: int
+) -> dict[str, Any]:
     """Max throughput: `concurrency` bets in flight, the next one sent when an ack arrives."""
-    return await run_load(plan(url, players, mode="closed", concurrency=concurrency, duration_s=duration_s,
-                               warmup_s=2, mix=BETS_ONLY), processes)
+    return await run_load(
+        plan(
+            url,
+            players,
+            mode="closed",
+            concurrency=concurrency,
+            duration_s=duration_s,
+            warmup_s=2,
+            mix=BETS_ONLY,
+        ),
+        processes,
+    )
 
 
-async def open_loop(url: str, players: list[dict[str, Any]], processes: int, rate: float,
-                    duration_s: float) -> dict[str, Any]:
+async def open_loop(
+    url: str, players: list[dict[str, Any]], processes: int, rate: float, duration_s: float
+) -> dict[str, Any]:
     """Bets arriving at a fixed rate; latency from each bet's scheduled send time."""
-    return await run_load(plan(url, players, mode="open", rate=rate, duration_s=duration_s, warmup_s=2,
-                               mix=BETS_ONLY), processes)
+    return await run_load(
+        plan(
+            url, players, mode="open", rate=rate, duration_s=duration_s, warmup_s=2, mix=BETS_ONLY
+        ),
+        processes,
+    )
 
 
-async def with_logins(url: str, players: list[dict[str, Any]], password: str, processes: int,
-                      rate: float, duration_s: float, logins_per_s: float = 5) -> dict[str, Any]:
+async def with_logins(
+    url: str,
+    players: list[dict[str, Any]],
+    password: str,
+    processes: int,
+    rate: float,
+    duration_s: float,
+    logins_per_s: float = 5,
+) -> dict[str, Any]:
     """The open-loop bet run again while REST logins (bcrypt) arrive at `logins_per_s`."""
     started = asyncio.Event()
-    load = asyncio.ensure_future(run_load(
-        plan(url, players, mode="open", rate=rate, duration_s=duration_s, warmup_s=2, mix=BETS_ONLY),
-        processes, started=started))
+    load = asyncio.ensure_future(
+        run_load(
+            plan(
+                url,
+                players,
+                mode="open",
+                rate=rate,
+                duration_s=duration_s,
+                warmup_s=2,
+                mix=BETS_ONLY,
+            ),
+            processes,
+            started=started,
+        )
+    )
     await started.wait()
     latencies = new_histogram()
     failures = 0
@@ -73,7 +108,9 @@ async def with_logins(url: str, players: list[dict[str, Any]], password: str, pr
 
         async def login(username: str, scheduled: float) -> None:
             nonlocal failures
-            async with http.post(f"{url}/auth/login", json={"username": username, "password": password}) as answer:
+            async with http.post(
+                f"{url}/auth/login", json={"username": username, "password": password}
+            ) as answer:
                 await answer.read()
                 failures += answer.status != 200
             record_seconds(latencies, time.monotonic() - scheduled)
@@ -89,21 +126,35 @@ async def with_logins(url: str, players: list[dict[str, Any]], password: str, pr
     return report
 
 
-async def fanout(url: str, server_pid: int, database_url: str, redis_url: str, players: list[dict[str, Any]],
-                 processes: int, ticks: int = 5) -> dict[str, Any]:
+async def fanout(
+    url: str,
+    server_pid: int,
+    database_url: str,
+    redis_url: str,
+    players: list[dict[str, Any]],
+    processes: int,
+    ticks: int = 5,
+) -> dict[str, Any]:
     """One odds tick at a time to every socket of one market room; last delivery and CPU per recipient.
 
     The tick goes through the same Redis channel the poller's pushes use (server.pushes).
     """
     connection = await asyncpg.connect(database_url)
     try:
-        market_id = str(await connection.fetchval(INSERT_FANOUT_MARKET, f"bench-fanout-{secrets.token_hex(4)}"))
+        market_id = str(
+            await connection.fetchval(INSERT_FANOUT_MARKET, f"bench-fanout-{secrets.token_hex(4)}")
+        )
     finally:
         await connection.close()
     started = asyncio.Event()
     duration = 4 + ticks * 2.0
-    load = asyncio.ensure_future(run_load(
-        plan(url, players, mode="idle", duration_s=duration, market_ids=(market_id,)), processes, started=started))
+    load = asyncio.ensure_future(
+        run_load(
+            plan(url, players, mode="idle", duration_s=duration, market_ids=(market_id,)),
+            processes,
+            started=started,
+        )
+    )
     await started.wait()
     client = redis.Redis.from_url(redis_url)
     cpu_per_tick, idle_cpu = [], []
@@ -114,8 +165,12 @@ async def fanout(url: str, server_pid: int, database_url: str, redis_url: str, p
         idle_cpu.append(cpu_seconds(server_pid) - before)
         odds = round(0.4 + index * 0.01, 4)
         before = cpu_seconds(server_pid)
-        tick = {"marketId": market_id, "thisOdds": odds, "thatOdds": round(1 - odds, 4),
-                "at": datetime.now(UTC).isoformat().replace("+00:00", "Z")}
+        tick = {
+            "marketId": market_id,
+            "thisOdds": odds,
+            "thatOdds": round(1 - odds, 4),
+            "at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        }
         await client.publish(pushes.CHANNEL, orjson.dumps([["odds", f"market:{market_id}", tick]]))
         await asyncio.sleep(1.0)
         cpu_per_tick.append(cpu_seconds(server_pid) - before)
@@ -129,7 +184,9 @@ async def fanout(url: str, server_pid: int, database_url: str, redis_url: str, p
         "sockets": sockets,
         "ticks": ours,
         "lastDeliveryMs": max((tick["lastDeliveryMs"] for tick in ours), default=None),
-        "medianLastDeliveryMs": sorted(tick["lastDeliveryMs"] for tick in ours)[len(ours) // 2] if ours else None,
+        "medianLastDeliveryMs": sorted(tick["lastDeliveryMs"] for tick in ours)[len(ours) // 2]
+        if ours
+        else None,
         "allDelivered": all(tick["recipients"] == sockets for tick in ours) and len(ours) == ticks,
         "cpuUsPerRecipient": round(1e6 * sum(per_tick) / len(per_tick) / max(1, sockets), 2),
         "idleCpuSecondsPerSecond": round(idle, 4),
@@ -137,16 +194,25 @@ async def fanout(url: str, server_pid: int, database_url: str, redis_url: str, p
     }
 
 
-async def idle_memory(url: str, server_pid: int, players: list[dict[str, Any]], processes: int) -> dict[str, Any]:
+async def idle_memory(
+    url: str, server_pid: int, players: list[dict[str, Any]], processes: int
+) -> dict[str, Any]:
     """Server RSS with these players connected and idle (each subscribed to 3 markets)."""
     started = asyncio.Event()
     before = rss_kb(server_pid)
-    load = asyncio.ensure_future(run_load(plan(url, players, mode="idle", duration_s=4), processes, started=started))
+    load = asyncio.ensure_future(
+        run_load(plan(url, players, mode="idle", duration_s=4), processes, started=started)
+    )
     await started.wait()
     await asyncio.sleep(2)
     during = rss_kb(server_pid)
     report = await load
     sockets = report["connections"]["connected"]
-    return {"sockets": sockets, "rssBeforeKb": before, "rssKb": during,
-            "kbPerSocket": round((during - before) / max(1, sockets), 2),
-            "failed": report["connections"]["failed"], "connectMs": report["connections"]["time"]}
+    return {
+        "sockets": sockets,
+        "rssBeforeKb": before,
+        "rssKb": during,
+        "kbPerSocket": round((during - before) / max(1, sockets), 2),
+        "failed": report["connections"]["failed"],
+        "connectMs": report["connections"]["time"],
+    }

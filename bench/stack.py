@@ -31,8 +31,12 @@ class BenchStack:
     services: EmbeddedServices | None = None
     database_url: str = ""
     redis_url: str = ""
-    secrets: dict[str, str] = field(default_factory=lambda: {
-        "JWT_ACCESS_SECRET": secrets.token_urlsafe(48), "JWT_REFRESH_SECRET": secrets.token_urlsafe(48)})
+    secrets: dict[str, str] = field(
+        default_factory=lambda: {
+            "JWT_ACCESS_SECRET": secrets.token_urlsafe(48),
+            "JWT_REFRESH_SECRET": secrets.token_urlsafe(48),
+        }
+    )
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def start_services(self) -> None:
@@ -41,15 +45,22 @@ class BenchStack:
 
     def env(self, **extra: str) -> dict[str, str]:
         return {
-            **os.environ, **self.secrets,
-            "DATABASE_URL": self.database_url, "REDIS_URL": self.redis_url,
-            "DATA_DIR": str(self.workdir / "data"), "FEED": f"replay:{self.timeline}",
-            "FEED_ODDS_INTERVAL_S": "10", "BCRYPT_COST": "12",
+            **os.environ,
+            **self.secrets,
+            "DATABASE_URL": self.database_url,
+            "REDIS_URL": self.redis_url,
+            "DATA_DIR": str(self.workdir / "data"),
+            "FEED": f"replay:{self.timeline}",
+            "FEED_ODDS_INTERVAL_S": "10",
+            "BCRYPT_COST": "12",
             # Limits stay on (the bet path includes its rate-limit check), set above the load.
-            "RATE_LIMIT_ENABLED": "true", "RATE_LIMIT_BETS_PER_USER": "1000/1",
-            "RATE_LIMIT_EVENTS_PER_USER": "1000/1", "RATE_LIMIT_LOGIN_PER_IP": "100000/60",
+            "RATE_LIMIT_ENABLED": "true",
+            "RATE_LIMIT_BETS_PER_USER": "1000/1",
+            "RATE_LIMIT_EVENTS_PER_USER": "1000/1",
+            "RATE_LIMIT_LOGIN_PER_IP": "100000/60",
             "RATE_LIMIT_LOGIN_PER_USERNAME": "100000/60",
-            "LOG_LEVEL": "WARNING", **extra,
+            "LOG_LEVEL": "WARNING",
+            **extra,
         }
 
     def settings(self) -> Settings:
@@ -58,7 +69,12 @@ class BenchStack:
     def _spawn(self, args: list[str], log_name: str, **extra: str) -> subprocess.Popen[bytes]:
         log = (self.workdir / log_name).open("ab")
         process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [sys.executable, *args], cwd=REPO, env=self.env(**extra), stdout=log, stderr=subprocess.STDOUT)
+            [sys.executable, *args],
+            cwd=REPO,
+            env=self.env(**extra),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         self.processes.append(process)
         return process
 
@@ -66,7 +82,9 @@ class BenchStack:
         """One `thisthat serve` node; returns once /readyz is green and markets are open."""
         await database.migrate(self.database_url)
         port = free_port()
-        process = self._spawn(["-m", "server.cli", "serve"], f"server-{port}.log", PORT=str(port), HOST="127.0.0.1")
+        process = self._spawn(
+            ["-m", "server.cli", "serve"], f"server-{port}.log", PORT=str(port), HOST="127.0.0.1"
+        )
         url = f"http://127.0.0.1:{port}"
         await wait_ready(url, process, require_markets=True)
         return url, process
@@ -96,8 +114,9 @@ class BenchStack:
             self.services.stop()
 
 
-async def wait_ready(url: str, process: subprocess.Popen[bytes], *, require_markets: bool,
-                     timeout_s: float = 60) -> None:
+async def wait_ready(
+    url: str, process: subprocess.Popen[bytes], *, require_markets: bool, timeout_s: float = 60
+) -> None:
     deadline = time.monotonic() + timeout_s
     async with aiohttp.ClientSession() as http:
         while time.monotonic() < deadline:
@@ -111,7 +130,10 @@ async def wait_ready(url: str, process: subprocess.Popen[bytes], *, require_mark
                 else:
                     async with http.get(f"{url}/readyz") as response:
                         body = await response.json()
-                        if response.status == 200 and body["checks"]["feed"].get("openMarkets", 0) > 0:
+                        if (
+                            response.status == 200
+                            and body["checks"]["feed"].get("openMarkets", 0) > 0
+                        ):
                             return
             except (aiohttp.ClientError, KeyError, ValueError):
                 pass

@@ -59,7 +59,12 @@ class PollReport:
 
 class MarketPoller:
     def __init__(
-        self, pool: asyncpg.Pool, client: PolymarketClient, listener: FeedListener, *, max_markets: int
+        self,
+        pool: asyncpg.Pool,
+        client: PolymarketClient,
+        listener: FeedListener,
+        *,
+        max_markets: int,
     ) -> None:
         self.pool = pool
         self.client = client
@@ -92,7 +97,9 @@ class MarketPoller:
         report = PollReport("odds")
         requests_before = self.client.requests_made
         open_rows = await market_store.open_markets(self.pool)
-        tokens = [token for row in open_rows for token in (row["this_token_id"], row["that_token_id"])]
+        tokens = [
+            token for row in open_rows for token in (row["this_token_id"], row["that_token_id"])
+        ]
         midpoints = await self.client.get_midpoints(tokens) if tokens else {}
         readings: list[tuple[uuid.UUID, Decimal, Decimal]] = []
         missing: list[asyncpg.Record] = []
@@ -118,7 +125,9 @@ class MarketPoller:
         report.requests = self.client.requests_made - requests_before
         return report
 
-    async def _gamma_prices(self, rows: Sequence[asyncpg.Record]) -> list[tuple[uuid.UUID, Decimal, Decimal]]:
+    async def _gamma_prices(
+        self, rows: Sequence[asyncpg.Record]
+    ) -> list[tuple[uuid.UUID, Decimal, Decimal]]:
         by_source = {row["source_id"]: row for row in rows}
         readings = []
         for raw in await self.client.get_gamma_markets(list(by_source)):
@@ -134,7 +143,9 @@ class MarketPoller:
         """Markets past their end, closed, or no longer listed: ask CLOB (then Gamma) how they ended."""
         report = PollReport("resolution")
         requests_before = self.client.requests_made
-        candidates = await market_store.markets_to_resolve(self.pool, datetime.now(UTC), sorted(self.unlisted))
+        candidates = await market_store.markets_to_resolve(
+            self.pool, datetime.now(UTC), sorted(self.unlisted)
+        )
         semaphore = asyncio.Semaphore(RESOLUTION_CONCURRENCY)
 
         async def check(row: asyncpg.Record) -> bool:
@@ -148,7 +159,10 @@ class MarketPoller:
                 if not isinstance(outcome, Exception):
                     raise outcome
                 report.skipped += 1
-                logger.warning("resolution check failed", extra={"marketId": str(row["id"]), "error": repr(outcome)})
+                logger.warning(
+                    "resolution check failed",
+                    extra={"marketId": str(row["id"]), "error": repr(outcome)},
+                )
             elif outcome:
                 report.changed += 1
         report.seen = len(candidates)

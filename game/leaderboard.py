@@ -43,7 +43,10 @@ def period_keys(at: datetime) -> dict[Period, str]:
 
 
 # How long a finished day or week stays on the board (and in Redis) after it ends.
-RETENTION: dict[Period, timedelta] = {Period.DAY: timedelta(days=7), Period.WEEK: timedelta(days=28)}
+RETENTION: dict[Period, timedelta] = {
+    Period.DAY: timedelta(days=7),
+    Period.WEEK: timedelta(days=28),
+}
 
 
 def parse_period_key(key: str) -> tuple[Period, tuple[datetime, datetime] | None]:

@@ -57,7 +57,11 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     assert settings.redis_url is not None
     # A bounded pool of warm connections: a burst waits for one instead of opening more.
     pool = redis.BlockingConnectionPool.from_url(
-        settings.redis_url, max_connections=32, timeout=5, decode_responses=True, health_check_interval=30
+        settings.redis_url,
+        max_connections=32,
+        timeout=5,
+        decode_responses=True,
+        health_check_interval=30,
     )
     client = redis.Redis(connection_pool=pool)
     await client.ping()
@@ -76,7 +80,9 @@ async def passwords_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings) -> web.Application:
     if settings.database_url is None or settings.redis_url is None:
-        raise ValueError("create_app needs DATABASE_URL and REDIS_URL; `thisthat serve` starts embedded ones")
+        raise ValueError(
+            "create_app needs DATABASE_URL and REDIS_URL; `thisthat serve` starts embedded ones"
+        )
     app = web.Application(
         middlewares=[rest.cors_middleware, rest.metrics_middleware, error_middleware],
         client_max_size=64 * 1024,

@@ -67,7 +67,11 @@ class BetBatcher:
                     future.set_exception(error)
                 return
             # Nothing of the batch committed. One by one, so one bad apple spoils only itself.
-            logger.warning("bet batch failed; placing its bets one by one", exc_info=True, extra={"size": len(batch)})
+            logger.warning(
+                "bet batch failed; placing its bets one by one",
+                exc_info=True,
+                extra={"size": len(batch)},
+            )
             for pending in batch:
                 await self._commit([pending])
             return

@@ -45,10 +45,17 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
     with services(settings) as resolved:
         app = create_app(resolved)
-        logger.info("serving", extra={"host": resolved.host, "port": resolved.port, "feed": resolved.feed})
+        logger.info(
+            "serving", extra={"host": resolved.host, "port": resolved.port, "feed": resolved.feed}
+        )
         web.run_app(
-            app, host=resolved.host, port=resolved.port, print=None,
-            access_log=None, shutdown_timeout=5, backlog=2048,
+            app,
+            host=resolved.host,
+            port=resolved.port,
+            print=None,
+            access_log=None,
+            shutdown_timeout=5,
+            backlog=2048,
         )
     return 0
 
@@ -113,9 +120,13 @@ def cmd_seed(settings: Settings, args: argparse.Namespace) -> int:
     from server.settings import parse_duration
 
     plan = SeedPlan(
-        players=args.players, prefix=args.prefix, password=args.password,
+        players=args.players,
+        prefix=args.prefix,
+        password=args.password,
         credits=Decimal(args.credits) if args.credits else None,
-        token_ttl_s=parse_duration(args.token_ttl), batch=args.batch, reset=args.reset,
+        token_ttl_s=parse_duration(args.token_ttl),
+        batch=args.batch,
+        reset=args.reset,
     )
     with services(settings) as resolved:
         try:
@@ -124,7 +135,9 @@ def cmd_seed(settings: Settings, args: argparse.Namespace) -> int:
             print(f"thisthat seed: {error}", file=sys.stderr)
             return 1
     write_players_file(document, args.out)
-    print(f"seeded {len(document['players'])} load-test player(s); credentials and tokens in {args.out}")
+    print(
+        f"seeded {len(document['players'])} load-test player(s); credentials and tokens in {args.out}"
+    )
     return 0
 
 
@@ -134,31 +147,57 @@ def cmd_loadtest(settings: Settings, args: argparse.Namespace) -> int:
     return run(args)
 
 
-COMMANDS = {"serve": cmd_serve, "migrate": cmd_migrate, "audit": cmd_audit, "leaderboard": cmd_leaderboard,
-            "seed": cmd_seed, "loadtest": cmd_loadtest}
+COMMANDS = {
+    "serve": cmd_serve,
+    "migrate": cmd_migrate,
+    "audit": cmd_audit,
+    "leaderboard": cmd_leaderboard,
+    "seed": cmd_seed,
+    "loadtest": cmd_loadtest,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="thisthat", description="ThisThat game server")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("serve", help="run the server (embedded PostgreSQL/Redis when their URLs are unset)")
+    sub.add_parser(
+        "serve", help="run the server (embedded PostgreSQL/Redis when their URLs are unset)"
+    )
     sub.add_parser("migrate", help="apply database migrations")
-    sub.add_parser("audit", help="check the ledger and leaderboard invariants; exits 1 on any violation")
+    sub.add_parser(
+        "audit", help="check the ledger and leaderboard invariants; exits 1 on any violation"
+    )
     board = sub.add_parser("leaderboard", help="leaderboard maintenance")
-    board.add_argument("action", choices=["rebuild"], help="rebuild: recompute every board from the ledger")
-    seeding = sub.add_parser("seed", help="create load-test players fast and write their tokens to a file")
+    board.add_argument(
+        "action", choices=["rebuild"], help="rebuild: recompute every board from the ledger"
+    )
+    seeding = sub.add_parser(
+        "seed", help="create load-test players fast and write their tokens to a file"
+    )
     seeding.add_argument("--players", type=int, required=True, help="how many players")
-    seeding.add_argument("--out", type=Path, default=Path("players.json"), help="players file to write")
-    seeding.add_argument("--reset", action="store_true", help="first delete earlier load-test players (only them)")
+    seeding.add_argument(
+        "--out", type=Path, default=Path("players.json"), help="players file to write"
+    )
+    seeding.add_argument(
+        "--reset", action="store_true", help="first delete earlier load-test players (only them)"
+    )
     seeding.add_argument("--prefix", default="loadtest_", help="username prefix")
-    seeding.add_argument("--password", default="loadtest-password", help="the players' shared password")
-    seeding.add_argument("--credits", default=None, help="starting credits (default STARTING_CREDITS)")
+    seeding.add_argument(
+        "--password", default="loadtest-password", help="the players' shared password"
+    )
+    seeding.add_argument(
+        "--credits", default=None, help="starting credits (default STARTING_CREDITS)"
+    )
     seeding.add_argument("--token-ttl", default="2h", help="access token lifetime, e.g. 2h")
     seeding.add_argument("--batch", type=int, default=1000, help="players per insert transaction")
-    seeding.add_argument("--base-url", default=None, help="server URL to record in the file for loadtest")
+    seeding.add_argument(
+        "--base-url", default=None, help="server URL to record in the file for loadtest"
+    )
     from server.loadtest.cli import add_arguments
 
-    add_arguments(sub.add_parser("loadtest", help="drive the server with virtual players over websockets"))
+    add_arguments(
+        sub.add_parser("loadtest", help="drive the server with virtual players over websockets")
+    )
     return parser
 
 

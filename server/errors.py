@@ -78,8 +78,10 @@ def error_response(error: GameError, headers: dict[str, str] | None = None) -> w
     if status == 429 and retry_after_ms is not None:
         headers["Retry-After"] = str(max(1, -(-int(retry_after_ms) // 1000)))
     return web.Response(
-        status=status, body=dumps_bytes({"error": error.to_dict()}),
-        content_type="application/json", headers=headers,
+        status=status,
+        body=dumps_bytes({"error": error.to_dict()}),
+        content_type="application/json",
+        headers=headers,
     )
 
 
@@ -93,9 +95,13 @@ async def error_middleware(
         return error_response(error)
     except web.HTTPException as http_error:
         if http_error.status == 404:
-            return error_response(GameError(ErrorCode.NOT_FOUND, f"no route {request.method} {request.path}"))
+            return error_response(
+                GameError(ErrorCode.NOT_FOUND, f"no route {request.method} {request.path}")
+            )
         if http_error.status == 405:
-            return error_response(GameError(ErrorCode.NOT_FOUND, f"{request.method} not allowed on {request.path}"))
+            return error_response(
+                GameError(ErrorCode.NOT_FOUND, f"{request.method} not allowed on {request.path}")
+            )
         raise
     except UNAVAILABLE:
         logger.warning("dependency unavailable", exc_info=True, extra={"path": request.path})

@@ -96,7 +96,12 @@ class ServerFeedListener:
             # Odds are state: only changes are pushed; a (re)subscribe gets the snapshot.
             pushes.emit(
                 "odds",
-                {"marketId": str(row["id"]), "thisOdds": row["this_odds"], "thatOdds": row["that_odds"], "at": at},
+                {
+                    "marketId": str(row["id"]),
+                    "thisOdds": row["this_odds"],
+                    "thatOdds": row["that_odds"],
+                    "at": at,
+                },
                 market_room(row["id"]),
             )
         metrics.ODDS_TICKS.inc(len(rows))
@@ -109,7 +114,9 @@ class ServerFeedListener:
     async def market_closed(self, row: asyncpg.Record) -> None:
         self.cache.apply([row])
         await publish_changes(self.app[appkeys.REDIS], self.cache, [row["id"]])
-        self.app[appkeys.PUSHES].emit("market:update", {"market": market_view(row)}, market_room(row["id"]))
+        self.app[appkeys.PUSHES].emit(
+            "market:update", {"market": market_view(row)}, market_room(row["id"])
+        )
 
     async def market_resolved(self, row: asyncpg.Record, resolution: Resolution) -> None:
         from server.settlement import settle_and_announce
@@ -123,7 +130,9 @@ class FeedStatus:
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
 
-    async def record(self, job: str, ok: bool, report: PollReport | None = None, error: str | None = None) -> None:
+    async def record(
+        self, job: str, ok: bool, report: PollReport | None = None, error: str | None = None
+    ) -> None:
         raw = await self.client.hget(keys.FEED_STATUS, job)
         state: dict[str, Any] = orjson.loads(raw) if raw else {"consecutiveFailures": 0}
         if ok:
@@ -131,8 +140,13 @@ class FeedStatus:
             state["consecutiveFailures"] = 0
             state.pop("lastError", None)
             if report is not None:
-                state["last"] = {"seen": report.seen, "changed": report.changed, "skipped": report.skipped,
-                                 "requests": report.requests, "seconds": round(report.seconds, 3)}
+                state["last"] = {
+                    "seen": report.seen,
+                    "changed": report.changed,
+                    "skipped": report.skipped,
+                    "requests": report.requests,
+                    "seconds": round(report.seconds, 3),
+                }
         else:
             state["consecutiveFailures"] = int(state.get("consecutiveFailures", 0)) + 1
             state["lastError"] = error
@@ -144,8 +158,12 @@ class FeedStatus:
 
 
 async def run_every(
-    name: str, interval_s: float, job: Callable[[], Awaitable[PollReport]], status: FeedStatus,
-    *, first_after_s: float = 0.0,
+    name: str,
+    interval_s: float,
+    job: Callable[[], Awaitable[PollReport]],
+    status: FeedStatus,
+    *,
+    first_after_s: float = 0.0,
 ) -> None:
     """Run one job forever at its interval; a failure is logged, counted, and retried next time."""
     await asyncio.sleep(first_after_s)
@@ -157,9 +175,17 @@ async def run_every(
             await status.record(name, True, report)
             metrics.FEED_POLLS.labels(name, "ok").inc()
             metrics.FEED_SKIPPED.inc(report.skipped)
-            logger.info("feed poll", extra={"job": name, "seen": report.seen, "changed": report.changed,
-                                            "skipped": report.skipped, "requests": report.requests,
-                                            "seconds": round(report.seconds, 3)})
+            logger.info(
+                "feed poll",
+                extra={
+                    "job": name,
+                    "seen": report.seen,
+                    "changed": report.changed,
+                    "skipped": report.skipped,
+                    "requests": report.requests,
+                    "seconds": round(report.seconds, 3),
+                },
+            )
         except asyncio.CancelledError:
             raise
         except Exception as error:  # noqa: BLE001 - upstream or database trouble must not kill the feed
@@ -174,7 +200,9 @@ async def run_every(
         await asyncio.sleep(max(0.0, interval_s - (time.perf_counter() - started)))
 
 
-async def replay_sink_for(app: web.Application, listener: ServerFeedListener) -> Callable[[replay.ReplayEvent], Awaitable[None]]:
+async def replay_sink_for(
+    app: web.Application, listener: ServerFeedListener
+) -> Callable[[replay.ReplayEvent], Awaitable[None]]:
     pool = app[appkeys.DB_POOL]
 
     async def sink(event: replay.ReplayEvent) -> None:
@@ -186,10 +214,14 @@ async def replay_sink_for(app: web.Application, listener: ServerFeedListener) ->
             return
         row = await market_store.get_by_source_id(pool, event.source_id)
         if row is None:
-            logger.warning("replay event for an unknown market", extra={"sourceId": event.source_id})
+            logger.warning(
+                "replay event for an unknown market", extra={"sourceId": event.source_id}
+            )
             return
         if isinstance(event, replay.OddsEvent):
-            changed = await market_store.record_odds(pool, [(row["id"], event.this_odds, event.that_odds)], now)
+            changed = await market_store.record_odds(
+                pool, [(row["id"], event.this_odds, event.that_odds)], now
+            )
             if changed:
                 await listener.odds_changed(changed, now)
         elif isinstance(event, replay.CloseEvent):
@@ -232,7 +264,9 @@ async def lead(app: web.Application, lease: Lease, http: aiohttp.ClientSession) 
         if not acquired:
             await asyncio.sleep(renew_every)
             continue
-        logger.info("this node now runs the feed", extra={"owner": lease.owner, "feed": settings.feed})
+        logger.info(
+            "this node now runs the feed", extra={"owner": lease.owner, "feed": settings.feed}
+        )
         jobs = await _start_jobs(app, status, listener, http)
         try:
             while True:
@@ -243,7 +277,9 @@ async def lead(app: web.Application, lease: Lease, http: aiohttp.ClientSession) 
                         break
                 except Exception:  # noqa: BLE001
                     stop_if_cancelled()
-                    logger.warning("feed lease renewal failed; stopping the feed on this node", exc_info=True)
+                    logger.warning(
+                        "feed lease renewal failed; stopping the feed on this node", exc_info=True
+                    )
                     break
         finally:
             for job in jobs:
@@ -252,7 +288,10 @@ async def lead(app: web.Application, lease: Lease, http: aiohttp.ClientSession) 
 
 
 async def _start_jobs(
-    app: web.Application, status: FeedStatus, listener: ServerFeedListener, http: aiohttp.ClientSession
+    app: web.Application,
+    status: FeedStatus,
+    listener: ServerFeedListener,
+    http: aiohttp.ClientSession,
 ) -> list[asyncio.Task[None]]:
     settings = app[appkeys.SETTINGS]
     if settings.feed.startswith("replay:"):
@@ -260,7 +299,9 @@ async def _start_jobs(
         sink = await replay_sink_for(app, listener)
 
         async def play() -> PollReport:
-            delivered = await replay.play(events, settings.feed_replay_speed, sink, loop_forever=settings.feed_replay_loop)
+            delivered = await replay.play(
+                events, settings.feed_replay_speed, sink, loop_forever=settings.feed_replay_loop
+            )
             return PollReport("replay", seen=delivered)
 
         async def replay_forever() -> None:
@@ -270,16 +311,26 @@ async def _start_jobs(
 
         return [
             asyncio.create_task(replay_forever(), name="feed-replay"),
-            asyncio.create_task(run_every(
-                "odds", settings.feed_odds_interval_s,
-                lambda: keep_replay_odds_fresh(app, listener), status,
-            ), name="feed-odds"),
+            asyncio.create_task(
+                run_every(
+                    "odds",
+                    settings.feed_odds_interval_s,
+                    lambda: keep_replay_odds_fresh(app, listener),
+                    status,
+                ),
+                name="feed-odds",
+            ),
         ]
     client = PolymarketClient(
-        http, settings.polymarket_gamma_url, settings.polymarket_base_url, settings.polymarket_api_key,
+        http,
+        settings.polymarket_gamma_url,
+        settings.polymarket_base_url,
+        settings.polymarket_api_key,
         timeout_s=settings.feed_timeout_s,
     )
-    poller = MarketPoller(app[appkeys.DB_POOL], client, listener, max_markets=settings.feed_max_markets)
+    poller = MarketPoller(
+        app[appkeys.DB_POOL], client, listener, max_markets=settings.feed_max_markets
+    )
     # The odds and resolution jobs need the list first; run one listing pass before starting them.
     try:
         report = await poller.poll_markets()
@@ -293,12 +344,26 @@ async def _start_jobs(
                 repr(error),
             )
     return [
-        asyncio.create_task(run_every(
-            "markets", settings.feed_markets_interval_s, poller.poll_markets, status,
-            first_after_s=settings.feed_markets_interval_s), name="feed-markets"),
-        asyncio.create_task(run_every("odds", settings.feed_odds_interval_s, poller.poll_odds, status), name="feed-odds"),
-        asyncio.create_task(run_every(
-            "resolution", settings.feed_resolution_interval_s, poller.poll_resolutions, status), name="feed-resolution"),
+        asyncio.create_task(
+            run_every(
+                "markets",
+                settings.feed_markets_interval_s,
+                poller.poll_markets,
+                status,
+                first_after_s=settings.feed_markets_interval_s,
+            ),
+            name="feed-markets",
+        ),
+        asyncio.create_task(
+            run_every("odds", settings.feed_odds_interval_s, poller.poll_odds, status),
+            name="feed-odds",
+        ),
+        asyncio.create_task(
+            run_every(
+                "resolution", settings.feed_resolution_interval_s, poller.poll_resolutions, status
+            ),
+            name="feed-resolution",
+        ),
     ]
 
 
@@ -309,8 +374,12 @@ async def feed_readiness(app: web.Application) -> tuple[bool, Any]:
     now = datetime.now(UTC)
     stale = sum(1 for row in cache.open_rows() if is_stale(row, now, settings.odds_max_age_s))
     jobs = await FeedStatus(app[appkeys.REDIS]).read()
-    return True, {"mode": settings.feed.split(":")[0], "jobs": jobs, "staleOdds": stale,
-                  "openMarkets": len(cache.open_rows())}
+    return True, {
+        "mode": settings.feed.split(":")[0],
+        "jobs": jobs,
+        "staleOdds": stale,
+        "openMarkets": len(cache.open_rows()),
+    }
 
 
 async def feed_ctx(app: web.Application) -> AsyncIterator[None]:

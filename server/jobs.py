@@ -11,7 +11,9 @@ from aiohttp import web
 from aiojobs.aiohttp import get_scheduler_from_app
 
 
-async def spawn(app: web.Application, coro: Coroutine[Any, Any, Any], name: str | None = None) -> aiojobs.Job[Any]:
+async def spawn(
+    app: web.Application, coro: Coroutine[Any, Any, Any], name: str | None = None
+) -> aiojobs.Job[Any]:
     scheduler = get_scheduler_from_app(app)
     assert scheduler is not None, "aiojobs is set up in create_app"
     return await scheduler.spawn(coro, name=name)

@@ -30,7 +30,12 @@ MAX_TRAILING_TRIES: Final = 10
 
 
 def entry_view(standing: leaderboards.Standing) -> dict[str, Any]:
-    return {"rank": standing.rank, "userId": standing.user_id, "username": standing.username, "pnl": standing.pnl}
+    return {
+        "rank": standing.rank,
+        "userId": standing.user_id,
+        "username": standing.username,
+        "pnl": standing.pnl,
+    }
 
 
 async def current_board(app: web.Application, period: Period, limit: int) -> list[dict[str, Any]]:
@@ -39,7 +44,9 @@ async def current_board(app: web.Application, period: Period, limit: int) -> lis
     return [entry_view(standing) for standing in standings]
 
 
-async def leaderboards_changed(app: web.Application, periods: Iterable[Period] = tuple(Period)) -> None:
+async def leaderboards_changed(
+    app: web.Application, periods: Iterable[Period] = tuple(Period)
+) -> None:
     """Tell subscribers of these periods, within the one-a-second budget."""
     client = app[appkeys.REDIS]
     trailing = app[appkeys.LEADERBOARD_TRAILING]
@@ -48,7 +55,9 @@ async def leaderboards_changed(app: web.Application, periods: Iterable[Period] =
             await _push(app, period)
         elif period not in trailing:
             trailing.add(period)
-            await spawn(app, _trailing_push(app, period), name=f"leaderboard-trailing-{period.value}")
+            await spawn(
+                app, _trailing_push(app, period), name=f"leaderboard-trailing-{period.value}"
+            )
 
 
 async def _trailing_push(app: web.Application, period: Period) -> None:
@@ -73,5 +82,7 @@ async def _trailing_push(app: web.Application, period: Period) -> None:
 async def _push(app: web.Application, period: Period) -> None:
     entries = await current_board(app, period, PUSH_SIZE)
     app[appkeys.PUSHES].emit(
-        "leaderboard:update", {"period": period.value, "entries": entries}, leaderboard_room(period.value)
+        "leaderboard:update",
+        {"period": period.value, "entries": entries},
+        leaderboard_room(period.value),
     )

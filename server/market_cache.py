@@ -74,7 +74,9 @@ class MarketCache:
         for status in ("open", "closed", "resolved", "cancelled"):
             self._order[status] = [m for m in ordered if self._rows[m]["status"] == status]
         # `resolved` in a list request means "finished": resolved or cancelled.
-        self._order["resolved"] = [m for m in ordered if self._rows[m]["status"] in ("resolved", "cancelled")]
+        self._order["resolved"] = [
+            m for m in ordered if self._rows[m]["status"] in ("resolved", "cancelled")
+        ]
 
     def row(self, market_id: str) -> dict[str, Any] | None:
         found = self._rows.get(market_id)
@@ -89,7 +91,9 @@ class MarketCache:
     def open_rows(self) -> list[dict[str, Any]]:
         return [row for row in self._rows.values() if row["status"] == "open"]
 
-    def page(self, status: str, cursor: str | None, limit: int) -> tuple[list[dict[str, Any]], str | None]:
+    def page(
+        self, status: str, cursor: str | None, limit: int
+    ) -> tuple[list[dict[str, Any]], str | None]:
         metrics.CACHE_LOOKUPS.labels("markets", "hit").inc()
         order = self._order.get(status, [])
         start = 0
@@ -97,7 +101,10 @@ class MarketCache:
             ends_at, market_id = decode_cursor(cursor, 2)
             key = (ends_at, market_id)
             # First position after the cursor's key: positions survive inserts and removals.
-            start = next((i for i, candidate in enumerate(order) if self._sort_key(candidate) > key), len(order))
+            start = next(
+                (i for i, candidate in enumerate(order) if self._sort_key(candidate) > key),
+                len(order),
+            )
         chosen = order[start : start + limit]
         more = start + limit < len(order)
         next_cursor = encode_cursor(*self._sort_key(chosen[-1])) if chosen and more else None
@@ -172,7 +179,9 @@ async def market_cache_ctx(app: web.Application) -> AsyncIterator[None]:
     cache = MarketCache()
     app[appkeys.MARKET_CACHE] = cache
     await reload_all(app[appkeys.DB_POOL], cache)
-    follower = await spawn(app, follow_changes(app[appkeys.DB_POOL], app[appkeys.REDIS], cache), name="market-cache")
+    follower = await spawn(
+        app, follow_changes(app[appkeys.DB_POOL], app[appkeys.REDIS], cache), name="market-cache"
+    )
     yield
     await follower.close()
 

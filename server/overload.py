@@ -45,7 +45,9 @@ class LoopLag:
             self.shed += 1
             metrics.BETS_SHED.inc()
             raise GameError(
-                ErrorCode.RATE_LIMITED, "the server is busy; retry shortly", retryAfterMs=RETRY_AFTER_MS
+                ErrorCode.RATE_LIMITED,
+                "the server is busy; retry shortly",
+                retryAfterMs=RETRY_AFTER_MS,
             )
 
 

@@ -59,7 +59,9 @@ class Pushes:
             except (redis.RedisError, OSError):
                 stop_if_cancelled()
                 # Pushes are state updates a client can rebuild with `sync`; the ledger is untouched.
-                logger.warning("pushes lost: redis publish failed", exc_info=True, extra={"count": len(batch)})
+                logger.warning(
+                    "pushes lost: redis publish failed", exc_info=True, extra={"count": len(batch)}
+                )
 
     async def deliver_forever(self) -> None:
         """Deliver every node's batches (ours included) to the sockets of this node."""
@@ -81,7 +83,9 @@ class Pushes:
         participants = list(self.sio.manager.get_participants(NAMESPACE, room))
         if not participants:
             return
-        encoded = self.sio.packet_class(socketio.packet.EVENT, namespace=NAMESPACE, data=[event, data]).encode()
+        encoded = self.sio.packet_class(
+            socketio.packet.EVENT, namespace=NAMESPACE, data=[event, data]
+        ).encode()
         frame = engineio.packet.Packet(engineio.packet.MESSAGE, encoded)
         for _, eio_sid in participants:
             # Queues the frame on the socket's writer; it does not wait for the network.

@@ -39,7 +39,9 @@ class RedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]  # untyped
     MAX_CONNECTIONS = 16
 
     def _redis_connect(self) -> None:
-        pool = redis.BlockingConnectionPool.from_url(self.redis_url, max_connections=self.MAX_CONNECTIONS, timeout=10)
+        pool = redis.BlockingConnectionPool.from_url(
+            self.redis_url, max_connections=self.MAX_CONNECTIONS, timeout=10
+        )
         self.redis = redis.Redis(connection_pool=pool)
         self.pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
         self.connected = True
@@ -68,7 +70,10 @@ def create_socket_server(app: web.Application, redis_url: str) -> socketio.Async
         session = app[appkeys.SESSIONS].remove(sid)
         _update_gauges(app)
         if session is not None:
-            logger.info("socket disconnected", extra={"sid": sid, "userId": str(session.user_id), "reason": str(reason)})
+            logger.info(
+                "socket disconnected",
+                extra={"sid": sid, "userId": str(session.user_id), "reason": str(reason)},
+            )
 
     sio.on("connect", connect)
     sio.on("disconnect", disconnect)
@@ -91,7 +96,11 @@ async def _connect(app: web.Application, sio: socketio.AsyncServer, sid: str, au
     except GameError as error:
         refusal = socketio.exceptions.ConnectionRefusedError()
         # Top-level code/message for any client; `data` is the error object of PROTOCOL.md.
-        refusal.error_args = {"message": error.message, "code": error.code.value, "data": error.to_dict()}
+        refusal.error_args = {
+            "message": error.message,
+            "code": error.code.value,
+            "data": error.to_dict(),
+        }
         raise refusal from None
     session = SocketSession(sid, claims.user_id, claims.username or "", claims.expires_at)
     app[appkeys.SESSIONS].add(session)
@@ -111,8 +120,9 @@ async def _greet(app: web.Application, sio: socketio.AsyncServer, session: Socke
     from server.views import user_view
 
     # This socket lives on this node: deliver directly, no trip through Redis.
-    await app[appkeys.PUSHES].deliver_here("session", {"user": user_view(user), "serverTime": datetime.now(UTC)},
-                                           session.sid)
+    await app[appkeys.PUSHES].deliver_here(
+        "session", {"user": user_view(user), "serverTime": datetime.now(UTC)}, session.sid
+    )
 
 
 def _update_gauges(app: web.Application) -> None:
@@ -130,8 +140,9 @@ async def _sweep_token_deadlines(app: web.Application) -> None:
         for session, kind in sessions.due(datetime.now(UTC)):
             try:
                 if kind == "expiring":
-                    await app[appkeys.PUSHES].deliver_here("auth:expiring", {"expiresAt": session.expires_at},
-                                                           session.sid)
+                    await app[appkeys.PUSHES].deliver_here(
+                        "auth:expiring", {"expiresAt": session.expires_at}, session.sid
+                    )
                 else:
                     logger.info("token expired; disconnecting", extra={"sid": session.sid})
                     await sio.disconnect(session.sid)

@@ -47,7 +47,9 @@ def client_ip(request: web.Request) -> str:
 async def limit(request: web.Request, scope: str, subject: str, rule: tuple[int, int]) -> None:
     wait_ms = await request.app[appkeys.LIMITER].hit(scope, subject, *rule)
     if wait_ms:
-        raise GameError(ErrorCode.RATE_LIMITED, "too many attempts; slow down", retryAfterMs=wait_ms)
+        raise GameError(
+            ErrorCode.RATE_LIMITED, "too many attempts; slow down", retryAfterMs=wait_ms
+        )
 
 
 async def _issue_session(app: web.Application, user: Any) -> dict[str, Any]:
@@ -58,8 +60,12 @@ async def _issue_session(app: web.Application, user: Any) -> dict[str, Any]:
     access = tokens.issue("access", user["id"], now, username=user["username"])
     refresh = tokens.issue("refresh", user["id"], now, family_id=uuid.uuid4())
     await accounts.store_refresh_token(
-        app[appkeys.DB_POOL], refresh.claims.token_id, user["id"], refresh.claims.family_id,  # type: ignore[arg-type]
-        token_hash(refresh.token), refresh.claims.expires_at,
+        app[appkeys.DB_POOL],
+        refresh.claims.token_id,
+        user["id"],
+        refresh.claims.family_id,  # type: ignore[arg-type]
+        token_hash(refresh.token),
+        refresh.claims.expires_at,
     )
     return {
         "user": user_view(user),
@@ -88,10 +94,14 @@ async def login(request: web.Request) -> web.Response:
     settings = app[appkeys.SETTINGS]
     await limit(request, "login-ip", client_ip(request), settings.rate_limit_login_per_ip)
     body = parse(Credentials, await read_json(request))
-    await limit(request, "login-user", body.username.lower(), settings.rate_limit_login_per_username)
+    await limit(
+        request, "login-user", body.username.lower(), settings.rate_limit_login_per_username
+    )
     row = await accounts.get_login(app[appkeys.DB_POOL], body.username)
     # Unknown users are checked against a decoy hash: same cost, same answer as a wrong password.
-    if not await app[appkeys.PASSWORDS].verify(body.password, row["password_hash"] if row else None):
+    if not await app[appkeys.PASSWORDS].verify(
+        body.password, row["password_hash"] if row else None
+    ):
         raise GameError(ErrorCode.INVALID_CREDENTIALS, "unknown username or wrong password")
     assert row is not None
     logger.info("login", extra={"userId": str(row["id"])})
@@ -100,25 +110,37 @@ async def login(request: web.Request) -> web.Response:
 
 async def refresh(request: web.Request) -> web.Response:
     app = request.app
-    await limit(request, "refresh-ip", client_ip(request), app[appkeys.SETTINGS].rate_limit_refresh_per_ip)
+    await limit(
+        request, "refresh-ip", client_ip(request), app[appkeys.SETTINGS].rate_limit_refresh_per_ip
+    )
     body = parse(RefreshRequest, await read_json(request))
     tokens = app[appkeys.TOKENS]
     now = datetime.now(UTC)
     old = tokens.verify(body.refreshToken, "refresh")
     async with app[appkeys.DB_POOL].acquire() as connection:
         async with connection.transaction():
-            outcome, row = await accounts.spend_refresh_token(connection, token_hash(body.refreshToken), now)
+            outcome, row = await accounts.spend_refresh_token(
+                connection, token_hash(body.refreshToken), now
+            )
             if outcome is accounts.RotationOutcome.ROTATED:
                 assert row is not None
                 new = tokens.issue("refresh", row["user_id"], now, family_id=row["family_id"])
                 await accounts.store_refresh_token(
-                    connection, new.claims.token_id, row["user_id"], row["family_id"],
-                    token_hash(new.token), new.claims.expires_at,
+                    connection,
+                    new.claims.token_id,
+                    row["user_id"],
+                    row["family_id"],
+                    token_hash(new.token),
+                    new.claims.expires_at,
                 )
         # Outside the transaction: a detected reuse has committed its family revocation.
         if outcome is accounts.RotationOutcome.REUSED:
-            logger.warning("refresh token reused; family revoked", extra={"userId": str(old.user_id)})
-            raise GameError(ErrorCode.REFRESH_TOKEN_REUSED, "refresh token was already used; sign in again")
+            logger.warning(
+                "refresh token reused; family revoked", extra={"userId": str(old.user_id)}
+            )
+            raise GameError(
+                ErrorCode.REFRESH_TOKEN_REUSED, "refresh token was already used; sign in again"
+            )
         if outcome is accounts.RotationOutcome.EXPIRED:
             raise GameError(ErrorCode.TOKEN_EXPIRED, "refresh token expired")
         if outcome is not accounts.RotationOutcome.ROTATED:
@@ -128,11 +150,13 @@ async def refresh(request: web.Request) -> web.Response:
     if user is None:
         raise GameError(ErrorCode.TOKEN_INVALID, "user no longer exists")
     access = tokens.issue("access", user["id"], now, username=user["username"])
-    return json_response({
-        "accessToken": access.token,
-        "refreshToken": new.token,
-        "accessExpiresIn": app[appkeys.SETTINGS].jwt_access_expires_in,
-    })
+    return json_response(
+        {
+            "accessToken": access.token,
+            "refreshToken": new.token,
+            "accessExpiresIn": app[appkeys.SETTINGS].jwt_access_expires_in,
+        }
+    )
 
 
 async def logout(request: web.Request) -> web.Response:
@@ -172,7 +196,11 @@ async def _check_redis(app: web.Application) -> tuple[bool, Any]:
 async def readyz(request: web.Request) -> web.Response:
     app = request.app
     extra: dict[str, ReadinessCheck] = app[READINESS_CHECKS]
-    checks: dict[str, ReadinessCheck] = {"database": _check_database, "redis": _check_redis, **extra}
+    checks: dict[str, ReadinessCheck] = {
+        "database": _check_database,
+        "redis": _check_redis,
+        **extra,
+    }
     results: dict[str, Any] = {}
     ready = True
     for name, check in checks.items():
@@ -182,7 +210,9 @@ async def readyz(request: web.Request) -> web.Response:
             healthy, detail = False, f"error: {type(error).__name__}"
         results[name] = detail
         ready = ready and healthy
-    return json_response({"status": "ok" if ready else "unavailable", "checks": results}, 200 if ready else 503)
+    return json_response(
+        {"status": "ok" if ready else "unavailable", "checks": results}, 200 if ready else 503
+    )
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
@@ -205,7 +235,9 @@ async def cors_middleware(
     origin = request.headers.get("Origin")
     allowed = request.app[appkeys.SETTINGS].cors_origins
     if origin is not None and origin not in allowed:
-        return error_response(GameError(ErrorCode.FORBIDDEN_ORIGIN, f"origin {origin} is not allowed"))
+        return error_response(
+            GameError(ErrorCode.FORBIDDEN_ORIGIN, f"origin {origin} is not allowed")
+        )
     if request.method == "OPTIONS" and origin is not None:
         response: web.StreamResponse = web.Response(status=204)
     else:
@@ -227,7 +259,11 @@ async def metrics_middleware(
     if request.path.startswith("/socket.io"):
         return await handler(request)
     started = time.perf_counter()
-    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+    route = (
+        request.match_info.route.resource.canonical
+        if request.match_info.route.resource
+        else "unmatched"
+    )
     status = 500
     try:
         response = await handler(request)

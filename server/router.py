@@ -70,7 +70,9 @@ class EventRouter:
 router = EventRouter()
 
 
-async def dispatch(app: web.Application, route: Route[Any], sid: str, data: object) -> dict[str, Any]:
+async def dispatch(
+    app: web.Application, route: Route[Any], sid: str, data: object
+) -> dict[str, Any]:
     started = time.perf_counter()
     outcome = "ok"
     try:
@@ -93,7 +95,9 @@ async def dispatch(app: web.Application, route: Route[Any], sid: str, data: obje
     except UNAVAILABLE:
         outcome = ErrorCode.NOT_READY.value
         metrics.ERRORS.labels(outcome).inc()
-        logger.warning("event refused: dependency unavailable", exc_info=True, extra={"event": route.name})
+        logger.warning(
+            "event refused: dependency unavailable", exc_info=True, extra={"event": route.name}
+        )
         return ack_error(not_ready())
     except Exception:
         outcome = ErrorCode.INTERNAL_ERROR.value
@@ -108,10 +112,14 @@ async def dispatch(app: web.Application, route: Route[Any], sid: str, data: obje
 async def _check_rate(app: web.Application, route: Route[Any], session: SocketSession) -> None:
     settings = app[appkeys.SETTINGS]
     limit, window = (
-        settings.rate_limit_bets_per_user if route.limit_scope == "bets" else settings.rate_limit_events_per_user
+        settings.rate_limit_bets_per_user
+        if route.limit_scope == "bets"
+        else settings.rate_limit_events_per_user
     )
     wait_ms = await app[appkeys.LIMITER].hit(route.limit_scope, str(session.user_id), limit, window)
     if wait_ms:
         raise GameError(
-            ErrorCode.RATE_LIMITED, f"too many {route.limit_scope}; retry in {wait_ms} ms", retryAfterMs=wait_ms
+            ErrorCode.RATE_LIMITED,
+            f"too many {route.limit_scope}; retry in {wait_ms} ms",
+            retryAfterMs=wait_ms,
         )

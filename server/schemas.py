@@ -15,8 +15,12 @@ from game.errors import ErrorCode, GameError
 from game.money import MAX_ODDS, MIN_ODDS
 from server.errors import validation_error
 
-Username = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_]{3,50}$", description="3-50 of [A-Za-z0-9_]")]
-Password = Annotated[str, msgspec.Meta(min_length=1, max_length=72, description="8-72 bytes of UTF-8")]
+Username = Annotated[
+    str, msgspec.Meta(pattern=r"^[A-Za-z0-9_]{3,50}$", description="3-50 of [A-Za-z0-9_]")
+]
+Password = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=72, description="8-72 bytes of UTF-8")
+]
 Limit200 = Annotated[int, msgspec.Meta(ge=1, le=200)]
 Limit100 = Annotated[int, msgspec.Meta(ge=1, le=100)]
 Cursor = Annotated[str, msgspec.Meta(max_length=200)]
@@ -38,7 +42,8 @@ class Credentials(Payload):
         """The 8-72 byte rule is in bytes (bcrypt's limit), which a string schema cannot express."""
         if not 8 <= len(self.password.encode()) <= 72:
             raise GameError(
-                ErrorCode.VALIDATION_ERROR, "password must be 8-72 bytes of UTF-8",
+                ErrorCode.VALIDATION_ERROR,
+                "password must be 8-72 bytes of UTF-8",
                 details={"field": "password"},
             )
 

@@ -41,8 +41,12 @@ SELECT_LOAD_TEST_IDS: Final = "SELECT id FROM users WHERE is_load_test"
 
 # The ledger trigger refuses deletes unless this is set inside the deleting transaction.
 ALLOW_LEDGER_DELETE: Final = "SET LOCAL thisthat.allow_ledger_delete = 'on'"
-DELETE_LOAD_TEST_LEDGER: Final = "DELETE FROM ledger WHERE user_id IN (SELECT id FROM users WHERE is_load_test)"
-DELETE_LOAD_TEST_BETS: Final = "DELETE FROM bets WHERE user_id IN (SELECT id FROM users WHERE is_load_test)"
+DELETE_LOAD_TEST_LEDGER: Final = (
+    "DELETE FROM ledger WHERE user_id IN (SELECT id FROM users WHERE is_load_test)"
+)
+DELETE_LOAD_TEST_BETS: Final = (
+    "DELETE FROM bets WHERE user_id IN (SELECT id FROM users WHERE is_load_test)"
+)
 DELETE_LOAD_TEST_USERS: Final = "DELETE FROM users WHERE is_load_test"
 
 SELECT_TAKEN: Final = "SELECT username FROM users WHERE lower(username) = ANY($1::text[])"
@@ -57,7 +61,7 @@ class SeedPlan:
     players: int
     prefix: str = "loadtest_"
     password: str = "loadtest-password"
-    credits: Decimal | None = None     # None: STARTING_CREDITS
+    credits: Decimal | None = None  # None: STARTING_CREDITS
     token_ttl_s: int = 2 * 3600
     batch: int = 1000
     reset: bool = False
@@ -74,7 +78,9 @@ class ProgressBar:
         width = 30
         filled = width * done // max(1, self.total)
         rate = done / max(1e-9, time.monotonic() - self.started)
-        self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} {rate:,.0f}/s")
+        self.stream.write(
+            f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} {rate:,.0f}/s"
+        )
         self.stream.flush()
 
     def finish(self) -> None:
@@ -100,28 +106,40 @@ async def _forget_leaderboard_scores(redis_url: str, user_ids: list[str]) -> Non
     try:
         async for key in client.scan_iter(match=keys.leaderboard("*"), count=500):
             for start in range(0, len(user_ids), 1000):
-                await client.zrem(key, *user_ids[start:start + 1000])
+                await client.zrem(key, *user_ids[start : start + 1000])
     finally:
         await client.aclose()
 
 
-async def seed_players(connection: asyncpg.Connection, plan: SeedPlan, settings: Settings,
-                       progress: ProgressBar | None = None) -> list[dict[str, Any]]:
+async def seed_players(
+    connection: asyncpg.Connection,
+    plan: SeedPlan,
+    settings: Settings,
+    progress: ProgressBar | None = None,
+) -> list[dict[str, Any]]:
     """Insert the players in batches; returns [{id, username}] in name order."""
     credits = settings.starting_credits if plan.credits is None else plan.credits
-    password_hash = bcrypt.hashpw(plan.password.encode(), bcrypt.gensalt(settings.bcrypt_cost)).decode()
+    password_hash = bcrypt.hashpw(
+        plan.password.encode(), bcrypt.gensalt(settings.bcrypt_cost)
+    ).decode()
     width = len(str(plan.players - 1))
     names = [f"{plan.prefix}{index:0{width}d}" for index in range(plan.players)]
     taken = await connection.fetch(SELECT_TAKEN, [name.lower() for name in names[:1000]])
     if taken:
-        raise SeedError(f"players named {taken[0]['username']!r} and so on already exist: "
-                        "pass --reset to replace earlier load-test players, or another --prefix")
+        raise SeedError(
+            f"players named {taken[0]['username']!r} and so on already exist: "
+            "pass --reset to replace earlier load-test players, or another --prefix"
+        )
     players: list[dict[str, Any]] = []
     for start in range(0, len(names), plan.batch):
         try:
-            rows = await connection.fetch(INSERT_PLAYERS, names[start:start + plan.batch], password_hash, credits)
+            rows = await connection.fetch(
+                INSERT_PLAYERS, names[start : start + plan.batch], password_hash, credits
+            )
         except asyncpg.UniqueViolationError as error:
-            raise SeedError(f"a name from {names[start]!r} on is taken: pass --reset or another --prefix") from error
+            raise SeedError(
+                f"a name from {names[start]!r} on is taken: pass --reset or another --prefix"
+            ) from error
         players.extend({"id": str(row["id"]), "username": row["username"]} for row in rows)
         if progress is not None:
             progress.update(len(players))
@@ -132,17 +150,23 @@ async def seed_players(connection: asyncpg.Connection, plan: SeedPlan, settings:
 def mint_tokens(players: list[dict[str, Any]], settings: Settings, ttl_s: int) -> None:
     """Give each player an access token valid for `ttl_s` (the length of a load test)."""
     tokens = TokenService(
-        access_secret=settings.jwt_access_secret, refresh_secret=settings.jwt_refresh_secret,
-        access_ttl_s=ttl_s, refresh_ttl_s=settings.jwt_refresh_expires_in,
-        issuer=settings.jwt_issuer, audience=settings.jwt_audience,
+        access_secret=settings.jwt_access_secret,
+        refresh_secret=settings.jwt_refresh_secret,
+        access_ttl_s=ttl_s,
+        refresh_ttl_s=settings.jwt_refresh_expires_in,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
     )
     now = datetime.now(UTC)
     for player in players:
-        player["accessToken"] = tokens.issue("access", uuid.UUID(player["id"]), now, username=player["username"]).token
+        player["accessToken"] = tokens.issue(
+            "access", uuid.UUID(player["id"]), now, username=player["username"]
+        ).token
 
 
-async def seed(settings: Settings, plan: SeedPlan, base_url: str | None = None,
-               *, show_progress: bool = True) -> dict[str, Any]:
+async def seed(
+    settings: Settings, plan: SeedPlan, base_url: str | None = None, *, show_progress: bool = True
+) -> dict[str, Any]:
     """The whole command but the file: optional reset, inserts, tokens."""
     assert settings.database_url is not None
     connection = await asyncpg.connect(settings.database_url)

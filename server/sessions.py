@@ -68,8 +68,13 @@ class SocketSessions:
             self._schedule(session)
 
     def _schedule(self, session: SocketSession) -> None:
-        heapq.heappush(self._deadlines, (session.expires_at - self._warning, session.sid, session.expires_at, "expiring"))
-        heapq.heappush(self._deadlines, (session.expires_at, session.sid, session.expires_at, "expired"))
+        heapq.heappush(
+            self._deadlines,
+            (session.expires_at - self._warning, session.sid, session.expires_at, "expiring"),
+        )
+        heapq.heappush(
+            self._deadlines, (session.expires_at, session.sid, session.expires_at, "expired")
+        )
 
     def due(self, now: datetime) -> list[tuple[SocketSession, Deadline]]:
         """Deadlines reached by `now` whose session still has the token they were set for."""

@@ -44,8 +44,15 @@ async def settle_and_announce(
     )
     if result.market is None:
         return result
-    logger.info("market settled", extra={"marketId": str(market_id), "resolution": resolution.value,
-                                         "bets": len(result.bets), "complete": result.complete})
+    logger.info(
+        "market settled",
+        extra={
+            "marketId": str(market_id),
+            "resolution": resolution.value,
+            "bets": len(result.bets),
+            "complete": result.complete,
+        },
+    )
     await _announce(app, result)
     return result
 
@@ -57,8 +64,10 @@ async def settle_pending_and_announce(app: web.Application) -> int:
         logger.warning("leaderboards were missing from Redis; rebuilt them from the ledger")
     results = await settlement.settle_pending(pool, datetime.now(UTC))
     for result in results:
-        logger.info("pending settlement finished", extra={"marketId": str(result.market_id),
-                                                         "bets": len(result.bets)})
+        logger.info(
+            "pending settlement finished",
+            extra={"marketId": str(result.market_id), "bets": len(result.bets)},
+        )
         await _announce(app, result)
     synced = await leaderboards.sync_pending(pool, app[appkeys.REDIS])
     if synced and not results:
@@ -73,13 +82,18 @@ async def _announce(app: web.Application, result: settlement.SettlementResult) -
         await leaderboards_changed(app)
     except Exception:
         # The outbox row stays; settle_pending_and_announce replays the recomputation.
-        logger.exception("leaderboard update after settlement failed", extra={"marketId": str(result.market_id)})
+        logger.exception(
+            "leaderboard update after settlement failed", extra={"marketId": str(result.market_id)}
+        )
     pushes = app[appkeys.PUSHES]
     try:
         for settled in result.bets:
             metrics.BETS_SETTLED.labels(settled.bet["status"]).inc()
-            pushes.emit("bet:settled", {"bet": bet_view(settled.bet), "balance": settled.balance},
-                        user_room(settled.user_id))
+            pushes.emit(
+                "bet:settled",
+                {"bet": bet_view(settled.bet), "balance": settled.balance},
+                user_room(settled.user_id),
+            )
         reason = "refund" if result.resolution is Resolution.CANCELLED else "payout"
         paid = {settled.user_id for settled in result.bets if settled.payout > 0}
         for user_id, balance in result.final_balances().items():
@@ -89,7 +103,11 @@ async def _announce(app: web.Application, result: settlement.SettlementResult) -
             # Also after a restart: the dead process may have flipped the status without telling.
             app[appkeys.MARKET_CACHE].apply([result.market])
             await publish_changes(app[appkeys.REDIS], app[appkeys.MARKET_CACHE], [result.market_id])
-            pushes.emit("market:update", {"market": market_view(result.market)}, market_room(result.market_id))
+            pushes.emit(
+                "market:update",
+                {"market": market_view(result.market)},
+                market_room(result.market_id),
+            )
     except Exception:
         logger.exception("settlement pushes failed", extra={"marketId": str(result.market_id)})
 

@@ -79,12 +79,18 @@ class TokenService:
             payload["nonce"] = secrets.token_urlsafe(8)
         token = jwt.encode(payload, self._secret(token_type), algorithm=ALGORITHMS[0])
         claims = TokenClaims(
-            user_id, token_type, token_id,
-            datetime.fromtimestamp(payload["exp"], UTC), family_id, username,
+            user_id,
+            token_type,
+            token_id,
+            datetime.fromtimestamp(payload["exp"], UTC),
+            family_id,
+            username,
         )
         return IssuedToken(token, claims)
 
-    def verify(self, token: object, token_type: TokenType, now: datetime | None = None) -> TokenClaims:
+    def verify(
+        self, token: object, token_type: TokenType, now: datetime | None = None
+    ) -> TokenClaims:
         """Claims of a valid token of that type, or TOKEN_INVALID / TOKEN_EXPIRED / AUTH_REQUIRED."""
         if not token:
             raise GameError(ErrorCode.AUTH_REQUIRED, "a token is required")

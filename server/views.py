@@ -36,7 +36,11 @@ def ledger_entry_view(row: Row) -> dict[str, Any]:
 
 def encode_cursor(*parts: object) -> str:
     """Opaque to clients: a base64 of the position, never parsed by them."""
-    return base64.urlsafe_b64encode("|".join(str(part) for part in parts).encode()).decode().rstrip("=")
+    return (
+        base64.urlsafe_b64encode("|".join(str(part) for part in parts).encode())
+        .decode()
+        .rstrip("=")
+    )
 
 
 def decode_cursor(cursor: str, count: int) -> list[str]:
@@ -44,11 +48,17 @@ def decode_cursor(cursor: str, count: int) -> list[str]:
         padded = cursor + "=" * (-len(cursor) % 4)
         parts = base64.urlsafe_b64decode(padded.encode()).decode().split("|")
     except (ValueError, UnicodeDecodeError) as error:
-        raise GameError(ErrorCode.VALIDATION_ERROR, "cursor: not a cursor from this server",
-                        details={"field": "cursor"}) from error
+        raise GameError(
+            ErrorCode.VALIDATION_ERROR,
+            "cursor: not a cursor from this server",
+            details={"field": "cursor"},
+        ) from error
     if len(parts) != count:
-        raise GameError(ErrorCode.VALIDATION_ERROR, "cursor: not a cursor from this server",
-                        details={"field": "cursor"})
+        raise GameError(
+            ErrorCode.VALIDATION_ERROR,
+            "cursor: not a cursor from this server",
+            details={"field": "cursor"},
+        )
     return parts
 
 

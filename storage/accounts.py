@@ -91,7 +91,9 @@ async def store_refresh_token(
     token_hash: bytes,
     expires_at: datetime,
 ) -> None:
-    await connection.execute(INSERT_REFRESH_TOKEN, token_id, user_id, family_id, token_hash, expires_at)
+    await connection.execute(
+        INSERT_REFRESH_TOKEN, token_id, user_id, family_id, token_hash, expires_at
+    )
 
 
 class RotationOutcome(enum.Enum):

@@ -108,41 +108,68 @@ class Violation:
 async def check_ledger(connection: asyncpg.Connection, max_balance: Decimal) -> list[Violation]:
     violations: list[Violation] = []
     for row in await connection.fetch(BALANCE_MISMATCHES, max_balance):
-        violations.append(Violation(
-            1, f"user {row['username']} ({row['id']})",
-            f"balance {row['balance']} but ledger sums to {row['ledger_sum']} (cap {max_balance})",
-        ))
+        violations.append(
+            Violation(
+                1,
+                f"user {row['username']} ({row['id']})",
+                f"balance {row['balance']} but ledger sums to {row['ledger_sum']} (cap {max_balance})",
+            )
+        )
     for row in await connection.fetch(BALANCE_AFTER_MISMATCHES):
-        violations.append(Violation(
-            1, f"user {row['username']} ({row['id']})",
-            f"balance {row['balance']} but the last ledger row left {row['balance_after']}",
-        ))
+        violations.append(
+            Violation(
+                1,
+                f"user {row['username']} ({row['id']})",
+                f"balance {row['balance']} but the last ledger row left {row['balance_after']}",
+            )
+        )
     for row in await connection.fetch(OPEN_PAYOUT_MISMATCHES):
-        violations.append(Violation(
-            1, f"user {row['username']} ({row['id']})",
-            f"open potential payout kept as {row['open_potential_payout']} but open bets add up to {row['open_total']}",
-        ))
+        violations.append(
+            Violation(
+                1,
+                f"user {row['username']} ({row['id']})",
+                f"open potential payout kept as {row['open_potential_payout']} but open bets add up to {row['open_total']}",
+            )
+        )
     for row in await connection.fetch(STAKE_MISMATCHES):
-        violations.append(Violation(2, f"bet {row['id']}", f"{row['stakes']} bet_stake rows (or wrong amount)"))
+        violations.append(
+            Violation(2, f"bet {row['id']}", f"{row['stakes']} bet_stake rows (or wrong amount)")
+        )
     for row in await connection.fetch(SETTLEMENT_MISMATCHES):
-        violations.append(Violation(
-            2, f"bet {row['id']}",
-            f"status {row['status']} with {row['rows']} payout/refund rows paying {row['paid']} (payout {row['payout']})",
-        ))
+        violations.append(
+            Violation(
+                2,
+                f"bet {row['id']}",
+                f"status {row['status']} with {row['rows']} payout/refund rows paying {row['paid']} (payout {row['payout']})",
+            )
+        )
     for row in await connection.fetch(FOREIGN_BET_ROWS):
-        violations.append(Violation(2, f"bet {row['bet_id']}", f"{row['kind']} row {row['id']} is on another user's ledger"))
+        violations.append(
+            Violation(
+                2,
+                f"bet {row['bet_id']}",
+                f"{row['kind']} row {row['id']} is on another user's ledger",
+            )
+        )
     for row in await connection.fetch(OPEN_BETS_ON_SETTLED_MARKETS):
-        violations.append(Violation(3, f"market {row['id']}", f"settled but {row['open_bets']} bets still open"))
+        violations.append(
+            Violation(3, f"market {row['id']}", f"settled but {row['open_bets']} bets still open")
+        )
     for row in await connection.fetch(SETTLED_AGAINST_RESOLUTION):
-        violations.append(Violation(
-            3, f"bet {row['id']}",
-            f"{row['status']} paying {row['payout']} on a {row['market_status']} market "
-            f"(side {row['resolved_side']}); the rules say {row['want_status']} paying {row['want_payout']}",
-        ))
+        violations.append(
+            Violation(
+                3,
+                f"bet {row['id']}",
+                f"{row['status']} paying {row['payout']} on a {row['market_status']} market "
+                f"(side {row['resolved_side']}); the rules say {row['want_status']} paying {row['want_payout']}",
+            )
+        )
     return violations
 
 
-async def check_leaderboards(connection: asyncpg.Connection, client: redis.Redis, now: datetime) -> list[Violation]:
+async def check_leaderboards(
+    connection: asyncpg.Connection, client: redis.Redis, now: datetime
+) -> list[Violation]:
     """Invariant 4: every bucket in Redis, plus all time and the current week and day, holds
     exactly the users with bets settled in it, each scored with the PnL recomputed from the ledger."""
     buckets = set(await leaderboards.stored_buckets(client)) | set(period_keys(now).values())
@@ -153,15 +180,20 @@ async def check_leaderboards(connection: asyncpg.Connection, client: redis.Redis
         for user_id in sorted(truth.keys() | board.keys()):
             want, have = truth.get(user_id), board.get(user_id)
             if want != have:
-                violations.append(Violation(
-                    4, f"user {user_id} on leaderboard {bucket}",
-                    f"score {'missing' if have is None else have} but the ledger PnL is "
-                    f"{'none (no settled bet)' if want is None else want}",
-                ))
+                violations.append(
+                    Violation(
+                        4,
+                        f"user {user_id} on leaderboard {bucket}",
+                        f"score {'missing' if have is None else have} but the ledger PnL is "
+                        f"{'none (no settled bet)' if want is None else want}",
+                    )
+                )
     return violations
 
 
 async def check_all(
     connection: asyncpg.Connection, client: redis.Redis, max_balance: Decimal, now: datetime
 ) -> list[Violation]:
-    return await check_ledger(connection, max_balance) + await check_leaderboards(connection, client, now)
+    return await check_ledger(connection, max_balance) + await check_leaderboards(
+        connection, client, now
+    )

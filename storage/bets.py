@@ -79,19 +79,36 @@ class BetRequest:
         return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
 
 
-async def place_bets(pool: Executor, requests: list[BetRequest], rules: GameRules) -> list[PlacedBet | GameError]:
+async def place_bets(
+    pool: Executor, requests: list[BetRequest], rules: GameRules
+) -> list[PlacedBet | GameError]:
     """Place many bets in one transaction and one round trip; each gets its own answer, in order.
 
     A refusal refuses only its own bet. If the batch as a whole fails (a deadlock, a broken
     connection), nothing of it was committed and the caller may retry the bets one by one.
     """
-    columns = list(zip(*(
-        (r.user_id, r.market_id, r.client_bet_id, r.side.value, r.amount, r.expected_odds, r.max_slippage)
-        for r in requests
-    ), strict=True))
+    columns = list(
+        zip(
+            *(
+                (
+                    r.user_id,
+                    r.market_id,
+                    r.client_bet_id,
+                    r.side.value,
+                    r.amount,
+                    r.expected_odds,
+                    r.max_slippage,
+                )
+                for r in requests
+            ),
+            strict=True,
+        )
+    )
     rows = await pool.fetch(
-        CALL_PLACE_BETS, *(list(column) for column in columns),
-        timedelta(seconds=rules.odds_max_age_s), rules.max_balance,
+        CALL_PLACE_BETS,
+        *(list(column) for column in columns),
+        timedelta(seconds=rules.odds_max_age_s),
+        rules.max_balance,
     )
     answers: list[PlacedBet | GameError] = []
     for request, row in zip(requests, rows, strict=True):
@@ -125,8 +142,16 @@ async def place_bet(
             return PlacedBet(original["bet"], original["balance"], created=False)
         raise
     row = await pool.fetchrow(
-        CALL_PLACE_BET, user_id, market_id, client_bet_id, side.value, stake, expected_odds,
-        max_slippage, timedelta(seconds=rules.odds_max_age_s), rules.max_balance,
+        CALL_PLACE_BET,
+        user_id,
+        market_id,
+        client_bet_id,
+        side.value,
+        stake,
+        expected_odds,
+        max_slippage,
+        timedelta(seconds=rules.odds_max_age_s),
+        rules.max_balance,
     )
     assert row is not None
     code = row["code"]
@@ -154,7 +179,8 @@ def _refusal(code: str, row: asyncpg.Record, stake: Decimal, rules: GameRules) -
     if code == "insufficient_credits":
         balance = row["new_balance"]
         return GameError(
-            ErrorCode.INSUFFICIENT_CREDITS, f"balance {balance:.2f} is below {stake:.2f}",
+            ErrorCode.INSUFFICIENT_CREDITS,
+            f"balance {balance:.2f} is below {stake:.2f}",
             balance=balance,
         )
     if code == "balance_cap_exceeded":
@@ -182,4 +208,3 @@ async def list_bets(
 
 async def open_bets(pool: Executor, user_id: uuid.UUID) -> list[asyncpg.Record]:
     return list(await pool.fetch(SELECT_OPEN_BETS, user_id))
-

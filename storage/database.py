@@ -33,7 +33,9 @@ INSERT_APPLIED: Final = "INSERT INTO schema_migrations (version, name) VALUES ($
 async def _init_connection(connection: asyncpg.Connection) -> None:
     for kind in ("json", "jsonb"):
         await connection.set_type_codec(
-            kind, schema="pg_catalog", encoder=lambda v: orjson.dumps(v).decode(),
+            kind,
+            schema="pg_catalog",
+            encoder=lambda v: orjson.dumps(v).decode(),
             decoder=orjson.loads,
         )
 

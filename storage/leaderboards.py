@@ -219,14 +219,16 @@ async def top(
     return standings, mine
 
 
-async def usernames(
-    pool: Executor, client: redis.Redis, user_ids: list[str]
-) -> dict[str, str]:
+async def usernames(pool: Executor, client: redis.Redis, user_ids: list[str]) -> dict[str, str]:
     """From the Redis hash; the few missing ones (a flushed cache) from PostgreSQL in one query."""
     if not user_ids:
         return {}
     cached = await client.hmget(USERNAMES_KEY, user_ids)
-    names = {user_id: str(name) for user_id, name in zip(user_ids, cached, strict=True) if name is not None}
+    names = {
+        user_id: str(name)
+        for user_id, name in zip(user_ids, cached, strict=True)
+        if name is not None
+    }
     missing = [uuid.UUID(user_id) for user_id in user_ids if user_id not in names]
     if missing:
         rows = await pool.fetch(SELECT_USERNAMES, missing)
@@ -237,18 +239,21 @@ async def usernames(
     return names
 
 
-async def bucket_pnl_from_ledger(
-    connection: Executor, bucket: str
-) -> dict[str, Decimal]:
+async def bucket_pnl_from_ledger(connection: Executor, bucket: str) -> dict[str, Decimal]:
     """user id -> realized PnL of the bets settled within the bucket, straight from the ledger."""
     _, bounds = parse_period_key(bucket)
     low, high = bounds if bounds is not None else (None, None)
-    return {str(row["user_id"]): row["pnl"] for row in await connection.fetch(BUCKET_PNL, low, high)}
+    return {
+        str(row["user_id"]): row["pnl"] for row in await connection.fetch(BUCKET_PNL, low, high)
+    }
 
 
 async def bucket_scores(client: redis.Redis, bucket: str) -> dict[str, Decimal]:
     # decode_responses=True: members are str, scores float.
-    entries = cast(list[tuple[str, float]], await client.zrange(keys.leaderboard(bucket), 0, -1, withscores=True))
+    entries = cast(
+        list[tuple[str, float]],
+        await client.zrange(keys.leaderboard(bucket), 0, -1, withscores=True),
+    )
     return {member: score_to_pnl(score) for member, score in entries}
 
 
@@ -288,8 +293,12 @@ async def rebuild(pool: Executor, client: redis.Redis, now: datetime) -> dict[st
     for bucket, board in kept.items():
         async with client.pipeline(transaction=True) as pipe:
             pipe.delete(keys.leaderboard(bucket), versions_key(bucket))
-            pipe.zadd(keys.leaderboard(bucket), {user_id: float(pnl) for user_id, pnl in board.items()})
-            stored_versions: dict[FieldT, EncodableT] = {user_id: versions[user_id] for user_id in board}
+            pipe.zadd(
+                keys.leaderboard(bucket), {user_id: float(pnl) for user_id, pnl in board.items()}
+            )
+            stored_versions: dict[FieldT, EncodableT] = {
+                user_id: versions[user_id] for user_id in board
+            }
             pipe.hset(versions_key(bucket), mapping=stored_versions)
             if expire_at := _expire_at(bucket):
                 pipe.expireat(keys.leaderboard(bucket), expire_at)

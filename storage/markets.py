@@ -90,9 +90,13 @@ RETURNING {MARKET_COLUMNS}
 """
 
 SELECT_MARKET: Final = f"SELECT {MARKET_COLUMNS} FROM markets WHERE id = $1"
-SELECT_BY_SOURCE_ID: Final = f"SELECT {MARKET_COLUMNS} FROM markets WHERE source = 'polymarket' AND source_id = $1"
+SELECT_BY_SOURCE_ID: Final = (
+    f"SELECT {MARKET_COLUMNS} FROM markets WHERE source = 'polymarket' AND source_id = $1"
+)
 SELECT_MARKETS_BY_ID: Final = f"SELECT {MARKET_COLUMNS} FROM markets WHERE id = ANY($1::uuid[])"
-SELECT_ALL_MARKETS: Final = f"SELECT {MARKET_COLUMNS} FROM markets ORDER BY created_at DESC LIMIT $1"
+SELECT_ALL_MARKETS: Final = (
+    f"SELECT {MARKET_COLUMNS} FROM markets ORDER BY created_at DESC LIMIT $1"
+)
 SELECT_OPEN: Final = f"SELECT {MARKET_COLUMNS} FROM markets WHERE status = 'open'"
 
 # Markets the resolution job looks at: past their end, already closed, or no longer listed.
@@ -113,14 +117,31 @@ async def upsert_listings(
     """Store the listing; returns rows that were inserted or changed (with an `inserted` flag)."""
     if not listings:
         return []
-    columns = list(zip(*(
-        (
-            item.source_id, item.slug, item.question, item.this_label, item.that_label,
-            item.this_token_id, item.that_token_id, item.this_odds, item.that_odds, now,
-            item.ends_at, item.category, item.image_url, item.volume, item.accepting_orders,
+    columns = list(
+        zip(
+            *(
+                (
+                    item.source_id,
+                    item.slug,
+                    item.question,
+                    item.this_label,
+                    item.that_label,
+                    item.this_token_id,
+                    item.that_token_id,
+                    item.this_odds,
+                    item.that_odds,
+                    now,
+                    item.ends_at,
+                    item.category,
+                    item.image_url,
+                    item.volume,
+                    item.accepting_orders,
+                )
+                for item in listings
+            ),
+            strict=True,
         )
-        for item in listings
-    ), strict=True))
+    )
     return list(await connection.fetch(UPSERT_LISTINGS, *(list(column) for column in columns)))
 
 

@@ -70,7 +70,10 @@ class RateLimiter:
     async def _flush(self) -> None:
         try:
             while self._pending:
-                batch, self._pending = self._pending[:MAX_KEYS_PER_CALL], self._pending[MAX_KEYS_PER_CALL:]
+                batch, self._pending = (
+                    self._pending[:MAX_KEYS_PER_CALL],
+                    self._pending[MAX_KEYS_PER_CALL:],
+                )
                 args: list[int] = []
                 for _, limit, window_ms, _ in batch:
                     args += [limit, window_ms]

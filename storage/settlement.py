@@ -149,7 +149,9 @@ async def settle_market(
             return SettlementResult(market_id, None, None)
         await connection.execute(INSERT_OUTBOX, market_id)
         result = SettlementResult(market_id, market, resolution)
-        result.complete = await _settle_chunk(connection, market_id, resolution, now, chunk_size, result)
+        result.complete = await _settle_chunk(
+            connection, market_id, resolution, now, chunk_size, result
+        )
     if not result.complete:
         await _finish(pool, market_id, now, chunk_size, result)
     return result
@@ -174,7 +176,11 @@ async def settle_pending(
 
 
 async def _finish(
-    pool: asyncpg.Pool, market_id: uuid.UUID, now: datetime, chunk_size: int, result: SettlementResult
+    pool: asyncpg.Pool,
+    market_id: uuid.UUID,
+    now: datetime,
+    chunk_size: int,
+    result: SettlementResult,
 ) -> None:
     # Every round settles at least one bet or ends the loop, so it terminates.
     while True:
@@ -205,15 +211,22 @@ async def _settle_chunk(
     chunk = await connection.fetch(SELECT_OPEN_CHUNK, market_id, chunk_size)
     if chunk:
         outcomes = {
-            row["id"]: settle_bet(Side(row["side"]), row["amount"], row["potential_payout"], resolution)
+            row["id"]: settle_bet(
+                Side(row["side"]), row["amount"], row["potential_payout"], resolution
+            )
             for row in chunk
         }
         user_ids = sorted({row["user_id"] for row in chunk})
-        balances = {row["id"]: row["balance"] for row in await connection.fetch(LOCK_USERS, user_ids)}
+        balances = {
+            row["id"]: row["balance"] for row in await connection.fetch(LOCK_USERS, user_ids)
+        }
         ids = list(outcomes)
         settled = await connection.fetch(
-            SETTLE_BETS, ids, [outcomes[i].status.value for i in ids],
-            [outcomes[i].payout for i in ids], now,
+            SETTLE_BETS,
+            ids,
+            [outcomes[i].status.value for i in ids],
+            [outcomes[i].payout for i in ids],
+            now,
         )
         ledger_rows: list[tuple[uuid.UUID, str, Decimal, Decimal, uuid.UUID]] = []
         per_user: dict[uuid.UUID, list[asyncpg.Record]] = defaultdict(list)
@@ -224,11 +237,20 @@ async def _settle_chunk(
                 outcome = outcomes[bet["id"]]
                 balances[user_id] += outcome.payout
                 if outcome.ledger_kind is not None:
-                    ledger_rows.append((user_id, outcome.ledger_kind, outcome.payout, balances[user_id], bet["id"]))
+                    ledger_rows.append(
+                        (user_id, outcome.ledger_kind, outcome.payout, balances[user_id], bet["id"])
+                    )
                 result.bets.append(SettledBet(user_id, bet, outcome.payout, balances[user_id]))
         if ledger_rows:
-            await connection.execute(INSERT_SETTLEMENT_LEDGER, *map(list, zip(*ledger_rows, strict=True)))
+            await connection.execute(
+                INSERT_SETTLEMENT_LEDGER, *map(list, zip(*ledger_rows, strict=True))
+            )
         changed = sorted(per_user)
-        released = [sum((bet["potential_payout"] for bet in per_user[user_id]), Decimal(0)) for user_id in changed]
-        await connection.execute(SET_BALANCES, changed, [balances[user_id] for user_id in changed], released)
+        released = [
+            sum((bet["potential_payout"] for bet in per_user[user_id]), Decimal(0))
+            for user_id in changed
+        ]
+        await connection.execute(
+            SET_BALANCES, changed, [balances[user_id] for user_id in changed], released
+        )
     return await connection.fetchval(MARK_SETTLED, market_id, now) is not None

@@ -39,8 +39,15 @@ async def insert_market(
     now = datetime.now(UTC)
     ends_at = None if ends_in_s is None else now + timedelta(seconds=ends_in_s)
     market_id = await db.fetchval(
-        INSERT_MARKET, f"0xtest{next(_sources)}", question, Decimal(this_odds), Decimal(that_odds),
-        now - timedelta(seconds=odds_age_s), status, accepting_orders, ends_at,
+        INSERT_MARKET,
+        f"0xtest{next(_sources)}",
+        question,
+        Decimal(this_odds),
+        Decimal(that_odds),
+        now - timedelta(seconds=odds_age_s),
+        status,
+        accepting_orders,
+        ends_at,
     )
     assert isinstance(market_id, uuid.UUID)
     return market_id

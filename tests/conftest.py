@@ -115,7 +115,9 @@ PlayerFactory = Callable[..., Awaitable[Player]]
 
 
 @pytest.fixture
-async def new_player(server: tuple[str, web.Application], http: aiohttp.ClientSession) -> AsyncIterator[PlayerFactory]:
+async def new_player(
+    server: tuple[str, web.Application], http: aiohttp.ClientSession
+) -> AsyncIterator[PlayerFactory]:
     """Signs up a player and connects one socket (pass connect=False for REST only)."""
     players: list[Player] = []
 

@@ -30,10 +30,17 @@ async def fake_polymarket() -> AsyncIterator[FakePolymarket]:
 
 
 def feed_settings(fake: FakePolymarket, **overrides: Any) -> dict[str, Any]:
-    return {**FAST_FEED, "polymarket_gamma_url": fake.gamma_url, "polymarket_base_url": fake.clob_url, **overrides}
+    return {
+        **FAST_FEED,
+        "polymarket_gamma_url": fake.gamma_url,
+        "polymarket_base_url": fake.clob_url,
+        **overrides,
+    }
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], *, attempts: int = 100, pause_s: float = 0.1) -> None:
+async def eventually(
+    check: Callable[[], Awaitable[bool]], *, attempts: int = 100, pause_s: float = 0.1
+) -> None:
     """Poll a condition a bounded number of times; fail if it never holds."""
     for _ in range(attempts):
         if await check():

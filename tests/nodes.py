@@ -45,7 +45,10 @@ class ServerNode:
     def spawn(self) -> subprocess.Popen[bytes]:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(  # noqa: S603 - our own CLI with fixed arguments
-                [sys.executable, "-m", "server.cli", "serve"], env=self.env, stdout=log, stderr=log,
+                [sys.executable, "-m", "server.cli", "serve"],
+                env=self.env,
+                stdout=log,
+                stderr=log,
             )
         return self.process
 
@@ -56,7 +59,9 @@ class ServerNode:
         async with aiohttp.ClientSession() as http:
             for _ in range(int(ready_within_s * 10)):
                 if self.process.poll() is not None:
-                    raise RuntimeError(f"node exited early; log:\n{self.log_path.read_text()[-3000:]}")
+                    raise RuntimeError(
+                        f"node exited early; log:\n{self.log_path.read_text()[-3000:]}"
+                    )
                 try:
                     async with http.get(self.url + "/readyz") as response:
                         if response.status == 200:
@@ -64,7 +69,9 @@ class ServerNode:
                 except aiohttp.ClientError:
                     pass
                 await asyncio.sleep(0.1)
-        raise RuntimeError(f"node not ready in {ready_within_s}s; log:\n{self.log_path.read_text()[-3000:]}")
+        raise RuntimeError(
+            f"node not ready in {ready_within_s}s; log:\n{self.log_path.read_text()[-3000:]}"
+        )
 
     def kill(self) -> None:
         """SIGKILL: no cleanup, no lease release; the crash the tests are about."""

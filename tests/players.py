@@ -33,14 +33,18 @@ class Player:
     def user_id(self) -> str:
         return str(self.user["id"])
 
-    async def post(self, path: str, body: object, **kwargs: Any) -> tuple[int, Any, aiohttp.ClientResponse]:
+    async def post(
+        self, path: str, body: object, **kwargs: Any
+    ) -> tuple[int, Any, aiohttp.ClientResponse]:
         async with self.http.post(self.base_url + path, json=body, **kwargs) as response:
             data = await response.json() if response.content_type == "application/json" else None
             return response.status, data, response
 
     async def signup(self, username: str | None = None) -> Player:
         self.username = username or unique_name()
-        status, data, _ = await self.post("/auth/signup", {"username": self.username, "password": self.password})
+        status, data, _ = await self.post(
+            "/auth/signup", {"username": self.username, "password": self.password}
+        )
         assert status == 201, data
         self._take(data)
         return self
@@ -50,7 +54,9 @@ class Player:
         self.access_token = data["accessToken"]
         self.refresh_token = data["refreshToken"]
 
-    async def connect(self, *, token: str | None = None, headers: dict[str, str] | None = None) -> socketio.AsyncClient:
+    async def connect(
+        self, *, token: str | None = None, headers: dict[str, str] | None = None
+    ) -> socketio.AsyncClient:
         client = socketio.AsyncClient(reconnection=False, http_session=self.http)
 
         @client.on("*")
@@ -58,13 +64,18 @@ class Player:
             self.received[event].put_nowait(data)
 
         await client.connect(
-            self.base_url, auth={"token": token or self.access_token}, transports=["websocket"],
-            headers=headers or {}, wait_timeout=10,
+            self.base_url,
+            auth={"token": token or self.access_token},
+            transports=["websocket"],
+            headers=headers or {},
+            wait_timeout=10,
         )
         self.sockets.append(client)
         return client
 
-    async def call(self, event: str, payload: Any = None, *, socket: socketio.AsyncClient | None = None) -> Any:
+    async def call(
+        self, event: str, payload: Any = None, *, socket: socketio.AsyncClient | None = None
+    ) -> Any:
         client = socket or self.sockets[0]
         return await client.call(event, {} if payload is None else payload, timeout=15)
 

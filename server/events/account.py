@@ -33,10 +33,15 @@ async def handle_wallet_history(ctx: EventContext, payload: WalletHistory) -> di
     if payload.cursor is not None:
         (seq,) = decode_cursor(payload.cursor, 1)
         if not seq.isdigit():
-            raise GameError(ErrorCode.VALIDATION_ERROR, "cursor: not a cursor from this server",
-                            details={"field": "cursor"})
+            raise GameError(
+                ErrorCode.VALIDATION_ERROR,
+                "cursor: not a cursor from this server",
+                details={"field": "cursor"},
+            )
         before = int(seq)
-    rows = await wallet.history_page(ctx.app[appkeys.DB_POOL], ctx.session.user_id, before, payload.limit)
+    rows = await wallet.history_page(
+        ctx.app[appkeys.DB_POOL], ctx.session.user_id, before, payload.limit
+    )
     page = rows[: payload.limit]
     next_cursor = encode_cursor(page[-1]["seq"]) if len(rows) > payload.limit else None
     return {"entries": [ledger_entry_view(row) for row in page], "nextCursor": next_cursor}
@@ -48,8 +53,11 @@ async def handle_reward_claim(ctx: EventContext, payload: Empty) -> dict[str, An
     now = datetime.now(UTC)
     try:
         balance = await wallet.claim_daily_reward(
-            ctx.app[appkeys.DB_POOL], ctx.session.user_id, reward_day(now),
-            rules.daily_reward_credits, rules.max_balance,
+            ctx.app[appkeys.DB_POOL],
+            ctx.session.user_id,
+            reward_day(now),
+            rules.daily_reward_credits,
+            rules.max_balance,
         )
     except wallet.RewardRefused as refused:
         if refused.already_claimed:
@@ -59,7 +67,11 @@ async def handle_reward_claim(ctx: EventContext, payload: Empty) -> dict[str, An
             f"a reward of {rules.daily_reward_credits} would take the balance above {rules.max_balance}",
         ) from None
     emit_balance(ctx.app[appkeys.PUSHES], ctx.session.user_id, balance, "reward")
-    return {"amount": rules.daily_reward_credits, "balance": balance, "nextClaimAt": next_claim_at(now)}
+    return {
+        "amount": rules.daily_reward_credits,
+        "balance": balance,
+        "nextClaimAt": next_claim_at(now),
+    }
 
 
 @router.event("auth:refresh", AuthRefresh, live_token=False)

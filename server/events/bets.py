@@ -64,7 +64,8 @@ async def handle_bets_list(ctx: EventContext, payload: BetsList) -> dict[str, An
             cursor = (datetime.fromisoformat(placed_at), uuid.UUID(bet_id))
         except ValueError:
             raise GameError(
-                ErrorCode.VALIDATION_ERROR, "cursor: not a cursor from this server",
+                ErrorCode.VALIDATION_ERROR,
+                "cursor: not a cursor from this server",
                 details={"field": "cursor"},
             ) from None
     rows = await bets.list_bets(

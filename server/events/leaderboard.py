@@ -29,12 +29,16 @@ async def handle_leaderboard_get(ctx: EventContext, payload: LeaderboardGet) -> 
 
 
 @router.event("leaderboard:subscribe", LeaderboardRoom)
-async def handle_leaderboard_subscribe(ctx: EventContext, payload: LeaderboardRoom) -> dict[str, Any]:
+async def handle_leaderboard_subscribe(
+    ctx: EventContext, payload: LeaderboardRoom
+) -> dict[str, Any]:
     await ctx.app[appkeys.SIO].enter_room(ctx.sid, leaderboard_room(payload.period))
     return {}
 
 
 @router.event("leaderboard:unsubscribe", LeaderboardRoom)
-async def handle_leaderboard_unsubscribe(ctx: EventContext, payload: LeaderboardRoom) -> dict[str, Any]:
+async def handle_leaderboard_unsubscribe(
+    ctx: EventContext, payload: LeaderboardRoom
+) -> dict[str, Any]:
     await ctx.app[appkeys.SIO].leave_room(ctx.sid, leaderboard_room(payload.period))
     return {}

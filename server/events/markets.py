@@ -16,13 +16,17 @@ from server.views import market_view
 
 @router.event("markets:list", MarketsList)
 async def handle_markets_list(ctx: EventContext, payload: MarketsList) -> dict[str, Any]:
-    markets, next_cursor = ctx.app[appkeys.MARKET_CACHE].page(payload.status, payload.cursor, payload.limit)
+    markets, next_cursor = ctx.app[appkeys.MARKET_CACHE].page(
+        payload.status, payload.cursor, payload.limit
+    )
     return {"markets": markets, "nextCursor": next_cursor}
 
 
 @router.event("market:get", MarketGet)
 async def handle_market_get(ctx: EventContext, payload: MarketGet) -> dict[str, Any]:
-    row = await lookup(ctx.app[appkeys.DB_POOL], ctx.app[appkeys.MARKET_CACHE], payload.marketId.lower())
+    row = await lookup(
+        ctx.app[appkeys.DB_POOL], ctx.app[appkeys.MARKET_CACHE], payload.marketId.lower()
+    )
     return {"market": market_view(row)}
 
 
@@ -32,7 +36,10 @@ async def handle_market_subscribe(ctx: EventContext, payload: MarketIds) -> dict
     ids = list(dict.fromkeys(market_id.lower() for market_id in payload.marketIds))
     for market_id in ids:
         _check_id(market_id)
-    rows = [await lookup(ctx.app[appkeys.DB_POOL], ctx.app[appkeys.MARKET_CACHE], market_id) for market_id in ids]
+    rows = [
+        await lookup(ctx.app[appkeys.DB_POOL], ctx.app[appkeys.MARKET_CACHE], market_id)
+        for market_id in ids
+    ]
     sio = ctx.app[appkeys.SIO]
     for market_id in ids:
         await sio.enter_room(ctx.sid, market_room(market_id))

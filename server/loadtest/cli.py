@@ -23,28 +23,66 @@ from server.loadtest.system import raise_open_file_limit
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     players = parser.add_mutually_exclusive_group(required=True)
-    players.add_argument("--players-file", type=Path, help="players.json written by `thisthat seed`")
-    players.add_argument("--signup", type=int, metavar="N", help="sign N players up through REST first "
-                         "(the server needs RATE_LIMIT_ENABLED=false)")
-    parser.add_argument("--players", type=int, default=0, help="use only the first N players of the file")
-    parser.add_argument("--url", default=None, help="server base URL (default: the file's baseUrl, "
-                        "else http://127.0.0.1:3000)")
-    parser.add_argument("--mode", choices=["open", "closed", "idle"], default="open",
-                        help="open: arrivals at --rate; closed: next request when the ack arrives; "
-                             "idle: connect, subscribe, only listen")
-    parser.add_argument("--rate", type=float, default=100.0, help="open loop: requests per second, all players")
-    parser.add_argument("--poisson", action="store_true", help="open loop: Poisson arrivals instead of fixed")
-    parser.add_argument("--concurrency", type=int, default=0, help="closed loop: requests in flight (default: players)")
+    players.add_argument(
+        "--players-file", type=Path, help="players.json written by `thisthat seed`"
+    )
+    players.add_argument(
+        "--signup",
+        type=int,
+        metavar="N",
+        help="sign N players up through REST first (the server needs RATE_LIMIT_ENABLED=false)",
+    )
+    parser.add_argument(
+        "--players", type=int, default=0, help="use only the first N players of the file"
+    )
+    parser.add_argument(
+        "--url",
+        default=None,
+        help="server base URL (default: the file's baseUrl, else http://127.0.0.1:3000)",
+    )
+    parser.add_argument(
+        "--mode",
+        choices=["open", "closed", "idle"],
+        default="open",
+        help="open: arrivals at --rate; closed: next request when the ack arrives; "
+        "idle: connect, subscribe, only listen",
+    )
+    parser.add_argument(
+        "--rate", type=float, default=100.0, help="open loop: requests per second, all players"
+    )
+    parser.add_argument(
+        "--poisson", action="store_true", help="open loop: Poisson arrivals instead of fixed"
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=0,
+        help="closed loop: requests in flight (default: players)",
+    )
     parser.add_argument("--duration", type=float, default=30.0, help="measured seconds")
-    parser.add_argument("--warmup", type=float, default=0.0, help="seconds of load before measuring")
-    parser.add_argument("--mix", default=DEFAULT_MIX, help=f"operation weights (default {DEFAULT_MIX})")
+    parser.add_argument(
+        "--warmup", type=float, default=0.0, help="seconds of load before measuring"
+    )
+    parser.add_argument(
+        "--mix", default=DEFAULT_MIX, help=f"operation weights (default {DEFAULT_MIX})"
+    )
     parser.add_argument("--amount", default="10-50", help="bet amount range, whole credits")
     parser.add_argument("--max-slippage", type=float, default=0.05)
-    parser.add_argument("--subscribe", type=int, default=3, help="markets each player subscribes to")
-    parser.add_argument("--markets", default="", help="comma-separated market ids every player subscribes to")
-    parser.add_argument("--processes", type=int, default=os.cpu_count() or 1, help="client processes")
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds before an ack counts as TIMEOUT")
-    parser.add_argument("--out", type=Path, default=None, help="write the JSON result (and PNG) here")
+    parser.add_argument(
+        "--subscribe", type=int, default=3, help="markets each player subscribes to"
+    )
+    parser.add_argument(
+        "--markets", default="", help="comma-separated market ids every player subscribes to"
+    )
+    parser.add_argument(
+        "--processes", type=int, default=os.cpu_count() or 1, help="client processes"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds before an ack counts as TIMEOUT"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="write the JSON result (and PNG) here"
+    )
     parser.add_argument("--audit", action="store_true", help="run `thisthat audit` afterwards")
 
 
@@ -62,21 +100,33 @@ async def sign_up(base_url: str, count: int, concurrency: int = 20) -> list[dict
     async with aiohttp.ClientSession() as http:
 
         async def one(index: int) -> dict[str, Any]:
-            async with gate, http.post(f"{base_url}/auth/signup",
-                                       json={"username": f"lt{tag}_{index}", "password": password}) as response:
+            async with (
+                gate,
+                http.post(
+                    f"{base_url}/auth/signup",
+                    json={"username": f"lt{tag}_{index}", "password": password},
+                ) as response,
+            ):
                 body = await response.json()
                 if response.status != 201:
                     raise RuntimeError(f"signup failed ({response.status}): {body}")
-                return {"id": body["user"]["id"], "username": body["user"]["username"],
-                        "accessToken": body["accessToken"]}
+                return {
+                    "id": body["user"]["id"],
+                    "username": body["user"]["username"],
+                    "accessToken": body["accessToken"],
+                }
 
         return list(await asyncio.gather(*(one(index) for index in range(count))))
 
 
 def run_audit() -> int:
     """`thisthat audit` against the same DATABASE_URL; prints and returns its exit code."""
-    outcome = subprocess.run([sys.executable, "-m", "server.cli", "audit"], capture_output=True, text=True,  # noqa: S603
-                             check=False)
+    outcome = subprocess.run(
+        [sys.executable, "-m", "server.cli", "audit"],
+        capture_output=True,
+        text=True,  # noqa: S603
+        check=False,
+    )
     print(outcome.stdout.strip() or outcome.stderr.strip()[-2000:])
     return outcome.returncode
 
@@ -94,12 +144,21 @@ async def command(args: argparse.Namespace) -> int:
         return 2
     try:
         plan = LoadPlan(
-            base_url=base_url.rstrip("/"), players=players, mode=args.mode, rate=args.rate,
-            poisson=args.poisson, concurrency=args.concurrency, duration_s=args.duration,
-            warmup_s=args.warmup, mix=parse_mix(args.mix), amount=parse_range(args.amount),
-            max_slippage=args.max_slippage, subscribe=args.subscribe,
+            base_url=base_url.rstrip("/"),
+            players=players,
+            mode=args.mode,
+            rate=args.rate,
+            poisson=args.poisson,
+            concurrency=args.concurrency,
+            duration_s=args.duration,
+            warmup_s=args.warmup,
+            mix=parse_mix(args.mix),
+            amount=parse_range(args.amount),
+            max_slippage=args.max_slippage,
+            subscribe=args.subscribe,
             market_ids=tuple(market for market in args.markets.split(",") if market),
-            timeout_s=args.timeout, run_tag=secrets.token_hex(4),
+            timeout_s=args.timeout,
+            run_tag=secrets.token_hex(4),
         )
     except PlanError as error:
         print(f"loadtest: {error}", file=sys.stderr)
@@ -110,7 +169,10 @@ async def command(args: argparse.Namespace) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
         chart = write_plots(report, args.out)
-        print(f"result: {args.out}" + (f", chart: {chart}" if chart else " (no chart: install the plots extra)"))
+        print(
+            f"result: {args.out}"
+            + (f", chart: {chart}" if chart else " (no chart: install the plots extra)")
+        )
     status = 1 if report["unexpectedErrors"] else 0
     if args.audit and run_audit() != 0:
         status = 1
@@ -118,7 +180,9 @@ async def command(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="thisthat loadtest", description="drive the server with virtual players")
+    parser = argparse.ArgumentParser(
+        prog="thisthat loadtest", description="drive the server with virtual players"
+    )
     add_arguments(parser)
     args = parser.parse_args(argv)
     return run(args)

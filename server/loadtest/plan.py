@@ -67,13 +67,13 @@ class LoadPlan:
     mode: Mode = "open"
     rate: float = 100.0
     poisson: bool = False
-    concurrency: int = 0           # closed loop: requests in flight (0: one per player)
+    concurrency: int = 0  # closed loop: requests in flight (0: one per player)
     duration_s: float = 30.0
     warmup_s: float = 0.0
     mix: dict[str, float] = field(default_factory=lambda: parse_mix(DEFAULT_MIX))
     amount: tuple[int, int] = (10, 50)
     max_slippage: float = 0.05
-    subscribe: int = 3             # markets each player subscribes to
+    subscribe: int = 3  # markets each player subscribes to
     market_ids: tuple[str, ...] = ()  # subscribe exactly these (fan-out runs)
     timeout_s: float = 10.0
     connect_concurrency: int = 100
@@ -88,8 +88,13 @@ class LoadPlan:
         for index in range(processes):
             players = self.players[index::processes]
             share = len(players) / len(self.players)
-            plans.append(dataclasses.replace(
-                self, players=players, rate=self.rate * share, process_index=index,
-                concurrency=max(1, round(concurrency * share)),
-            ))
+            plans.append(
+                dataclasses.replace(
+                    self,
+                    players=players,
+                    rate=self.rate * share,
+                    process_index=index,
+                    concurrency=max(1, round(concurrency * share)),
+                )
+            )
         return plans

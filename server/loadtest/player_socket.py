@@ -54,7 +54,7 @@ def settle_future(call: PendingCall, answer: Any) -> None:
 def socket_url(base_url: str) -> str:
     base = base_url.rstrip("/")
     if base.startswith("http"):
-        base = "ws" + base[len("http"):]
+        base = "ws" + base[len("http") :]
     return f"{base}/socket.io/?EIO=4&transport=websocket"
 
 
@@ -72,11 +72,22 @@ class PlayerSocket:
         self._reader: asyncio.Task[None] | None = None
         self._on_close: Callable[[PlayerSocket], None] | None = None
 
-    async def connect(self, http: aiohttp.ClientSession, base_url: str, token: str,
-                      timeout_s: float = 30, on_close: Callable[[PlayerSocket], None] | None = None) -> None:
+    async def connect(
+        self,
+        http: aiohttp.ClientSession,
+        base_url: str,
+        token: str,
+        timeout_s: float = 30,
+        on_close: Callable[[PlayerSocket], None] | None = None,
+    ) -> None:
         self._on_close = on_close
-        self._ws = await http.ws_connect(socket_url(base_url), autoping=True, timeout=aiohttp.ClientWSTimeout(ws_close=5),
-                                         max_msg_size=0, compress=0)
+        self._ws = await http.ws_connect(
+            socket_url(base_url),
+            autoping=True,
+            timeout=aiohttp.ClientWSTimeout(ws_close=5),
+            max_msg_size=0,
+            compress=0,
+        )
         opened = await asyncio.wait_for(self._ws.receive(), timeout_s)
         if opened.type != aiohttp.WSMsgType.TEXT or not opened.data.startswith("0"):
             await self._ws.close()
@@ -139,7 +150,9 @@ class PlayerSocket:
 
     def expire(self, now: float, timeout_s: float) -> list[PendingCall]:
         """Forget and return the calls waiting longer than `timeout_s` (they count as timeouts)."""
-        overdue = [ack_id for ack_id, call in self.pending.items() if now - call.scheduled > timeout_s]
+        overdue = [
+            ack_id for ack_id, call in self.pending.items() if now - call.scheduled > timeout_s
+        ]
         return [self.pending.pop(ack_id) for ack_id in overdue]
 
     def _handle(self, data: str) -> None:

@@ -21,13 +21,17 @@ def write_plots(report: dict[str, Any], path: Path) -> Path | None:
     seconds = [point["t"] for point in timeline]
     for key, label in (("p50Ms", "p50"), ("p99Ms", "p99"), ("maxMs", "max")):
         over_time.plot(seconds, [point[key] for point in timeline], label=label)
-    over_time.set(xlabel="seconds", ylabel="ack latency (ms)", yscale="log", title="Latency over time")
+    over_time.set(
+        xlabel="seconds", ylabel="ack latency (ms)", yscale="log", title="Latency over time"
+    )
     over_time.legend()
     latency = report["latency"]
     names = [key for key in ("p50Ms", "p95Ms", "p99Ms", "p999Ms", "maxMs") if key in latency]
     histogram.bar([name.removesuffix("Ms") for name in names], [latency[name] for name in names])
     histogram.set(ylabel="ms", title=f"Ack latency ({latency.get('count', 0)} acks)")
-    figure.suptitle(f"{report['mode']} loop, offered {report['offeredRate']}/s, achieved {report['achievedRate']}/s")
+    figure.suptitle(
+        f"{report['mode']} loop, offered {report['offeredRate']}/s, achieved {report['achievedRate']}/s"
+    )
     figure.tight_layout()
     output = path.with_suffix(".png")
     figure.savefig(output, dpi=100)

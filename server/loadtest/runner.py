@@ -38,8 +38,12 @@ async def run_load(
     workers, controls = [], []
     for share in plans:
         parent_end, child_end = context.Pipe()
-        worker = context.Process(target=run_worker, args=(share, results, child_end), daemon=True,
-                                 name=f"loadtest-{share.process_index}")
+        worker = context.Process(
+            target=run_worker,
+            args=(share, results, child_end),
+            daemon=True,
+            name=f"loadtest-{share.process_index}",
+        )
         worker.start()
         workers.append(worker)
         controls.append(parent_end)
@@ -66,8 +70,10 @@ async def run_load(
             if time.monotonic() - connect_started > connect_timeout_s:
                 raise RuntimeError("load client processes did not finish connecting in time")
         connected = sum(message["connected"] for message in ready.values())
-        printer(f"connected {connected}/{len(plan.players)} sockets in "
-                f"{time.monotonic() - connect_started:.1f}s over {len(workers)} process(es)")
+        printer(
+            f"connected {connected}/{len(plan.players)} sockets in "
+            f"{time.monotonic() - connect_started:.1f}s over {len(workers)} process(es)"
+        )
         start_wall = time.time() + 0.3
         for control in controls:
             control.send(start_wall)
@@ -91,7 +97,9 @@ async def run_load(
             elif crashed():
                 for index in crashed():
                     finals.setdefault(index, {"type": "final", "crashed": True})
-            complete = [t for t, reports in seconds.items() if t > printed and len(reports) == len(workers)]
+            complete = [
+                t for t, reports in seconds.items() if t > printed and len(reports) == len(workers)
+            ]
             for t in sorted(complete):
                 previous = _live_line(printer, t, seconds[t], intervals, previous, total_s)
                 printed = t
@@ -103,8 +111,14 @@ async def run_load(
     return build_report(plan, len(workers), list(finals.values()), intervals)
 
 
-def _live_line(printer: Printer, t: int, progress: dict[int, dict[str, Any]], intervals: dict[int, list[str]],
-               previous: dict[str, int], total_s: float) -> dict[str, int]:
+def _live_line(
+    printer: Printer,
+    t: int,
+    progress: dict[int, dict[str, Any]],
+    intervals: dict[int, list[str]],
+    previous: dict[str, int],
+    total_s: float,
+) -> dict[str, int]:
     sent = sum(message["sent"] for message in progress.values())
     answered = sum(message["answered"] for message in progress.values())
     latency = summarize(merge(intervals.get(t, [])))
@@ -119,8 +133,9 @@ def _live_line(printer: Printer, t: int, progress: dict[int, dict[str, Any]], in
     return {"sent": sent, "answered": answered}
 
 
-def build_report(plan: LoadPlan, processes: int, finals: list[dict[str, Any]],
-                 intervals: dict[int, list[str]]) -> dict[str, Any]:
+def build_report(
+    plan: LoadPlan, processes: int, finals: list[dict[str, Any]], intervals: dict[int, list[str]]
+) -> dict[str, Any]:
     good = [final for final in finals if not final.get("crashed")]
     books = merge_books(final["book"] for final in good)
     duration = plan.duration_s
@@ -141,7 +156,9 @@ def build_report(plan: LoadPlan, processes: int, finals: list[dict[str, Any]],
     timeline = []
     for t in sorted(intervals):
         summary = summarize(merge(intervals[t]))
-        timeline.append({"t": t, **{key: summary.get(key) for key in ("count", "p50Ms", "p99Ms", "maxMs")}})
+        timeline.append(
+            {"t": t, **{key: summary.get(key) for key in ("count", "p50Ms", "p99Ms", "maxMs")}}
+        )
     return {
         "mode": plan.mode,
         "arrivals": "poisson" if plan.poisson else "fixed",
@@ -161,13 +178,17 @@ def build_report(plan: LoadPlan, processes: int, finals: list[dict[str, Any]],
         "connections": {
             "connected": sum(final["connected"] for final in good),
             "failed": dict(connect_errors),
-            "time": summarize(merge(final["connectTimes"] for final in good) if good else new_histogram()),
+            "time": summarize(
+                merge(final["connectTimes"] for final in good) if good else new_histogram()
+            ),
         },
         "oddsTicks": {
             "deliveries": ticks.get_total_count(),
             "delay": summarize(ticks),
-            "ticks": [{"tick": key, "recipients": int(count), "lastDeliveryMs": round(delay * 1000, 3)}
-                      for key, (count, delay) in sorted(fanout.items())][-200:],
+            "ticks": [
+                {"tick": key, "recipients": int(count), "lastDeliveryMs": round(delay * 1000, 3)}
+                for key, (count, delay) in sorted(fanout.items())
+            ][-200:],
         },
         "pushes": dict(pushes),
         "socketsDropped": sum(final["dropped"] for final in good),
@@ -182,7 +203,8 @@ def format_report(report: dict[str, Any]) -> str:
         f"mode {report['mode']} ({report['arrivals']}), {report['players']} players over "
         f"{report['processes']} process(es), {report['durationS']:g}s measured",
         f"rate: offered {report['offeredRate']}/s, achieved {report['achievedRate']}/s "
-        f"(ok {report['okRate']}/s)" + (f", target {report['targetRate']:g}/s" if report["targetRate"] else ""),
+        f"(ok {report['okRate']}/s)"
+        + (f", target {report['targetRate']:g}/s" if report["targetRate"] else ""),
         "ack latency ms: " + _percentiles(latency),
     ]
     for name, summary in report["byOperation"].items():
@@ -190,10 +212,14 @@ def format_report(report: dict[str, Any]) -> str:
     errors = ", ".join(f"{code}={count}" for code, count in report["errors"].items()) or "none"
     lines.append(f"errors: {errors} (unexpected: {report['unexpectedErrors']})")
     connections = report["connections"]
-    lines.append(f"connections: {connections['connected']} ok, failed {connections['failed'] or 'none'}, "
-                 "connect ms " + _percentiles(connections["time"]))
+    lines.append(
+        f"connections: {connections['connected']} ok, failed {connections['failed'] or 'none'}, "
+        "connect ms " + _percentiles(connections["time"])
+    )
     ticks = report["oddsTicks"]
-    lines.append(f"odds ticks: {ticks['deliveries']} deliveries, delay ms " + _percentiles(ticks["delay"]))
+    lines.append(
+        f"odds ticks: {ticks['deliveries']} deliveries, delay ms " + _percentiles(ticks["delay"])
+    )
     lines.append(f"sockets dropped: {report['socketsDropped']}")
     return "\n".join(lines)
 
@@ -201,5 +227,7 @@ def format_report(report: dict[str, Any]) -> str:
 def _percentiles(summary: dict[str, Any]) -> str:
     if not summary.get("count"):
         return "(none)"
-    return " ".join(f"{key.removesuffix('Ms')} {summary[key]:.2f}"
-                     for key in ("p50Ms", "p95Ms", "p99Ms", "maxMs"))
+    return " ".join(
+        f"{key.removesuffix('Ms')} {summary[key]:.2f}"
+        for key in ("p50Ms", "p95Ms", "p99Ms", "maxMs")
+    )

@@ -57,7 +57,10 @@ def summarize(histogram: HdrHistogram) -> dict[str, Any]:
     count = histogram.get_total_count()
     if not count:
         return {"count": 0}
-    summary: dict[str, Any] = {"count": count, "meanMs": round(histogram.get_mean_value() / 1000, 3)}
+    summary: dict[str, Any] = {
+        "count": count,
+        "meanMs": round(histogram.get_mean_value() / 1000, 3),
+    }
     for percentile in PERCENTILES:
         key = f"p{percentile:g}".replace(".", "")
         summary[key + "Ms"] = round(histogram.get_value_at_percentile(percentile) / 1000, 3)
@@ -65,8 +68,9 @@ def summarize(histogram: HdrHistogram) -> dict[str, Any]:
     return summary
 
 
-def arrival_offsets(rate: float, duration_s: float, *, poisson: bool = False,
-                    rng: random.Random | None = None) -> Iterator[float]:
+def arrival_offsets(
+    rate: float, duration_s: float, *, poisson: bool = False, rng: random.Random | None = None
+) -> Iterator[float]:
     """Send times (seconds from the start) of an open-loop schedule at `rate` per second.
 
     Fixed: evenly spaced, i / rate. Poisson: exponential gaps with mean 1 / rate. The schedule
@@ -100,7 +104,9 @@ class LatencyBook:
     def sent_one(self) -> None:
         self.sent += 1
 
-    def answered_one(self, operation: str, scheduled: float, answered_at: float, error_code: str | None) -> None:
+    def answered_one(
+        self, operation: str, scheduled: float, answered_at: float, error_code: str | None
+    ) -> None:
         """An ack (or a timeout) for a request scheduled at `scheduled` (same clock as `answered_at`)."""
         seconds = answered_at - scheduled
         record_seconds(self.histogram, seconds)
@@ -147,5 +153,7 @@ def merge_books(snapshots: Iterable[dict[str, Any]]) -> dict[str, Any]:
         "errors": dict(errors.most_common()),
         "unexpectedErrors": unexpected,
         "latency": summarize(merge(snapshot["histogram"] for snapshot in snapshots)),
-        "byOperation": {name: summarize(merge(texts)) for name, texts in sorted(operations.items())},
+        "byOperation": {
+            name: summarize(merge(texts)) for name, texts in sorted(operations.items())
+        },
     }

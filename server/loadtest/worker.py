@@ -56,7 +56,7 @@ class LoadWorker:
         self.connect_times = new_histogram()
         self.connect_errors: Counter[str] = Counter()
         self.tick_delays = new_histogram()
-        self.fanout: dict[str, list[float]] = {}   # "<marketId>@<at>" -> [count, max delay s]
+        self.fanout: dict[str, list[float]] = {}  # "<marketId>@<at>" -> [count, max delay s]
         self.pushes: Counter[str] = Counter()
         self.bet_ids = itertools.count()
         operations = list(plan.mix)
@@ -117,8 +117,13 @@ class LoadWorker:
                 socket = PlayerSocket(self.on_push)
                 started = time.monotonic()
                 try:
-                    await socket.connect(http, self.plan.base_url, player["accessToken"],
-                                         self.plan.timeout_s * 3, on_close=self.on_close)
+                    await socket.connect(
+                        http,
+                        self.plan.base_url,
+                        player["accessToken"],
+                        self.plan.timeout_s * 3,
+                        on_close=self.on_close,
+                    )
                 except ConnectRefused as refusal:
                     error = refusal.error if isinstance(refusal.error, dict) else {}
                     self.connect_errors[str(error.get("code", "REFUSED"))] += 1
@@ -143,13 +148,19 @@ class LoadWorker:
         if not market_ids:
             return
         gate = asyncio.Semaphore(self.plan.connect_concurrency)
-        per_player = min(len(market_ids), self.plan.subscribe) if not self.plan.market_ids else len(market_ids)
+        per_player = (
+            min(len(market_ids), self.plan.subscribe)
+            if not self.plan.market_ids
+            else len(market_ids)
+        )
 
         async def subscribe(index: int, socket: PlayerSocket) -> None:
             start = (index * per_player + self.plan.process_index) % len(market_ids)
             chosen = [market_ids[(start + k) % len(market_ids)] for k in range(per_player)]
             async with gate:
-                answer = await socket.call("market:subscribe", {"marketIds": chosen}, self.plan.timeout_s * 3)
+                answer = await socket.call(
+                    "market:subscribe", {"marketIds": chosen}, self.plan.timeout_s * 3
+                )
             if not (answer and answer.get("ok")):
                 code = (answer or {}).get("error", {}).get("code", "UNKNOWN")
                 self.connect_errors[f"subscribe:{code}"] += 1
@@ -160,10 +171,14 @@ class LoadWorker:
                     self.open_markets.add(market["id"])
             self.subscribed[index] = chosen
 
-        await asyncio.gather(*(subscribe(index, socket) for index, socket in enumerate(self.sockets)))
+        await asyncio.gather(
+            *(subscribe(index, socket) for index, socket in enumerate(self.sockets))
+        )
 
     # -- requests -----------------------------------------------------------------------------
-    def request(self, index: int, scheduled: float, future: asyncio.Future[Any] | None = None) -> bool:
+    def request(
+        self, index: int, scheduled: float, future: asyncio.Future[Any] | None = None
+    ) -> bool:
         """Send one request of the mix from player `index`, as scheduled at `scheduled`."""
         socket = self.sockets[index]
         operation = self.operations[self._pick(self.rng.random() * self.weights[-1])]
@@ -186,14 +201,17 @@ class LoadWorker:
 
     def payload(self, operation: str, index: int) -> dict[str, Any] | None:
         if operation == "bet":
-            mine = [market for market in self.subscribed.get(index, ()) if market in self.open_markets]
+            mine = [
+                market for market in self.subscribed.get(index, ()) if market in self.open_markets
+            ]
             pool = mine or list(self.open_markets)
             if not pool:
                 return None
             market_id = self.rng.choice(pool)
             side = "this" if self.rng.random() < 0.5 else "that"
             bet: dict[str, Any] = {
-                "marketId": market_id, "side": side,
+                "marketId": market_id,
+                "side": side,
                 "amount": self.rng.randint(*self.plan.amount),
                 "clientBetId": f"{self.plan.run_tag}-{self.plan.process_index}-{next(self.bet_ids)}",
             }
@@ -209,7 +227,9 @@ class LoadWorker:
         return {}
 
     async def open_loop(self, start: float, end: float) -> None:
-        offsets = arrival_offsets(self.plan.rate, end - start, poisson=self.plan.poisson, rng=self.rng)
+        offsets = arrival_offsets(
+            self.plan.rate, end - start, poisson=self.plan.poisson, rng=self.rng
+        )
         for offset in offsets:
             scheduled = start + offset
             delay = scheduled - time.monotonic()
@@ -245,13 +265,19 @@ class LoadWorker:
     async def report_progress(self, start: float) -> None:
         while True:
             await asyncio.sleep(1.0)
-            self.results.put({
-                "type": "progress", "process": self.plan.process_index,
-                "t": round(time.monotonic() - start), "sent": self.book.sent,
-                "answered": self.book.answered, "errors": sum(self.book.errors.values()),
-                "interval": encode(self.book.take_interval()),
-                "sockets": sum(socket.connected for socket in self.sockets), "dropped": self.dropped,
-            })
+            self.results.put(
+                {
+                    "type": "progress",
+                    "process": self.plan.process_index,
+                    "t": round(time.monotonic() - start),
+                    "sent": self.book.sent,
+                    "answered": self.book.answered,
+                    "errors": sum(self.book.errors.values()),
+                    "interval": encode(self.book.take_interval()),
+                    "sockets": sum(socket.connected for socket in self.sockets),
+                    "dropped": self.dropped,
+                }
+            )
 
     # -- the run ------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -260,16 +286,23 @@ class LoadWorker:
             connect_started = time.monotonic()
             await self.connect_all(http)
             await self.subscribe_all()
-            self.results.put({
-                "type": "ready", "process": self.plan.process_index, "connected": len(self.sockets),
-                "connectSeconds": time.monotonic() - connect_started,
-            })
+            self.results.put(
+                {
+                    "type": "ready",
+                    "process": self.plan.process_index,
+                    "connected": len(self.sockets),
+                    "connectSeconds": time.monotonic() - connect_started,
+                }
+            )
             start_wall = await asyncio.get_running_loop().run_in_executor(None, self.control.recv)
             start = time.monotonic() + (start_wall - time.time())
             self.measure_from = start + self.plan.warmup_s
             self.measure_until = self.measure_from + self.plan.duration_s
             await asyncio.sleep(max(0.0, start - time.monotonic()))
-            helpers = [asyncio.create_task(self.expire_overdue()), asyncio.create_task(self.report_progress(start))]
+            helpers = [
+                asyncio.create_task(self.expire_overdue()),
+                asyncio.create_task(self.report_progress(start)),
+            ]
             try:
                 if self.plan.mode == "open":
                     await self.open_loop(start, self.measure_until)
@@ -303,9 +336,16 @@ class LoadWorker:
 
     def final(self) -> dict[str, Any]:
         return {
-            "type": "final", "process": self.plan.process_index, "book": self.book.snapshot(),
-            "windowAnswers": self.window_answers, "windowOk": self.window_ok,
-            "connected": len(self.sockets), "connectErrors": dict(self.connect_errors),
-            "connectTimes": encode(self.connect_times), "tickDelays": encode(self.tick_delays),
-            "fanout": self.fanout, "pushes": dict(self.pushes), "dropped": self.dropped,
+            "type": "final",
+            "process": self.plan.process_index,
+            "book": self.book.snapshot(),
+            "windowAnswers": self.window_answers,
+            "windowOk": self.window_ok,
+            "connected": len(self.sockets),
+            "connectErrors": dict(self.connect_errors),
+            "connectTimes": encode(self.connect_times),
+            "tickDelays": encode(self.tick_delays),
+            "fanout": self.fanout,
+            "pushes": dict(self.pushes),
+            "dropped": self.dropped,
         }

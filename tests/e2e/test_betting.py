@@ -18,23 +18,46 @@ from tests.betting_fixtures import insert_market
 from tests.conftest import PlayerFactory
 from tests.players import Player
 
-BET_FIELDS = {"id", "clientBetId", "marketId", "side", "amount", "odds", "potentialPayout", "status",
-              "payout", "placedAt", "settledAt"}
+BET_FIELDS = {
+    "id",
+    "clientBetId",
+    "marketId",
+    "side",
+    "amount",
+    "odds",
+    "potentialPayout",
+    "status",
+    "payout",
+    "placedAt",
+    "settledAt",
+}
 
 
 def dec(value: Any) -> Decimal:
     return Decimal(str(value))
 
 
-async def place(player: Player, market: uuid.UUID, side: str, amount: Any, client_bet_id: str, **extra: Any) -> Any:
-    return await player.ok("bet:place", {"marketId": str(market), "side": side, "amount": amount,
-                                         "clientBetId": client_bet_id, **extra})
+async def place(
+    player: Player, market: uuid.UUID, side: str, amount: Any, client_bet_id: str, **extra: Any
+) -> Any:
+    return await player.ok(
+        "bet:place",
+        {
+            "marketId": str(market),
+            "side": side,
+            "amount": amount,
+            "clientBetId": client_bet_id,
+            **extra,
+        },
+    )
 
 
 async def history_sum(player: Player) -> Decimal:
     total, cursor = Decimal(0), None
     for _ in range(20):
-        page = await player.ok("wallet:history", {"limit": 200, **({"cursor": cursor} if cursor else {})})
+        page = await player.ok(
+            "wallet:history", {"limit": 200, **({"cursor": cursor} if cursor else {})}
+        )
         total += sum(dec(entry["amount"]) for entry in page["entries"])
         cursor = page["nextCursor"]
         if cursor is None:
@@ -42,13 +65,20 @@ async def history_sum(player: Player) -> Decimal:
     raise AssertionError("history never ended")
 
 
-async def test_a_bet_is_acknowledged_pushed_and_listed(new_player: PlayerFactory, db: asyncpg.Pool) -> None:
+async def test_a_bet_is_acknowledged_pushed_and_listed(
+    new_player: PlayerFactory, db: asyncpg.Pool
+) -> None:
     player = await new_player()
     market = await insert_market(db, this_odds="0.4000", that_odds="0.6000")
     placed = await place(player, market, "this", 100, "first-bet", expectedOdds=0.4)
     bet = placed["bet"]
     assert set(bet) == BET_FIELDS and placed["balance"] == 900
-    assert (bet["clientBetId"], bet["marketId"], bet["side"], bet["status"]) == ("first-bet", str(market), "this", "open")
+    assert (bet["clientBetId"], bet["marketId"], bet["side"], bet["status"]) == (
+        "first-bet",
+        str(market),
+        "this",
+        "open",
+    )
     assert (bet["amount"], bet["odds"], bet["potentialPayout"]) == (100, 0.4, 250)
     assert bet["payout"] is None and bet["settledAt"] is None and bet["placedAt"].endswith("Z")
     assert await player.next("balance") == {"balance": 900, "reason": "bet"}
@@ -56,7 +86,11 @@ async def test_a_bet_is_acknowledged_pushed_and_listed(new_player: PlayerFactory
     # A repeat (even with another payload) is the same bet, and moves nothing.
     again = await place(player, market, "that", 500, "first-bet")
     assert again == placed
-    assert await player.ok("wallet:get") == {"balance": 900, "openStake": 100, "openPotentialPayout": 250}
+    assert await player.ok("wallet:get") == {
+        "balance": 900,
+        "openStake": 100,
+        "openPotentialPayout": 250,
+    }
     assert (await player.ok("sync"))["openBets"] == [bet]
     assert (await player.ok("bets:list", {"status": "open"}))["bets"] == [bet]
     assert (await player.ok("bets:list", {"status": "settled"}))["bets"] == []
@@ -64,11 +98,15 @@ async def test_a_bet_is_acknowledged_pushed_and_listed(new_player: PlayerFactory
     first_page = await player.ok("bets:list", {"limit": 1})
     assert [b["clientBetId"] for b in first_page["bets"]] == ["second-bet"]
     second_page = await player.ok("bets:list", {"limit": 1, "cursor": first_page["nextCursor"]})
-    assert [b["clientBetId"] for b in second_page["bets"]] == ["first-bet"] and second_page["nextCursor"] is None
+    assert [b["clientBetId"] for b in second_page["bets"]] == ["first-bet"] and second_page[
+        "nextCursor"
+    ] is None
     assert await history_sum(player) == Decimal("887.50")
 
 
-async def test_every_refusal_has_its_code_and_changes_nothing(new_player: PlayerFactory, db: asyncpg.Pool) -> None:
+async def test_every_refusal_has_its_code_and_changes_nothing(
+    new_player: PlayerFactory, db: asyncpg.Pool
+) -> None:
     player = await new_player()
     open_market = await insert_market(db)
     closed = await insert_market(db, status="closed")
@@ -100,7 +138,11 @@ async def test_every_refusal_has_its_code_and_changes_nothing(new_player: Player
         for key, value in extra.items():
             assert error[key] == value, (change, error)
         assert error["message"] and "Traceback" not in error["message"]
-    assert await player.ok("wallet:get") == {"balance": 1000, "openStake": 0, "openPotentialPayout": 0}
+    assert await player.ok("wallet:get") == {
+        "balance": 1000,
+        "openStake": 0,
+        "openPotentialPayout": 0,
+    }
     assert (await player.ok("bets:list"))["bets"] == []
     assert [e["kind"] for e in (await player.ok("wallet:history"))["entries"]] == ["signup_bonus"]
     # The refused clientBetId was never used: it still places a bet.
@@ -108,35 +150,53 @@ async def test_every_refusal_has_its_code_and_changes_nothing(new_player: Player
 
 
 async def test_settlement_pays_every_resolution_and_moves_the_leaderboard(
-    server: tuple[str, web.Application], new_player: PlayerFactory, db: asyncpg.Pool, redis_client: redis.Redis
+    server: tuple[str, web.Application],
+    new_player: PlayerFactory,
+    db: asyncpg.Pool,
+    redis_client: redis.Redis,
 ) -> None:
     app = server[1]
     alice, bob, carol = [await new_player(name) for name in ("alice", "bob", "carol")]
     watcher = await new_player("watcher")
-    markets = {name: await insert_market(db, question=name) for name in ("m1", "m2", "m3", "m4", "m5")}
-    assert (await watcher.ok("market:subscribe", {"marketIds": [str(m) for m in markets.values()]}))["markets"]
+    markets = {
+        name: await insert_market(db, question=name) for name in ("m1", "m2", "m3", "m4", "m5")
+    }
+    assert (
+        await watcher.ok("market:subscribe", {"marketIds": [str(m) for m in markets.values()]})
+    )["markets"]
     assert await watcher.ok("leaderboard:subscribe", {"period": "all"}) == {}
 
     # (player, market, side, amount, expected status, expected payout); odds are this 0.40, that 0.60.
     plan = [
-        (alice, "m1", "this", 100, "won", 250), (bob, "m1", "that", 60, "lost", 0),
-        (alice, "m2", "this", 50, "lost", 0), (carol, "m2", "that", 120, "won", 200),
+        (alice, "m1", "this", 100, "won", 250),
+        (bob, "m1", "that", 60, "lost", 0),
+        (alice, "m2", "this", 50, "lost", 0),
+        (carol, "m2", "that", 120, "won", 200),
         (bob, "m3", "this", 40, "won", 100),
-        (alice, "m4", "that", 30, "split", 25), (carol, "m4", "this", 20, "split", 25),
-        (bob, "m5", "this", 10, "refunded", 10), (carol, "m5", "that", 90, "refunded", 90),
+        (alice, "m4", "that", 30, "split", 25),
+        (carol, "m4", "this", 20, "split", 25),
+        (bob, "m5", "this", 10, "refunded", 10),
+        (carol, "m5", "that", 90, "refunded", 90),
     ]
     expected: dict[str, tuple[str, int]] = {}
     for i, (player, market, side, amount, status, payout) in enumerate(plan):
         placed = await place(player, markets[market], side, amount, f"plan-{i}")
         expected[placed["bet"]["id"]] = (status, payout)
-    resolutions = {"m1": Resolution.THIS, "m2": Resolution.THAT, "m3": Resolution.THIS,
-                   "m4": Resolution.SPLIT, "m5": Resolution.CANCELLED}
+    resolutions = {
+        "m1": Resolution.THIS,
+        "m2": Resolution.THAT,
+        "m3": Resolution.THIS,
+        "m4": Resolution.SPLIT,
+        "m5": Resolution.CANCELLED,
+    }
     for market, resolution in resolutions.items():
         result = await settle_and_announce(app, markets[market], resolution)
         assert result.market is not None and result.complete
         update = await watcher.next("market:update")
         assert update["market"]["id"] == str(markets[market])
-        assert update["market"]["status"] == ("cancelled" if resolution is Resolution.CANCELLED else "resolved")
+        assert update["market"]["status"] == (
+            "cancelled" if resolution is Resolution.CANCELLED else "resolved"
+        )
     # Settling again announces nothing and pays nothing.
     assert (await settle_and_announce(app, markets["m1"], Resolution.THAT)).market is None
 
@@ -150,22 +210,39 @@ async def test_settlement_pays_every_resolution_and_moves_the_leaderboard(
             status, payout = expected[settled["bet"]["id"]]
             assert (settled["bet"]["status"], settled["bet"]["payout"]) == (status, payout)
             assert settled["bet"]["settledAt"].endswith("Z")
-        pushes = [await player.next("balance") for _ in range(sum(1 for p, *_, pay in plan if p is player and pay))]
+        pushes = [
+            await player.next("balance")
+            for _ in range(sum(1 for p, *_, pay in plan if p is player and pay))
+        ]
         assert pushes[-1]["balance"] == finals[player.username]
         assert {push["reason"] for push in pushes} <= {"payout", "refund"}
         wallet = await player.ok("wallet:get")
-        assert wallet == {"balance": finals[player.username], "openStake": 0, "openPotentialPayout": 0}
+        assert wallet == {
+            "balance": finals[player.username],
+            "openStake": 0,
+            "openPotentialPayout": 0,
+        }
         assert await history_sum(player) == finals[player.username]
 
     board = await bob.ok("leaderboard:get", {"period": "all"})
-    ledger_pnl = {str(row["user_id"]): row["pnl"] for row in await db.fetch(
-        "SELECT b.user_id, sum(l.amount) AS pnl FROM bets b JOIN ledger l ON l.bet_id = b.id"
-        " WHERE b.status <> 'open' GROUP BY b.user_id")}
+    ledger_pnl = {
+        str(row["user_id"]): row["pnl"]
+        for row in await db.fetch(
+            "SELECT b.user_id, sum(l.amount) AS pnl FROM bets b JOIN ledger l ON l.bet_id = b.id"
+            " WHERE b.status <> 'open' GROUP BY b.user_id"
+        )
+    }
     assert {entry["userId"]: dec(entry["pnl"]) for entry in board["entries"]} == ledger_pnl
-    assert [(e["rank"], e["username"], e["pnl"]) for e in board["entries"]] == [(1, "alice", 95), (2, "carol", 85), (3, "bob", 0)]
+    assert [(e["rank"], e["username"], e["pnl"]) for e in board["entries"]] == [
+        (1, "alice", 95),
+        (2, "carol", 85),
+        (3, "bob", 0),
+    ]
     assert board["me"] == {"rank": 3, "pnl": 0} and board["period"] == "all"
     for period in ("week", "day"):
-        assert (await alice.ok("leaderboard:get", {"period": period, "limit": 1}))["entries"] == board["entries"][:1]
+        assert (await alice.ok("leaderboard:get", {"period": period, "limit": 1}))[
+            "entries"
+        ] == board["entries"][:1]
     assert (await watcher.ok("leaderboard:get"))["me"] is None
 
     # Pushes are throttled to one a second, and the last state always follows.
@@ -177,13 +254,18 @@ async def test_settlement_pays_every_resolution_and_moves_the_leaderboard(
     else:
         raise AssertionError("the final leaderboard was never pushed")
     async with db.acquire() as connection:
-        assert await audit.check_all(connection, redis_client, Decimal("1000000"), datetime.now(UTC)) == []
+        assert (
+            await audit.check_all(connection, redis_client, Decimal("1000000"), datetime.now(UTC))
+            == []
+        )
 
 
 async def test_leaderboard_rooms_can_be_left(new_player: PlayerFactory) -> None:
     player = await new_player()
     assert await player.ok("leaderboard:subscribe", {"period": "day"}) == {}
     assert await player.ok("leaderboard:unsubscribe", {"period": "day"}) == {}
-    assert (await player.error("leaderboard:subscribe", {"period": "year"}))["code"] == "VALIDATION_ERROR"
+    assert (await player.error("leaderboard:subscribe", {"period": "year"}))[
+        "code"
+    ] == "VALIDATION_ERROR"
     empty = await player.ok("leaderboard:get", {"period": "week"})
     assert empty == {"period": "week", "entries": [], "me": None}

@@ -15,10 +15,20 @@ from tests.betting_fixtures import make_user
 
 
 async def thisthat(service_urls: tuple[str, str], tmp_path: Path, *args: str) -> tuple[int, str]:
-    env = {**os.environ, "DATABASE_URL": service_urls[0], "REDIS_URL": service_urls[1], "DATA_DIR": str(tmp_path)}
+    env = {
+        **os.environ,
+        "DATABASE_URL": service_urls[0],
+        "REDIS_URL": service_urls[1],
+        "DATA_DIR": str(tmp_path),
+    }
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "server.cli", *args, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        sys.executable,
+        "-m",
+        "server.cli",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     output, _ = await asyncio.wait_for(process.communicate(), timeout=60)
     assert process.returncode is not None

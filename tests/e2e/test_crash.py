@@ -23,11 +23,16 @@ from tests.players import Player
 
 @pytest.mark.timeout(120)
 async def test_kill_nine_mid_load_loses_no_acknowledged_bet(
-    service_urls: tuple[str, str], tmp_path: Path, db: asyncpg.Pool, redis_client: redis.Redis,
+    service_urls: tuple[str, str],
+    tmp_path: Path,
+    db: asyncpg.Pool,
+    redis_client: redis.Redis,
     http: aiohttp.ClientSession,
 ) -> None:
     market_id = str(await insert_market(db, this_odds="0.5000", that_odds="0.5000"))
-    node = await ServerNode(*service_urls, tmp_path, rate_limit_enabled="false", odds_max_age_s=3600).start()
+    node = await ServerNode(
+        *service_urls, tmp_path, rate_limit_enabled="false", odds_max_age_s=3600
+    ).start()
     players = [await Player(node.url, http).signup() for _ in range(4)]
     for player in players:
         await player.connect()
@@ -40,9 +45,16 @@ async def test_kill_nine_mid_load_loses_no_acknowledged_bet(
             if stop.is_set():
                 return
             try:
-                answer = await player.sockets[0].call("bet:place", {
-                    "marketId": market_id, "side": "this", "amount": 10, "clientBetId": f"p{number}-{sequence}",
-                }, timeout=3)
+                answer = await player.sockets[0].call(
+                    "bet:place",
+                    {
+                        "marketId": market_id,
+                        "side": "this",
+                        "amount": 10,
+                        "clientBetId": f"p{number}-{sequence}",
+                    },
+                    timeout=3,
+                )
             except (TimeoutError, socketio.exceptions.SocketIOError):
                 return  # the server died under this request: no ack, no promise
             if answer["ok"]:
@@ -66,10 +78,17 @@ async def test_kill_nine_mid_load_loses_no_acknowledged_bet(
         stored = {str(row["id"]) for row in await db.fetch("SELECT id FROM bets")}
         assert {bet["id"] for bet in acked} <= stored
         async with db.acquire() as connection:
-            assert await audit.check_all(connection, redis_client, Decimal("1000000"), datetime.now(UTC)) == []
+            assert (
+                await audit.check_all(
+                    connection, redis_client, Decimal("1000000"), datetime.now(UTC)
+                )
+                == []
+            )
         # The restarted node serves a player exactly the bets it acknowledged before the crash.
         survivor = Player(restarted.url, http)
-        status, body, _ = await survivor.post("/auth/login", {"username": players[0].username, "password": players[0].password})
+        status, body, _ = await survivor.post(
+            "/auth/login", {"username": players[0].username, "password": players[0].password}
+        )
         assert status == 200
         survivor._take(body)
         await survivor.connect()

@@ -14,7 +14,10 @@ from tests.players import Player
 
 
 async def test_markets_flow_in_and_odds_tick_to_subscribers_only(
-    start_server: ServerFactory, http: aiohttp.ClientSession, fake_polymarket: FakePolymarket, db: asyncpg.Pool
+    start_server: ServerFactory,
+    http: aiohttp.ClientSession,
+    fake_polymarket: FakePolymarket,
+    db: asyncpg.Pool,
 ) -> None:
     base, _ = await start_server(**feed_settings(fake_polymarket))
     watcher = await Player(base, http).signup()
@@ -41,7 +44,9 @@ async def test_markets_flow_in_and_odds_tick_to_subscribers_only(
     assert bystander.received["odds"].empty()
     got = await watcher.ok("market:get", {"marketId": target["id"]})
     assert got["market"]["thisOdds"] == 0.4242
-    history = await db.fetchval("SELECT count(*) FROM odds_history WHERE market_id = $1::uuid", target["id"])
+    history = await db.fetchval(
+        "SELECT count(*) FROM odds_history WHERE market_id = $1::uuid", target["id"]
+    )
     assert history == 1
     sync = await watcher.ok("sync")
     assert [m["id"] for m in sync["markets"]] == [target["id"]]
@@ -69,7 +74,9 @@ async def test_markets_list_pages_are_stable_and_bad_ids_refused(
     seen: list[str] = []
     cursor = None
     for _ in range(10):
-        page = await player.ok("markets:list", {"limit": 4, **({"cursor": cursor} if cursor else {})})
+        page = await player.ok(
+            "markets:list", {"limit": 4, **({"cursor": cursor} if cursor else {})}
+        )
         seen.extend(m["id"] for m in page["markets"])
         cursor = page["nextCursor"]
         if cursor is None:
@@ -78,7 +85,9 @@ async def test_markets_list_pages_are_stable_and_bad_ids_refused(
     assert len(set(seen)) == 6
     error = await player.error("market:get", {"marketId": "00000000-0000-4000-8000-000000000000"})
     assert error["code"] == "MARKET_NOT_FOUND"
-    error = await player.error("market:subscribe", {"marketIds": [seen[0], "00000000-0000-4000-8000-000000000000"]})
+    error = await player.error(
+        "market:subscribe", {"marketIds": [seen[0], "00000000-0000-4000-8000-000000000000"]}
+    )
     assert error["code"] == "MARKET_NOT_FOUND"
     error = await player.error("market:subscribe", {"marketIds": []})
     assert error["code"] == "VALIDATION_ERROR"
@@ -120,7 +129,9 @@ async def test_upstream_faults_degrade_and_recover(
         async with http.get(base + "/readyz") as response:
             body = await response.json()
         jobs = body["checks"]["feed"]["jobs"]
-        return response.status == 200 and all(job["consecutiveFailures"] == 0 for job in jobs.values())
+        return response.status == 200 and all(
+            job["consecutiveFailures"] == 0 for job in jobs.values()
+        )
 
     await eventually(recovered)
     await player.close()

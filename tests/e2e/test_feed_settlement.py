@@ -18,8 +18,11 @@ from tests.players import Player
 
 
 async def test_upstream_resolutions_settle_bets_of_every_kind(
-    start_server: ServerFactory, http: aiohttp.ClientSession, fake_polymarket: FakePolymarket,
-    db: asyncpg.Pool, redis_client: redis.Redis,
+    start_server: ServerFactory,
+    http: aiohttp.ClientSession,
+    fake_polymarket: FakePolymarket,
+    db: asyncpg.Pool,
+    redis_client: redis.Redis,
 ) -> None:
     base, _ = await start_server(**feed_settings(fake_polymarket))
     player = await Player(base, http).signup()
@@ -29,10 +32,17 @@ async def test_upstream_resolutions_settle_bets_of_every_kind(
     await player.ok("market:subscribe", {"marketIds": [m["id"] for m in markets]})
     placed = []
     for index, market in enumerate(markets):
-        answer = await player.ok("bet:place", {
-            "marketId": market["id"], "side": "this", "amount": 100, "clientBetId": f"feed-{index}",
-            "expectedOdds": market["thisOdds"], "maxSlippage": 0.01,
-        })
+        answer = await player.ok(
+            "bet:place",
+            {
+                "marketId": market["id"],
+                "side": "this",
+                "amount": 100,
+                "clientBetId": f"feed-{index}",
+                "expectedOdds": market["thisOdds"],
+                "maxSlippage": 0.01,
+            },
+        )
         placed.append(answer["bet"])
     assert (await player.ok("wallet:get"))["balance"] == 500
 
@@ -50,7 +60,9 @@ async def test_upstream_resolutions_settle_bets_of_every_kind(
     assert [b["status"] for b in by_market] == ["won", "lost", "split", "refunded", "refunded"]
     assert Decimal(str(by_market[0]["payout"])) == potential[0]
     assert by_market[1]["payout"] == 0
-    assert Decimal(str(by_market[2]["payout"])) == (potential[2] / 2).quantize(Decimal("0.01"), rounding="ROUND_DOWN")
+    assert Decimal(str(by_market[2]["payout"])) == (potential[2] / 2).quantize(
+        Decimal("0.01"), rounding="ROUND_DOWN"
+    )
     assert by_market[3]["payout"] == by_market[4]["payout"] == 100
 
     wallet = await player.ok("wallet:get")
@@ -58,14 +70,25 @@ async def test_upstream_resolutions_settle_bets_of_every_kind(
     assert Decimal(str(wallet["balance"])) == expected and wallet["openStake"] == 0
     statuses = {}
     for market in markets:
-        statuses[market["id"]] = (await player.ok("market:get", {"marketId": market["id"]}))["market"]
-    assert [statuses[m["id"]]["resolvedSide"] for m in markets] == ["this", "that", "split", None, None]
+        statuses[market["id"]] = (await player.ok("market:get", {"marketId": market["id"]}))[
+            "market"
+        ]
+    assert [statuses[m["id"]]["resolvedSide"] for m in markets] == [
+        "this",
+        "that",
+        "split",
+        None,
+        None,
+    ]
     assert [statuses[m["id"]]["status"] for m in markets][3:] == ["cancelled", "cancelled"]
 
     board = await player.ok("leaderboard:get", {"period": "all"})
     assert Decimal(str(board["me"]["pnl"])) == expected - 1000
     async with db.acquire() as connection:
-        assert await audit.check_all(connection, redis_client, Decimal("1000000"), datetime.now(UTC)) == []
+        assert (
+            await audit.check_all(connection, redis_client, Decimal("1000000"), datetime.now(UTC))
+            == []
+        )
     await player.close()
 
 
@@ -85,7 +108,9 @@ async def test_a_dead_feed_ages_the_odds_until_bets_get_odds_stale(
     attempts = iter(range(1000))
 
     async def stale() -> bool:
-        answer = await player.call("bet:place", {**bet, "clientBetId": f"after-death-{next(attempts)}"})
+        answer = await player.call(
+            "bet:place", {**bet, "clientBetId": f"after-death-{next(attempts)}"}
+        )
         return not answer["ok"] and answer["error"]["code"] == "ODDS_STALE"
 
     await eventually(stale)

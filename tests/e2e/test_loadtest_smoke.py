@@ -28,9 +28,15 @@ async def test_load_client_places_bets_and_the_ledger_holds(
     await eventually(markets_open)
     seeded = await seed(settings, SeedPlan(players=6), show_progress=False)
     plan = LoadPlan(
-        base_url=url, players=seeded["players"], mode="open", rate=30, duration_s=3,
-        mix=parse_mix("bet=70,wallet=10,bets=10,leaderboard=5,reward=5"), amount=(10, 20),
-        max_slippage=0.5, run_tag="smoke",
+        base_url=url,
+        players=seeded["players"],
+        mode="open",
+        rate=30,
+        duration_s=3,
+        mix=parse_mix("bet=70,wallet=10,bets=10,leaderboard=5,reward=5"),
+        amount=(10, 20),
+        max_slippage=0.5,
+        run_tag="smoke",
     )
 
     report = await run_load(plan, processes=2, printer=lambda line: None)
@@ -41,6 +47,8 @@ async def test_load_client_places_bets_and_the_ledger_holds(
     assert report["socketsDropped"] == 0
     placed = report["byOperation"]["bet"]["count"]
     assert placed > 0
-    assert await db.fetchval("SELECT count(*) FROM bets WHERE client_bet_id LIKE 'smoke-%'") == placed
+    assert (
+        await db.fetchval("SELECT count(*) FROM bets WHERE client_bet_id LIKE 'smoke-%'") == placed
+    )
     async with db.acquire() as connection:
         assert await audit.check_ledger(connection, settings.max_balance) == []

@@ -19,7 +19,10 @@ def sample(text: str, name: str) -> float:
 
 
 async def test_bets_and_refusals_show_in_metrics(
-    server: tuple[str, Any], new_player: PlayerFactory, db: asyncpg.Pool, http: aiohttp.ClientSession
+    server: tuple[str, Any],
+    new_player: PlayerFactory,
+    db: asyncpg.Pool,
+    http: aiohttp.ClientSession,
 ) -> None:
     async def scrape() -> str:
         async with http.get(server[0] + "/metrics") as response:
@@ -28,12 +31,17 @@ async def test_bets_and_refusals_show_in_metrics(
     before = await scrape()
     player = await new_player()
     market = str(await insert_market(db))
-    await player.ok("bet:place", {"marketId": market, "side": "this", "amount": 10, "clientBetId": "m1"})
-    await player.error("bet:place", {"marketId": market, "side": "this", "amount": 5, "clientBetId": "m2"})
+    await player.ok(
+        "bet:place", {"marketId": market, "side": "this", "amount": 10, "clientBetId": "m1"}
+    )
+    await player.error(
+        "bet:place", {"marketId": market, "side": "this", "amount": 5, "clientBetId": "m2"}
+    )
     after = await scrape()
 
     ok = 'thisthat_socket_events_total{event="bet:place",outcome="ok"}'
     refused = 'thisthat_socket_events_total{event="bet:place",outcome="BET_AMOUNT_OUT_OF_RANGE"}'
+
     def delta(name: str) -> float:
         return sample(after, name) - (sample(before, name) if name in before else 0)
 

@@ -15,7 +15,9 @@ from tests.players import Player
 async def test_sample_timeline_drives_a_full_game_loop_offline(
     start_server: ServerFactory, http: aiohttp.ClientSession
 ) -> None:
-    base, _ = await start_server(feed=f"replay:{SAMPLE_TIMELINE}", feed_replay_speed=30, feed_odds_interval_s=0.5)
+    base, _ = await start_server(
+        feed=f"replay:{SAMPLE_TIMELINE}", feed_replay_speed=30, feed_odds_interval_s=0.5
+    )
     player = await Player(base, http).signup()
     await player.connect()
 
@@ -29,11 +31,16 @@ async def test_sample_timeline_drives_a_full_game_loop_offline(
     assert tick["marketId"] in {m["id"] for m in markets}
 
     async def finished() -> bool:
-        statuses = Counter(m["status"] for m in (await player.ok("markets:list", {"status": "all"}))["markets"])
+        statuses = Counter(
+            m["status"] for m in (await player.ok("markets:list", {"status": "all"}))["markets"]
+        )
         return statuses == Counter({"open": 2, "closed": 1, "resolved": 3, "cancelled": 2})
 
     await eventually(finished, attempts=150)
-    final = {m["sourceId"][:4]: m for m in (await player.ok("markets:list", {"status": "all"}))["markets"]}
+    final = {
+        m["sourceId"][:4]: m
+        for m in (await player.ok("markets:list", {"status": "all"}))["markets"]
+    }
     assert final["0x02"]["resolvedSide"] == "this"
     assert final["0x03"]["resolvedSide"] == "that"
     assert final["0x04"]["resolvedSide"] == "split"

@@ -27,16 +27,22 @@ async def test_session_reward_balance_and_history(new_player: PlayerFactory) -> 
     assert await player.next("balance") == {"balance": 1100, "reason": "reward"}
 
     again = await player.error("reward:claim")
-    assert again["code"] == "REWARD_ALREADY_CLAIMED" and again["nextClaimAt"] == claimed["nextClaimAt"]
+    assert (
+        again["code"] == "REWARD_ALREADY_CLAIMED" and again["nextClaimAt"] == claimed["nextClaimAt"]
+    )
 
     wallet = await player.ok("wallet:get")
     assert wallet == {"balance": 1100, "openStake": 0, "openPotentialPayout": 0}
     history = await player.ok("wallet:history", {"limit": 1})
     assert [entry["kind"] for entry in history["entries"]] == ["daily_reward"]
     rest = await player.ok("wallet:history", {"limit": 1, "cursor": history["nextCursor"]})
-    assert [entry["kind"] for entry in rest["entries"]] == ["signup_bonus"] and rest["nextCursor"] is None
+    assert [entry["kind"] for entry in rest["entries"]] == ["signup_bonus"] and rest[
+        "nextCursor"
+    ] is None
     entries = history["entries"] + rest["entries"]
-    assert sum(Decimal(str(entry["amount"])) for entry in entries) == Decimal(str(wallet["balance"]))
+    assert sum(Decimal(str(entry["amount"])) for entry in entries) == Decimal(
+        str(wallet["balance"])
+    )
     sync = await player.ok("sync")
     assert sync["user"]["balance"] == 1100 and sync["openBets"] == []
 
@@ -54,13 +60,19 @@ async def test_many_sockets_claiming_at_once_are_paid_once(new_player: PlayerFac
     player = await new_player()
     for _ in range(4):
         await player.connect()
-    answers = await asyncio.gather(*(player.call("reward:claim", socket=s) for s in player.sockets for _ in range(3)))
+    answers = await asyncio.gather(
+        *(player.call("reward:claim", socket=s) for s in player.sockets for _ in range(3))
+    )
     assert sum(answer["ok"] for answer in answers) == 1
-    assert {answer["error"]["code"] for answer in answers if not answer["ok"]} == {"REWARD_ALREADY_CLAIMED"}
+    assert {answer["error"]["code"] for answer in answers if not answer["ok"]} == {
+        "REWARD_ALREADY_CLAIMED"
+    }
     assert (await player.ok("wallet:get"))["balance"] == 1100
 
 
-async def test_bad_payloads_get_validation_errors_and_keep_the_socket(new_player: PlayerFactory) -> None:
+async def test_bad_payloads_get_validation_errors_and_keep_the_socket(
+    new_player: PlayerFactory,
+) -> None:
     player = await new_player()
     cases: list[tuple[str, Any, str]] = [
         ("wallet:history", {"limit": 0}, "limit"),
@@ -80,18 +92,28 @@ async def test_bad_payloads_get_validation_errors_and_keep_the_socket(new_player
     assert (await player.ok("wallet:get"))["balance"] == 1000
 
 
-async def test_bad_missing_or_expired_tokens_are_refused_at_the_handshake(server: Any, http: aiohttp.ClientSession) -> None:
+async def test_bad_missing_or_expired_tokens_are_refused_at_the_handshake(
+    server: Any, http: aiohttp.ClientSession
+) -> None:
     player = await Player(server[0], http).signup()
-    for token, code in (("", "AUTH_REQUIRED"), ("junk", "TOKEN_INVALID"), (player.refresh_token, "TOKEN_INVALID")):
+    for token, code in (
+        ("", "AUTH_REQUIRED"),
+        ("junk", "TOKEN_INVALID"),
+        (player.refresh_token, "TOKEN_INVALID"),
+    ):
         client = socketio.AsyncClient(reconnection=False, http_session=http)
         refusals: list[Any] = []
         client.on("connect_error", refusals.append)
         with pytest.raises(socketio.exceptions.ConnectionError):
-            await client.connect(server[0], auth={"token": token}, transports=["websocket"], wait_timeout=5)
+            await client.connect(
+                server[0], auth={"token": token}, transports=["websocket"], wait_timeout=5
+            )
         assert refusals and refusals[0]["code"] == code and refusals[0]["data"]["code"] == code
 
 
-async def test_foreign_origin_is_refused_and_listed_origin_accepted(server: Any, http: aiohttp.ClientSession) -> None:
+async def test_foreign_origin_is_refused_and_listed_origin_accepted(
+    server: Any, http: aiohttp.ClientSession
+) -> None:
     player = await Player(server[0], http).signup()
     with pytest.raises(socketio.exceptions.ConnectionError):
         await player.connect(headers={"Origin": "https://evil.example"})
@@ -100,7 +122,9 @@ async def test_foreign_origin_is_refused_and_listed_origin_accepted(server: Any,
     await player.close()
 
 
-async def test_token_expiry_warns_then_disconnects_unless_refreshed(start_server: ServerFactory, http: aiohttp.ClientSession) -> None:
+async def test_token_expiry_warns_then_disconnects_unless_refreshed(
+    start_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
     base, app = await start_server(jwt_access_expires_in=3, token_expiry_warning_s=2)
     lazy = await Player(base, http).signup()
     await lazy.connect()
@@ -111,7 +135,9 @@ async def test_token_expiry_warns_then_disconnects_unless_refreshed(start_server
     assert warning["expiresAt"].endswith("Z")
     # The diligent player logs in again (3 s tokens) and hands the new token to the live socket.
     await diligent.next("auth:expiring", wait_s=5)
-    status, fresh, _ = await diligent.post("/auth/login", {"username": diligent.username, "password": diligent.password})
+    status, fresh, _ = await diligent.post(
+        "/auth/login", {"username": diligent.username, "password": diligent.password}
+    )
     assert status == 200
     refreshed = await diligent.ok("auth:refresh", {"token": fresh["accessToken"]})
     assert refreshed["expiresAt"].endswith("Z")
@@ -132,13 +158,17 @@ async def test_auth_refresh_refuses_another_users_token(new_player: PlayerFactor
     assert error["code"] == "TOKEN_INVALID"
 
 
-async def test_socket_events_are_rate_limited_per_user(start_server: ServerFactory, http: aiohttp.ClientSession) -> None:
+async def test_socket_events_are_rate_limited_per_user(
+    start_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
     base, _ = await start_server(rate_limit_events_per_user=(5, 10))
     player = await Player(base, http).signup()
     await player.connect()
     answers = [await player.call("wallet:get") for _ in range(7)]
     assert [a["ok"] for a in answers] == [True] * 5 + [False] * 2
-    assert answers[-1]["error"]["code"] == "RATE_LIMITED" and answers[-1]["error"]["retryAfterMs"] > 0
+    assert (
+        answers[-1]["error"]["code"] == "RATE_LIMITED" and answers[-1]["error"]["retryAfterMs"] > 0
+    )
     await player.close()
 
 
@@ -149,7 +179,9 @@ async def test_concurrent_events_are_counted_exactly_by_the_batched_limiter(
     player = await Player(base, http).signup()
     await player.connect()
     await player.connect()
-    answers = await asyncio.gather(*(player.call("wallet:get", socket=s) for s in player.sockets for _ in range(6)))
+    answers = await asyncio.gather(
+        *(player.call("wallet:get", socket=s) for s in player.sockets for _ in range(6))
+    )
     assert sum(a["ok"] for a in answers) == 5
     assert {a["error"]["code"] for a in answers if not a["ok"]} == {"RATE_LIMITED"}
     await player.close()

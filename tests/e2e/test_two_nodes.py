@@ -19,11 +19,17 @@ from tests.players import Player
 
 @pytest.fixture
 async def two_nodes(
-    service_urls: tuple[str, str], tmp_path: Path, fake_polymarket: FakePolymarket,
-    db: asyncpg.Pool, redis_client: redis.Redis,
+    service_urls: tuple[str, str],
+    tmp_path: Path,
+    fake_polymarket: FakePolymarket,
+    db: asyncpg.Pool,
+    redis_client: redis.Redis,
 ) -> AsyncIterator[list[ServerNode]]:
-    feed = {**FAST_FEED, "polymarket_gamma_url": fake_polymarket.gamma_url,
-            "polymarket_base_url": fake_polymarket.clob_url}
+    feed = {
+        **FAST_FEED,
+        "polymarket_gamma_url": fake_polymarket.gamma_url,
+        "polymarket_base_url": fake_polymarket.clob_url,
+    }
     nodes = [ServerNode(*service_urls, tmp_path, **feed) for _ in range(2)]
     try:
         for node in nodes:
@@ -41,7 +47,9 @@ async def poller_pid(client: redis.Redis) -> int | None:
 
 @pytest.mark.timeout(120)
 async def test_one_node_polls_the_other_delivers_and_takes_over(
-    two_nodes: list[ServerNode], redis_client: redis.Redis, http: aiohttp.ClientSession,
+    two_nodes: list[ServerNode],
+    redis_client: redis.Redis,
+    http: aiohttp.ClientSession,
     fake_polymarket: FakePolymarket,
 ) -> None:
     async def elected() -> bool:

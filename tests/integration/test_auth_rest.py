@@ -13,17 +13,27 @@ from tests.conftest import ServerFactory
 from tests.players import Player, unique_name
 
 
-async def test_signup_grants_starting_credits_as_a_ledger_row(server: Any, http: aiohttp.ClientSession, db: asyncpg.Pool) -> None:
+async def test_signup_grants_starting_credits_as_a_ledger_row(
+    server: Any, http: aiohttp.ClientSession, db: asyncpg.Pool
+) -> None:
     player = await Player(server[0], http).signup()
     assert player.user["balance"] == 1000
     assert player.user["username"] == player.username
-    rows = await db.fetch("SELECT kind, amount, balance_after FROM ledger WHERE user_id = $1::uuid", player.user_id)
-    assert [(r["kind"], r["amount"], r["balance_after"]) for r in rows] == [("signup_bonus", Decimal("1000.00"), Decimal("1000.00"))]
+    rows = await db.fetch(
+        "SELECT kind, amount, balance_after FROM ledger WHERE user_id = $1::uuid", player.user_id
+    )
+    assert [(r["kind"], r["amount"], r["balance_after"]) for r in rows] == [
+        ("signup_bonus", Decimal("1000.00"), Decimal("1000.00"))
+    ]
 
 
-async def test_signup_refuses_taken_names_ignoring_case_and_bad_input(server: Any, http: aiohttp.ClientSession) -> None:
+async def test_signup_refuses_taken_names_ignoring_case_and_bad_input(
+    server: Any, http: aiohttp.ClientSession
+) -> None:
     player = await Player(server[0], http).signup("Taken_Name")
-    status, body, _ = await player.post("/auth/signup", {"username": "taken_name", "password": "long enough"})
+    status, body, _ = await player.post(
+        "/auth/signup", {"username": "taken_name", "password": "long enough"}
+    )
     assert (status, body["error"]["code"]) == (409, "USERNAME_TAKEN")
     cases = [
         ({"username": "ab", "password": "long enough"}, "username"),
@@ -40,17 +50,36 @@ async def test_signup_refuses_taken_names_ignoring_case_and_bad_input(server: An
         assert body["error"]["details"]["field"] == field
 
 
-async def test_login_gives_the_same_answer_for_unknown_user_and_wrong_password(server: Any, http: aiohttp.ClientSession) -> None:
+async def test_login_gives_the_same_answer_for_unknown_user_and_wrong_password(
+    server: Any, http: aiohttp.ClientSession
+) -> None:
     player = await Player(server[0], http).signup()
-    status, body, _ = await player.post("/auth/login", {"username": player.username.upper(), "password": player.password})
+    status, body, _ = await player.post(
+        "/auth/login", {"username": player.username.upper(), "password": player.password}
+    )
     assert status == 200 and body["user"]["id"] == player.user_id
-    wrong = await player.post("/auth/login", {"username": player.username, "password": "wrong password"})
-    unknown = await player.post("/auth/login", {"username": "nobody_here", "password": "wrong password"})
+    wrong = await player.post(
+        "/auth/login", {"username": player.username, "password": "wrong password"}
+    )
+    unknown = await player.post(
+        "/auth/login", {"username": "nobody_here", "password": "wrong password"}
+    )
     assert wrong[0] == unknown[0] == 401
-    assert wrong[1] == unknown[1] == {"error": {"code": "INVALID_CREDENTIALS", "message": "unknown username or wrong password"}}
+    assert (
+        wrong[1]
+        == unknown[1]
+        == {
+            "error": {
+                "code": "INVALID_CREDENTIALS",
+                "message": "unknown username or wrong password",
+            }
+        }
+    )
 
 
-async def test_refresh_rotates_and_a_reused_token_revokes_the_family(server: Any, http: aiohttp.ClientSession) -> None:
+async def test_refresh_rotates_and_a_reused_token_revokes_the_family(
+    server: Any, http: aiohttp.ClientSession
+) -> None:
     player = await Player(server[0], http).signup()
     first = player.refresh_token
     status, rotated, _ = await player.post("/auth/refresh", {"refreshToken": first})
@@ -62,9 +91,13 @@ async def test_refresh_rotates_and_a_reused_token_revokes_the_family(server: Any
     assert status == 401 and body["error"]["code"] == "TOKEN_INVALID"
 
 
-async def test_concurrent_refreshes_of_one_token_rotate_once(server: Any, http: aiohttp.ClientSession) -> None:
+async def test_concurrent_refreshes_of_one_token_rotate_once(
+    server: Any, http: aiohttp.ClientSession
+) -> None:
     player = await Player(server[0], http).signup()
-    results = await asyncio.gather(*(player.post("/auth/refresh", {"refreshToken": player.refresh_token}) for _ in range(5)))
+    results = await asyncio.gather(
+        *(player.post("/auth/refresh", {"refreshToken": player.refresh_token}) for _ in range(5))
+    )
     statuses = sorted(status for status, _, _ in results)
     assert statuses.count(200) == 1 and statuses.count(401) == 4
 
@@ -80,10 +113,16 @@ async def test_logout_revokes_the_family(server: Any, http: aiohttp.ClientSessio
 
 async def test_me_needs_an_access_token(server: Any, http: aiohttp.ClientSession) -> None:
     player = await Player(server[0], http).signup()
-    async with http.get(server[0] + "/auth/me", headers={"Authorization": f"Bearer {player.access_token}"}) as response:
+    async with http.get(
+        server[0] + "/auth/me", headers={"Authorization": f"Bearer {player.access_token}"}
+    ) as response:
         assert response.status == 200
         assert (await response.json())["user"]["username"] == player.username
-    for header in ({}, {"Authorization": f"Bearer {player.refresh_token}"}, {"Authorization": "Bearer junk"}):
+    for header in (
+        {},
+        {"Authorization": f"Bearer {player.refresh_token}"},
+        {"Authorization": "Bearer junk"},
+    ):
         async with http.get(server[0] + "/auth/me", headers=header) as response:
             assert response.status == 401
             assert (await response.json())["error"]["code"] in {"AUTH_REQUIRED", "TOKEN_INVALID"}
@@ -104,23 +143,31 @@ async def test_health_readiness_and_metrics(server: Any, http: aiohttp.ClientSes
 
 
 async def test_cors_allows_listed_origins_only(server: Any, http: aiohttp.ClientSession) -> None:
-    async with http.options(server[0] + "/auth/login", headers={"Origin": "http://localhost:5173"}) as response:
+    async with http.options(
+        server[0] + "/auth/login", headers={"Origin": "http://localhost:5173"}
+    ) as response:
         assert response.status == 204
         assert response.headers["Access-Control-Allow-Origin"] == "http://localhost:5173"
-    async with http.post(server[0] + "/auth/login", json={}, headers={"Origin": "https://evil.example"}) as response:
+    async with http.post(
+        server[0] + "/auth/login", json={}, headers={"Origin": "https://evil.example"}
+    ) as response:
         assert response.status == 403
         assert (await response.json())["error"]["code"] == "FORBIDDEN_ORIGIN"
         assert "Access-Control-Allow-Origin" not in response.headers
 
 
-async def test_login_brute_force_is_limited_across_two_nodes(start_server: ServerFactory, http: aiohttp.ClientSession) -> None:
+async def test_login_brute_force_is_limited_across_two_nodes(
+    start_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
     node_a, _ = await start_server(rate_limit_login_per_username=(3, 60))
     node_b, _ = await start_server(rate_limit_login_per_username=(3, 60))
     victim = await Player(node_a, http).signup(unique_name("victim"))
     statuses = []
     for attempt in range(5):
         node = node_a if attempt % 2 == 0 else node_b
-        async with http.post(node + "/auth/login", json={"username": victim.username, "password": "guess guess"}) as response:
+        async with http.post(
+            node + "/auth/login", json={"username": victim.username, "password": "guess guess"}
+        ) as response:
             statuses.append(response.status)
             if response.status == 429:
                 assert int(response.headers["Retry-After"]) >= 1

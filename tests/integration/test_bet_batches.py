@@ -20,10 +20,23 @@ from storage.bets import BetRequest
 from tests.betting_fixtures import RULES, balance_of, insert_market, make_user
 
 
-def request(user: uuid.UUID, market: uuid.UUID, client_bet_id: str, amount: str = "100", side: str = "this",
-            expected: str | None = None) -> BetRequest:
-    return BetRequest(user, market, client_bet_id, Side(side), Decimal(amount),
-                      None if expected is None else Decimal(expected), Decimal("0"))
+def request(
+    user: uuid.UUID,
+    market: uuid.UUID,
+    client_bet_id: str,
+    amount: str = "100",
+    side: str = "this",
+    expected: str | None = None,
+) -> BetRequest:
+    return BetRequest(
+        user,
+        market,
+        client_bet_id,
+        Side(side),
+        Decimal(amount),
+        None if expected is None else Decimal(expected),
+        Decimal("0"),
+    )
 
 
 async def assert_sound(db: asyncpg.Pool) -> None:
@@ -35,15 +48,19 @@ async def test_a_batch_answers_each_bet_in_arrival_order(db: asyncpg.Pool) -> No
     rich, poor = await make_user(db, "rich"), await make_user(db, "poor", "150")
     market = await insert_market(db, this_odds="0.4000", that_odds="0.6000")
     batch = [
-        request(poor, market, "p1"),            # placed
+        request(poor, market, "p1"),  # placed
         request(rich, market, "r1", side="that"),
-        request(poor, market, "p2"),            # only 50 left
+        request(poor, market, "p2"),  # only 50 left
         request(rich, market, "r1", amount="999"),  # a repeat inside the same batch
         request(rich, market, "r2", expected="0.3000"),  # worse than expected
-        request(rich, uuid.uuid4(), "r3"),      # no such market
+        request(rich, uuid.uuid4(), "r3"),  # no such market
     ]
     answers = await bets.place_bets(db, batch, RULES)
-    assert isinstance(answers[0], bets.PlacedBet) and answers[0].created and answers[0].balance == Decimal("50.00")
+    assert (
+        isinstance(answers[0], bets.PlacedBet)
+        and answers[0].created
+        and answers[0].balance == Decimal("50.00")
+    )
     assert isinstance(answers[1], bets.PlacedBet) and answers[1].created
     assert isinstance(answers[2], GameError) and answers[2].code is ErrorCode.INSUFFICIENT_CREDITS
     assert isinstance(answers[3], bets.PlacedBet) and not answers[3].created
@@ -55,7 +72,9 @@ async def test_a_batch_answers_each_bet_in_arrival_order(db: asyncpg.Pool) -> No
     await assert_sound(db)
 
 
-async def test_crossing_batches_odds_updates_and_settlement_do_not_deadlock(db: asyncpg.Pool) -> None:
+async def test_crossing_batches_odds_updates_and_settlement_do_not_deadlock(
+    db: asyncpg.Pool,
+) -> None:
     users = [await make_user(db, f"crosser{i}", "100000") for i in range(6)]
     markets = [await insert_market(db) for _ in range(4)]
     rng = random.Random(7)
@@ -63,15 +82,21 @@ async def test_crossing_batches_odds_updates_and_settlement_do_not_deadlock(db: 
     async def batch(n: int) -> list[bets.PlacedBet | GameError]:
         # Each batch lists users and markets in its own shuffled order.
         pairs = [(rng.choice(users), rng.choice(markets)) for _ in range(20)]
-        return await bets.place_bets(db, [request(u, m, f"b{n}-{i}", "10") for i, (u, m) in enumerate(pairs)], RULES)
+        return await bets.place_bets(
+            db, [request(u, m, f"b{n}-{i}", "10") for i, (u, m) in enumerate(pairs)], RULES
+        )
 
     async def odds() -> None:
         for step in range(10):
-            readings = [(m, Decimal("0.4") + Decimal(step) / 1000, Decimal("0.6")) for m in reversed(markets)]
+            readings = [
+                (m, Decimal("0.4") + Decimal(step) / 1000, Decimal("0.6"))
+                for m in reversed(markets)
+            ]
             await market_store.record_odds(db, readings, datetime.now(UTC))
 
     results = await asyncio.gather(
-        *(batch(n) for n in range(12)), odds(),
+        *(batch(n) for n in range(12)),
+        odds(),
         settlement.settle_market(db, markets[0], Resolution.THIS, datetime.now(UTC)),
     )
     answers = [answer for group in results[:12] for answer in group]  # type: ignore[union-attr]
@@ -80,7 +105,9 @@ async def test_crossing_batches_odds_updates_and_settlement_do_not_deadlock(db: 
     await assert_sound(db)
 
 
-async def test_the_batcher_lands_exactly_what_the_credits_allow_under_load(db: asyncpg.Pool) -> None:
+async def test_the_batcher_lands_exactly_what_the_credits_allow_under_load(
+    db: asyncpg.Pool,
+) -> None:
     batcher = BetBatcher(db, RULES, max_batch=50)
     workers = [asyncio.create_task(batcher.work()) for _ in range(3)]
     try:
@@ -112,17 +139,25 @@ async def test_open_potential_payout_is_kept_exact_and_audited(db: asyncpg.Pool)
     user = await make_user(db, "tracked")
     market = await insert_market(db, this_odds="0.2500", that_odds="0.7500")
     await bets.place_bets(db, [request(user, market, f"t{i}", "10") for i in range(3)], RULES)
-    assert await db.fetchval("SELECT open_potential_payout FROM users WHERE id = $1", user) == Decimal("120.00")
+    assert await db.fetchval(
+        "SELECT open_potential_payout FROM users WHERE id = $1", user
+    ) == Decimal("120.00")
     await settlement.settle_market(db, market, Resolution.SPLIT, datetime.now(UTC))
-    assert await db.fetchval("SELECT open_potential_payout FROM users WHERE id = $1", user) == Decimal("0.00")
+    assert await db.fetchval(
+        "SELECT open_potential_payout FROM users WHERE id = $1", user
+    ) == Decimal("0.00")
     await assert_sound(db)
     await db.execute("UPDATE users SET open_potential_payout = 5 WHERE id = $1", user)
     async with db.acquire() as connection:
         violations = await audit.check_ledger(connection, RULES.max_balance)
-    assert [v.invariant for v in violations] == [1] and "open potential payout" in violations[0].detail
+    assert [v.invariant for v in violations] == [1] and "open potential payout" in violations[
+        0
+    ].detail
 
 
-async def test_the_database_refuses_a_balance_that_open_bets_could_push_past_the_cap(db: asyncpg.Pool) -> None:
+async def test_the_database_refuses_a_balance_that_open_bets_could_push_past_the_cap(
+    db: asyncpg.Pool,
+) -> None:
     user = await make_user(db, "capped", "999000")
     with pytest.raises(asyncpg.CheckViolationError):
         await db.execute("UPDATE users SET open_potential_payout = 1000.01 WHERE id = $1", user)

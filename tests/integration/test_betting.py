@@ -21,7 +21,9 @@ CAP = Decimal("1000000")
 
 
 async def counts(db: asyncpg.Pool) -> tuple[int, int]:
-    row = await db.fetchrow("SELECT (SELECT count(*) FROM bets) AS bets, (SELECT count(*) FROM ledger) AS ledger")
+    row = await db.fetchrow(
+        "SELECT (SELECT count(*) FROM bets) AS bets, (SELECT count(*) FROM ledger) AS ledger"
+    )
     assert row is not None
     return row["bets"], row["ledger"]
 
@@ -37,15 +39,32 @@ async def test_a_bet_debits_the_stake_and_locks_the_odds(db: asyncpg.Pool) -> No
     placed = await bet(db, user, market, "this", "100.00", client_bet_id="first")
     assert placed.created and placed.balance == Decimal("900.00")
     row = placed.bet
-    assert (row["side"], row["amount"], row["odds"], row["status"]) == ("this", Decimal("100.00"), Decimal("0.3333"), "open")
+    assert (row["side"], row["amount"], row["odds"], row["status"]) == (
+        "this",
+        Decimal("100.00"),
+        Decimal("0.3333"),
+        "open",
+    )
     # 100 / 0.3333 = 300.030003..., rounded down to the cent.
-    assert row["potential_payout"] == Decimal("300.03") and row["payout"] is None and row["settled_at"] is None
-    stake = await db.fetchrow("SELECT kind, amount, balance_after FROM ledger WHERE bet_id = $1", row["id"])
-    assert stake is not None and dict(stake) == {"kind": "bet_stake", "amount": Decimal("-100.00"), "balance_after": Decimal("900.00")}
+    assert (
+        row["potential_payout"] == Decimal("300.03")
+        and row["payout"] is None
+        and row["settled_at"] is None
+    )
+    stake = await db.fetchrow(
+        "SELECT kind, amount, balance_after FROM ledger WHERE bet_id = $1", row["id"]
+    )
+    assert stake is not None and dict(stake) == {
+        "kind": "bet_stake",
+        "amount": Decimal("-100.00"),
+        "balance_after": Decimal("900.00"),
+    }
     await assert_ledger_sound(db)
 
 
-async def test_thirty_concurrent_bets_with_credits_for_ten_land_exactly_ten(db: asyncpg.Pool) -> None:
+async def test_thirty_concurrent_bets_with_credits_for_ten_land_exactly_ten(
+    db: asyncpg.Pool,
+) -> None:
     user = await make_user(db, "spender")
     market = await insert_market(db)
 
@@ -64,10 +83,14 @@ async def test_thirty_concurrent_bets_with_credits_for_ten_land_exactly_ten(db: 
     await assert_ledger_sound(db)
 
 
-async def test_the_same_client_bet_id_twelve_times_at_once_is_one_bet_and_one_debit(db: asyncpg.Pool) -> None:
+async def test_the_same_client_bet_id_twelve_times_at_once_is_one_bet_and_one_debit(
+    db: asyncpg.Pool,
+) -> None:
     user = await make_user(db, "repeater")
     market = await insert_market(db)
-    answers = await asyncio.gather(*(bet(db, user, market, "this", "50", client_bet_id="once") for _ in range(12)))
+    answers = await asyncio.gather(
+        *(bet(db, user, market, "this", "50", client_bet_id="once") for _ in range(12))
+    )
     assert sum(answer.created for answer in answers) == 1
     assert {answer.bet["id"] for answer in answers} == {answers[0].bet["id"]}
     assert await balance_of(db, user) == Decimal("950.00")
@@ -82,11 +105,17 @@ async def test_a_repeat_returns_the_original_bet_whatever_its_payload(db: asyncp
     other_market = await insert_market(db, status="closed")
     for repeat in (
         bet(db, user, other_market, "that", "500", client_bet_id="same"),
-        bet(db, user, uuid.uuid4(), "that", "5", client_bet_id="same"),  # unknown market, amount out of range
+        bet(
+            db, user, uuid.uuid4(), "that", "5", client_bet_id="same"
+        ),  # unknown market, amount out of range
         bet(db, user, market, "this", "100", client_bet_id="same", expected_odds="0.0001"),
     ):
         answer = await repeat
-        assert not answer.created and answer.bet["id"] == original.bet["id"] and answer.balance == Decimal("900.00")
+        assert (
+            not answer.created
+            and answer.bet["id"] == original.bet["id"]
+            and answer.balance == Decimal("900.00")
+        )
     assert await counts(db) == (1, 2)
 
 
@@ -112,7 +141,9 @@ async def test_refused_bets_change_nothing(
     user = await make_user(db, "refused")
     if market_kwargs.get("status") == "resolved_this":
         market = await insert_market(db)
-        await db.execute("UPDATE markets SET status = 'resolved', resolved_side = 'this' WHERE id = $1", market)
+        await db.execute(
+            "UPDATE markets SET status = 'resolved', resolved_side = 'this' WHERE id = $1", market
+        )
     else:
         market = await insert_market(db, **market_kwargs)  # type: ignore[arg-type]
     with pytest.raises(GameError) as refused:
@@ -163,7 +194,9 @@ async def test_bets_racing_the_close_either_land_before_it_or_are_refused(db: as
 
     async def attempt(user: uuid.UUID, i: int) -> str:
         try:
-            await bet(db, user, market, "this" if i % 2 else "that", "20", client_bet_id=f"race-{i}")
+            await bet(
+                db, user, market, "this" if i % 2 else "that", "20", client_bet_id=f"race-{i}"
+            )
             return "placed"
         except GameError as error:
             return error.code.value
@@ -206,6 +239,8 @@ async def test_bets_list_pages_newest_first_and_filters_by_status(db: asyncpg.Po
         cursor = (page[1]["placed_at"], page[1]["id"])
     assert seen[0] == "still-open" and sorted(seen[1:]) == [f"p{i}" for i in range(5)]
     assert len(seen) == 6
-    assert [row["client_bet_id"] for row in await bets.list_bets(db, user, "open", None, 50)] == ["still-open"]
+    assert [row["client_bet_id"] for row in await bets.list_bets(db, user, "open", None, 50)] == [
+        "still-open"
+    ]
     assert len(await bets.list_bets(db, user, "settled", None, 50)) == 5
     assert [row["client_bet_id"] for row in await bets.open_bets(db, user)] == ["still-open"]

@@ -48,18 +48,26 @@ async def test_boards_equal_ledger_pnl_after_settlement_and_a_rebuild_reproduces
     for bucket in period_keys(now).values():
         standings, mine = await leaderboards.top(db, redis_client, bucket, 10, players["bob"])
         assert [(s.rank, s.username, s.pnl) for s in standings] == [
-            (1, "alice", Decimal("150.00")), (2, "carol", Decimal("0.00")), (3, "bob", Decimal("-100.00"))
+            (1, "alice", Decimal("150.00")),
+            (2, "carol", Decimal("0.00")),
+            (3, "bob", Decimal("-100.00")),
         ]
         assert mine == (3, Decimal("-100.00"))
     _, nobody = await leaderboards.top(db, redis_client, "all", 10, uuid.uuid4())
     assert nobody is None
 
-    before = {bucket: await leaderboards.bucket_scores(redis_client, bucket) for bucket in period_keys(now).values()}
+    before = {
+        bucket: await leaderboards.bucket_scores(redis_client, bucket)
+        for bucket in period_keys(now).values()
+    }
     await redis_client.flushdb()
     assert await violations(db, redis_client)  # an empty board for settled bets is a violation
     rebuilt = await leaderboards.rebuild(db, redis_client, now)
     assert rebuilt == {bucket: 3 for bucket in period_keys(now).values()}
-    after = {bucket: await leaderboards.bucket_scores(redis_client, bucket) for bucket in period_keys(now).values()}
+    after = {
+        bucket: await leaderboards.bucket_scores(redis_client, bucket)
+        for bucket in period_keys(now).values()
+    }
     assert after == before
     assert await violations(db, redis_client) == []
     # Usernames come back even when their cache is gone.
@@ -82,42 +90,60 @@ async def test_a_crash_between_commit_and_redis_is_repaired_from_the_outbox(
     assert await violations(db, redis_client) == []
 
 
-async def test_an_older_recomputation_never_overwrites_a_newer_one(db: asyncpg.Pool, redis_client: redis.Redis) -> None:
+async def test_an_older_recomputation_never_overwrites_a_newer_one(
+    db: asyncpg.Pool, redis_client: redis.Redis
+) -> None:
     players = await play_season(db, datetime.now(UTC))
     await leaderboards.sync_pending(db, redis_client)
     alice = str(players["alice"])
     script = redis_client.register_script(leaderboards.WRITE_SCORES_LUA)
     # Version 0: a snapshot taken before alice had any settled bet, arriving late.
-    written = await script(keys=[keys.leaderboard("all"), leaderboards.versions_key("all")], args=[0, alice, "0", 0])
+    written = await script(
+        keys=[keys.leaderboard("all"), leaderboards.versions_key("all")], args=[0, alice, "0", 0]
+    )
     assert written == 0
     assert (await leaderboards.bucket_scores(redis_client, "all"))[alice] == Decimal("150.00")
 
 
-async def test_days_settle_into_their_own_buckets(db: asyncpg.Pool, redis_client: redis.Redis) -> None:
+async def test_days_settle_into_their_own_buckets(
+    db: asyncpg.Pool, redis_client: redis.Redis
+) -> None:
     yesterday = datetime.now(UTC) - timedelta(days=1)
     players = await play_season(db, yesterday)
     market = await insert_market(db)
     await bet(db, players["alice"], market, "that", "60")  # 0.60 -> 100: +40 today
     await settlement.settle_market(db, market, Resolution.THAT, datetime.now(UTC))
     await leaderboards.sync_pending(db, redis_client)
-    today_board = await leaderboards.bucket_scores(redis_client, period_key(Period.DAY, datetime.now(UTC)))
-    yesterday_board = await leaderboards.bucket_scores(redis_client, period_key(Period.DAY, yesterday))
+    today_board = await leaderboards.bucket_scores(
+        redis_client, period_key(Period.DAY, datetime.now(UTC))
+    )
+    yesterday_board = await leaderboards.bucket_scores(
+        redis_client, period_key(Period.DAY, yesterday)
+    )
     assert today_board == {str(players["alice"]): Decimal("40.00")}
     assert yesterday_board[str(players["alice"])] == Decimal("150.00") and len(yesterday_board) == 3
-    assert (await leaderboards.bucket_scores(redis_client, "all"))[str(players["alice"])] == Decimal("190.00")
+    assert (await leaderboards.bucket_scores(redis_client, "all"))[
+        str(players["alice"])
+    ] == Decimal("190.00")
     assert await violations(db, redis_client) == []
     assert set(await leaderboards.rebuild(db, redis_client, datetime.now(UTC))) >= {
-        period_key(Period.DAY, yesterday), period_key(Period.DAY, datetime.now(UTC)), "all"
+        period_key(Period.DAY, yesterday),
+        period_key(Period.DAY, datetime.now(UTC)),
+        "all",
     }
     assert await violations(db, redis_client) == []
 
 
-async def test_audit_names_a_tampered_leaderboard(db: asyncpg.Pool, redis_client: redis.Redis) -> None:
+async def test_audit_names_a_tampered_leaderboard(
+    db: asyncpg.Pool, redis_client: redis.Redis
+) -> None:
     players = await play_season(db, datetime.now(UTC))
     await leaderboards.sync_pending(db, redis_client)
     await redis_client.zincrby(keys.leaderboard("all"), 1000, str(players["bob"]))
     stranger = str(uuid.uuid4())
-    await redis_client.zadd(keys.leaderboard(period_key(Period.DAY, datetime.now(UTC))), {stranger: 5})
+    await redis_client.zadd(
+        keys.leaderboard(period_key(Period.DAY, datetime.now(UTC))), {stranger: 5}
+    )
     found = await violations(db, redis_client)
     assert {v.invariant for v in found} == {4} and len(found) == 2
     text = "\n".join(map(str, found))
@@ -125,8 +151,12 @@ async def test_audit_names_a_tampered_leaderboard(db: asyncpg.Pool, redis_client
     assert stranger in text
 
 
-async def test_boards_lost_with_redis_are_restored_from_the_ledger(db: asyncpg.Pool, redis_client: redis.Redis) -> None:
-    assert await leaderboards.restore_if_lost(db, redis_client, datetime.now(UTC)) is False  # nothing settled yet
+async def test_boards_lost_with_redis_are_restored_from_the_ledger(
+    db: asyncpg.Pool, redis_client: redis.Redis
+) -> None:
+    assert (
+        await leaderboards.restore_if_lost(db, redis_client, datetime.now(UTC)) is False
+    )  # nothing settled yet
     await play_season(db, datetime.now(UTC))
     await leaderboards.sync_pending(db, redis_client)
     assert await leaderboards.restore_if_lost(db, redis_client, datetime.now(UTC)) is False

@@ -22,33 +22,50 @@ async def test_twenty_concurrent_claims_pay_exactly_once(db: asyncpg.Pool) -> No
 
     async def claim() -> Decimal | str:
         try:
-            return await wallet.claim_daily_reward(db, user["id"], day, Decimal("100"), Decimal("1000000"))
+            return await wallet.claim_daily_reward(
+                db, user["id"], day, Decimal("100"), Decimal("1000000")
+            )
         except wallet.RewardRefused as refused:
             return "claimed" if refused.already_claimed else "cap"
 
     results = await asyncio.gather(*(claim() for _ in range(20)))
     assert results.count("claimed") == 19
     assert [r for r in results if r != "claimed"] == [Decimal("1100.00")]
-    assert await db.fetchval("SELECT balance FROM users WHERE id = $1", user["id"]) == Decimal("1100.00")
-    assert await db.fetchval("SELECT count(*) FROM ledger WHERE user_id = $1 AND kind = 'daily_reward'", user["id"]) == 1
+    assert await db.fetchval("SELECT balance FROM users WHERE id = $1", user["id"]) == Decimal(
+        "1100.00"
+    )
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM ledger WHERE user_id = $1 AND kind = 'daily_reward'", user["id"]
+        )
+        == 1
+    )
     async with db.acquire() as connection:
         assert await audit.check_ledger(connection, Decimal("1000000")) == []
 
 
 async def test_next_utc_day_pays_again(db: asyncpg.Pool) -> None:
     user = await make_user(db, "daily")
-    await wallet.claim_daily_reward(db, user["id"], date(2026, 11, 25), Decimal("100"), Decimal("1000000"))
-    balance = await wallet.claim_daily_reward(db, user["id"], date(2026, 11, 26), Decimal("100"), Decimal("1000000"))
+    await wallet.claim_daily_reward(
+        db, user["id"], date(2026, 11, 25), Decimal("100"), Decimal("1000000")
+    )
+    balance = await wallet.claim_daily_reward(
+        db, user["id"], date(2026, 11, 26), Decimal("100"), Decimal("1000000")
+    )
     assert balance == Decimal("1200.00")
 
 
 async def test_reward_over_the_cap_is_refused_and_can_be_claimed_later(db: asyncpg.Pool) -> None:
     user = await make_user(db, "whale", "999950")
     with pytest.raises(wallet.RewardRefused) as refused:
-        await wallet.claim_daily_reward(db, user["id"], date(2026, 11, 25), Decimal("100"), Decimal("1000000"))
+        await wallet.claim_daily_reward(
+            db, user["id"], date(2026, 11, 25), Decimal("100"), Decimal("1000000")
+        )
     assert refused.value.already_claimed is False
     assert await db.fetchval("SELECT count(*) FROM daily_rewards") == 0
-    assert await db.fetchval("SELECT balance FROM users WHERE id = $1", user["id"]) == Decimal("999950.00")
+    assert await db.fetchval("SELECT balance FROM users WHERE id = $1", user["id"]) == Decimal(
+        "999950.00"
+    )
 
 
 async def test_audit_names_a_tampered_balance(db: asyncpg.Pool) -> None:

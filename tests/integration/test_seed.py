@@ -28,14 +28,22 @@ SELECT code FROM place_bet($1, $2, $3, 'this', 10, NULL, 0, interval '1 hour', 1
 
 
 def token_service(settings: Settings) -> TokenService:
-    return TokenService(settings.jwt_access_secret, settings.jwt_refresh_secret, 60, 60,
-                        settings.jwt_issuer, settings.jwt_audience)
+    return TokenService(
+        settings.jwt_access_secret,
+        settings.jwt_refresh_secret,
+        60,
+        60,
+        settings.jwt_issuer,
+        settings.jwt_audience,
+    )
 
 
 async def test_seed_creates_load_test_players_with_bonus_and_live_tokens(
     db: asyncpg.Pool, settings: Settings
 ) -> None:
-    document = await seed(settings, SeedPlan(players=25, batch=10, token_ttl_s=7200), show_progress=False)
+    document = await seed(
+        settings, SeedPlan(players=25, batch=10, token_ttl_s=7200), show_progress=False
+    )
 
     players = document["players"]
     assert len(players) == 25
@@ -45,7 +53,10 @@ async def test_seed_creates_load_test_players_with_bonus_and_live_tokens(
     assert all(row["is_load_test"] and row["balance"] == settings.starting_credits for row in rows)
     bonuses = await db.fetch("SELECT user_id, kind, amount, balance_after FROM ledger")
     assert len(bonuses) == 25
-    assert all(row["kind"] == "signup_bonus" and row["amount"] == settings.starting_credits for row in bonuses)
+    assert all(
+        row["kind"] == "signup_bonus" and row["amount"] == settings.starting_credits
+        for row in bonuses
+    )
     now = datetime.now(UTC)
     for player in players:
         claims = token_service(settings).verify(player["accessToken"], "access", now)
@@ -56,7 +67,9 @@ async def test_seed_creates_load_test_players_with_bonus_and_live_tokens(
         assert await audit.check_ledger(connection, settings.max_balance) == []
 
 
-async def test_seed_refuses_names_that_exist_unless_reset(db: asyncpg.Pool, settings: Settings) -> None:
+async def test_seed_refuses_names_that_exist_unless_reset(
+    db: asyncpg.Pool, settings: Settings
+) -> None:
     await seed(settings, SeedPlan(players=3), show_progress=False)
     with pytest.raises(SeedError):
         await seed(settings, SeedPlan(players=3), show_progress=False)
@@ -74,7 +87,9 @@ async def test_reset_removes_only_load_test_players_with_their_bets_and_ledger(
     second = await seed(settings, SeedPlan(players=2, reset=True), show_progress=False)
 
     users = await db.fetch("SELECT id, username, is_load_test FROM users ORDER BY username")
-    assert {str(row["id"]) for row in users if row["is_load_test"]} == {p["id"] for p in second["players"]}
+    assert {str(row["id"]) for row in users if row["is_load_test"]} == {
+        p["id"] for p in second["players"]
+    }
     assert [row["username"] for row in users if not row["is_load_test"]] == ["real_player"]
     assert await db.fetchval("SELECT count(*) FROM bets") == 1
     assert await db.fetchval("SELECT count(*) FROM ledger WHERE user_id = $1", real["id"]) == 2

@@ -46,47 +46,75 @@ async def test_each_resolution_pays_what_the_rules_say(
 
     result = await settlement.settle_market(db, market, resolution, datetime.now(UTC))
     assert result.complete and result.market is not None
-    assert result.market["status"] == ("cancelled" if resolution is Resolution.CANCELLED else "resolved")
-    assert result.market["resolved_side"] == (None if resolution is Resolution.CANCELLED else resolution.value)
+    assert result.market["status"] == (
+        "cancelled" if resolution is Resolution.CANCELLED else "resolved"
+    )
+    assert result.market["resolved_side"] == (
+        None if resolution is Resolution.CANCELLED else resolution.value
+    )
     by_bet = {settled.bet["id"]: settled for settled in result.bets}
-    for (status, payout, balance), placed, user in zip(EXPECTED[resolution], (alice_bet, bob_bet), (alice, bob), strict=True):
+    for (status, payout, balance), placed, user in zip(
+        EXPECTED[resolution], (alice_bet, bob_bet), (alice, bob), strict=True
+    ):
         settled = by_bet[placed.bet["id"]]
-        assert (settled.bet["status"], settled.payout, settled.balance) == (status, Decimal(payout), Decimal(balance))
+        assert (settled.bet["status"], settled.payout, settled.balance) == (
+            status,
+            Decimal(payout),
+            Decimal(balance),
+        )
         assert settled.bet["payout"] == Decimal(payout) and settled.bet["settled_at"] is not None
         assert await balance_of(db, user) == Decimal(balance)
-    kinds = [row["kind"] for row in await db.fetch("SELECT kind FROM ledger WHERE bet_id IS NOT NULL AND kind <> 'bet_stake'")]
+    kinds = [
+        row["kind"]
+        for row in await db.fetch(
+            "SELECT kind FROM ledger WHERE bet_id IS NOT NULL AND kind <> 'bet_stake'"
+        )
+    ]
     expected_kind = "bet_refund" if resolution is Resolution.CANCELLED else "bet_payout"
-    assert kinds == [expected_kind] * sum(1 for status, _, _ in EXPECTED[resolution] if status != "lost")
+    assert kinds == [expected_kind] * sum(
+        1 for status, _, _ in EXPECTED[resolution] if status != "lost"
+    )
     assert await db.fetchval("SELECT settled_at IS NOT NULL FROM markets WHERE id = $1", market)
     assert await leaderboards.sync_pending(db, redis_client) == 1
     await assert_sound(db, redis_client)
 
 
-async def test_a_resolution_processed_twice_at_once_pays_once(db: asyncpg.Pool, redis_client: redis.Redis) -> None:
+async def test_a_resolution_processed_twice_at_once_pays_once(
+    db: asyncpg.Pool, redis_client: redis.Redis
+) -> None:
     users = [await make_user(db, f"twice_{i}") for i in range(5)]
     market = await insert_market(db)
     for user in users:
         await bet(db, user, market, "this", "100")
     now = datetime.now(UTC)
     first, second, third = await asyncio.gather(
-        *(settlement.settle_market(db, market, resolution, now) for resolution in (Resolution.THIS, Resolution.THIS, Resolution.THAT))
+        *(
+            settlement.settle_market(db, market, resolution, now)
+            for resolution in (Resolution.THIS, Resolution.THIS, Resolution.THAT)
+        )
     )
     winners = [result for result in (first, second, third) if result.market is not None]
     assert len(winners) == 1 and len(winners[0].bets) == 5
     assert all(not result.bets for result in (first, second, third) if result.market is None)
-    assert await db.fetchval("SELECT count(*) FROM ledger WHERE kind = 'bet_payout'") == (5 if winners[0].resolution is Resolution.THIS else 0)
+    assert await db.fetchval("SELECT count(*) FROM ledger WHERE kind = 'bet_payout'") == (
+        5 if winners[0].resolution is Resolution.THIS else 0
+    )
     again = await settlement.settle_market(db, market, Resolution.THIS, now)
     assert again.market is None and again.bets == []
     await leaderboards.sync_pending(db, redis_client)
     await assert_sound(db, redis_client)
 
 
-async def test_a_market_with_more_bets_than_a_chunk_settles_in_several_transactions(db: asyncpg.Pool) -> None:
+async def test_a_market_with_more_bets_than_a_chunk_settles_in_several_transactions(
+    db: asyncpg.Pool,
+) -> None:
     users = [await make_user(db, f"chunky_{i}") for i in range(6)]
     market = await insert_market(db)
     for i in range(25):
         await bet(db, users[i % 6], market, "this" if i % 3 else "that", "10")
-    result = await settlement.settle_market(db, market, Resolution.THIS, datetime.now(UTC), chunk_size=4)
+    result = await settlement.settle_market(
+        db, market, Resolution.THIS, datetime.now(UTC), chunk_size=4
+    )
     assert result.complete and len(result.bets) == 25
     assert len({settled.bet["id"] for settled in result.bets}) == 25
     # The balance each push reports is the user's balance after that bet; the last is the final one.
@@ -111,15 +139,23 @@ async def test_settle_pending_finishes_a_market_left_half_settled(
     with monkeypatch.context() as patch:
         patch.setattr(settlement, "_finish", die)
         with pytest.raises(RuntimeError):
-            await settlement.settle_market(db, market, Resolution.THAT, datetime.now(UTC), chunk_size=4)
+            await settlement.settle_market(
+                db, market, Resolution.THAT, datetime.now(UTC), chunk_size=4
+            )
     assert await db.fetchval("SELECT count(*) FROM bets WHERE status = 'open'") == 6
     assert await db.fetchval("SELECT settled_at FROM markets WHERE id = $1", market) is None
     # A resolution arriving again does not re-run the transition; it leaves the rest to settle_pending.
-    assert (await settlement.settle_market(db, market, Resolution.THAT, datetime.now(UTC))).market is None
+    assert (
+        await settlement.settle_market(db, market, Resolution.THAT, datetime.now(UTC))
+    ).market is None
 
     results = await settlement.settle_pending(db, datetime.now(UTC), chunk_size=4)
     assert [result.market_id for result in results] == [market]
-    assert len(results[0].bets) == 6 and results[0].complete and results[0].resolution is Resolution.THAT
+    assert (
+        len(results[0].bets) == 6
+        and results[0].complete
+        and results[0].resolution is Resolution.THAT
+    )
     assert await settlement.settle_pending(db, datetime.now(UTC)) == []
     assert await leaderboards.sync_pending(db, redis_client) == 1
     for user in users:
@@ -127,7 +163,9 @@ async def test_settle_pending_finishes_a_market_left_half_settled(
     await assert_sound(db, redis_client)
 
 
-async def test_concurrent_settlements_and_bets_of_the_same_players_do_not_deadlock(db: asyncpg.Pool) -> None:
+async def test_concurrent_settlements_and_bets_of_the_same_players_do_not_deadlock(
+    db: asyncpg.Pool,
+) -> None:
     users = [await make_user(db, f"busy_{i}") for i in range(6)]
     markets = [await insert_market(db) for _ in range(3)]
     for market in markets[:2]:
@@ -148,4 +186,6 @@ async def test_settling_a_market_without_bets_marks_it_settled(db: asyncpg.Pool)
     market = await insert_market(db, status="closed")
     result = await settlement.settle_market(db, market, Resolution.SPLIT, datetime.now(UTC))
     assert result.complete and result.bets == []
-    assert (await settlement.settle_market(db, uuid.uuid4(), Resolution.THIS, datetime.now(UTC))).market is None
+    assert (
+        await settlement.settle_market(db, uuid.uuid4(), Resolution.THIS, datetime.now(UTC))
+    ).market is None

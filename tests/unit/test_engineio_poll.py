@@ -15,7 +15,9 @@ def socket_with(*queued: object, wait_s: float = 5.0) -> SimpleNamespace:
     queue: asyncio.Queue[object] = asyncio.Queue()
     for item in queued:
         queue.put_nowait(item)
-    return SimpleNamespace(queue=queue, server=SimpleNamespace(ping_interval=wait_s / 2, ping_timeout=wait_s / 2))
+    return SimpleNamespace(
+        queue=queue, server=SimpleNamespace(ping_interval=wait_s / 2, ping_timeout=wait_s / 2)
+    )
 
 
 async def test_it_drains_everything_queued_in_order() -> None:

@@ -100,8 +100,10 @@ def test_warmup_answers_are_not_measured_and_error_acks_count_by_code() -> None:
     worker.measure_from, worker.measure_until = 100.0, float("inf")
     worker.on_answer(PendingCall("bet", 99.0, worker.on_answer), {"ok": True, "data": {}})
     worker.on_answer(PendingCall("bet", 101.0, worker.on_answer), {"ok": True, "data": {}})
-    worker.on_answer(PendingCall("bet", 102.0, worker.on_answer),
-                     {"ok": False, "error": {"code": "INSUFFICIENT_CREDITS"}})
+    worker.on_answer(
+        PendingCall("bet", 102.0, worker.on_answer),
+        {"ok": False, "error": {"code": "INSUFFICIENT_CREDITS"}},
+    )
     worker.on_answer(PendingCall("wallet", 103.0, worker.on_answer), "not an ack")
     assert worker.book.answered == 3
     assert dict(worker.book.errors) == {"INSUFFICIENT_CREDITS": 1, "BAD_ACK": 1}

@@ -21,11 +21,18 @@ def test_defaults_come_from_config_toml(tmp_path: Path) -> None:
 
 
 def test_environment_overrides_use_the_documented_names(tmp_path: Path) -> None:
-    settings = load_settings(environ={
-        "DATA_DIR": str(tmp_path), "PORT": "4000", "MAX_BET_AMOUNT": "500.50", "RATE_LIMIT_ENABLED": "false",
-        "CORS_ORIGINS": "https://a.example, https://b.example", "JWT_ACCESS_EXPIRES_IN": "2h",
-        "FEED": "off", "FEED_ODDS_INTERVAL_S": "1.5",
-    })
+    settings = load_settings(
+        environ={
+            "DATA_DIR": str(tmp_path),
+            "PORT": "4000",
+            "MAX_BET_AMOUNT": "500.50",
+            "RATE_LIMIT_ENABLED": "false",
+            "CORS_ORIGINS": "https://a.example, https://b.example",
+            "JWT_ACCESS_EXPIRES_IN": "2h",
+            "FEED": "off",
+            "FEED_ODDS_INTERVAL_S": "1.5",
+        }
+    )
     assert settings.port == 4000
     assert settings.max_bet_amount == Decimal("500.50")
     assert settings.rate_limit_enabled is False
@@ -46,10 +53,14 @@ def test_production_refuses_missing_secrets_and_embedded_services(tmp_path: Path
     with pytest.raises(SettingsError, match="JWT_ACCESS_SECRET.*DATABASE_URL"):
         load_settings(environ={"DATA_DIR": str(tmp_path), "NODE_ENV": "production"})
     with pytest.raises(SettingsError, match="REDIS_URL"):
-        load_settings(environ={
-            "NODE_ENV": "production", "JWT_ACCESS_SECRET": "a" * 32, "JWT_REFRESH_SECRET": "b" * 32,
-            "DATABASE_URL": "postgresql://db/thisthat",
-        })
+        load_settings(
+            environ={
+                "NODE_ENV": "production",
+                "JWT_ACCESS_SECRET": "a" * 32,
+                "JWT_REFRESH_SECRET": "b" * 32,
+                "DATABASE_URL": "postgresql://db/thisthat",
+            }
+        )
 
 
 def test_wildcard_cors_origin_is_refused(tmp_path: Path) -> None:

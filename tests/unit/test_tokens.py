@@ -19,7 +19,14 @@ USER = uuid.UUID("00000000-0000-4000-8000-000000000001")
 
 @pytest.fixture
 def tokens() -> TokenService:
-    return TokenService("access-key-0123456789abcdef0123456789", "refresh-key-0123456789abcdef0123456789", 900, 86400, "thisthat", "clients")
+    return TokenService(
+        "access-key-0123456789abcdef0123456789",
+        "refresh-key-0123456789abcdef0123456789",
+        900,
+        86400,
+        "thisthat",
+        "clients",
+    )
 
 
 def code_of(call) -> ErrorCode:  # type: ignore[no-untyped-def]
@@ -46,7 +53,14 @@ def test_access_token_is_refused_as_refresh_token_and_the_reverse(tokens: TokenS
 
 
 def test_same_key_wrong_type_claim_is_refused() -> None:
-    same_keys = TokenService("shared-key-0123456789abcdef0123456789", "shared-key-0123456789abcdef0123456789", 900, 900, "i", "a")
+    same_keys = TokenService(
+        "shared-key-0123456789abcdef0123456789",
+        "shared-key-0123456789abcdef0123456789",
+        900,
+        900,
+        "i",
+        "a",
+    )
     refresh = same_keys.issue("refresh", USER, datetime.now(UTC)).token
     assert code_of(lambda: same_keys.verify(refresh, "access")) is ErrorCode.TOKEN_INVALID
 
@@ -56,10 +70,22 @@ def test_alg_none_is_refused(tokens: TokenService) -> None:
         return base64.urlsafe_b64encode(orjson.dumps(data)).decode().rstrip("=")
 
     now = int(datetime.now(UTC).timestamp())
-    unsigned = part({"alg": "none", "typ": "JWT"}) + "." + part({
-        "sub": str(USER), "typ": "access", "jti": str(uuid.uuid4()), "iat": now, "exp": now + 900,
-        "iss": "thisthat", "aud": "clients",
-    }) + "."
+    unsigned = (
+        part({"alg": "none", "typ": "JWT"})
+        + "."
+        + part(
+            {
+                "sub": str(USER),
+                "typ": "access",
+                "jti": str(uuid.uuid4()),
+                "iat": now,
+                "exp": now + 900,
+                "iss": "thisthat",
+                "aud": "clients",
+            }
+        )
+        + "."
+    )
     assert code_of(lambda: tokens.verify(unsigned, "access")) is ErrorCode.TOKEN_INVALID
 
 
@@ -69,10 +95,24 @@ def test_expired_token_gives_token_expired(tokens: TokenService) -> None:
 
 
 def test_wrong_audience_or_issuer_is_refused(tokens: TokenService) -> None:
-    other = TokenService(tokens.access_secret, tokens.refresh_secret, 900, 900, "someone-else", "clients")
-    assert code_of(lambda: tokens.verify(other.issue("access", USER, datetime.now(UTC)).token, "access")) is ErrorCode.TOKEN_INVALID
-    other = TokenService(tokens.access_secret, tokens.refresh_secret, 900, 900, "thisthat", "other-aud")
-    assert code_of(lambda: tokens.verify(other.issue("access", USER, datetime.now(UTC)).token, "access")) is ErrorCode.TOKEN_INVALID
+    other = TokenService(
+        tokens.access_secret, tokens.refresh_secret, 900, 900, "someone-else", "clients"
+    )
+    assert (
+        code_of(
+            lambda: tokens.verify(other.issue("access", USER, datetime.now(UTC)).token, "access")
+        )
+        is ErrorCode.TOKEN_INVALID
+    )
+    other = TokenService(
+        tokens.access_secret, tokens.refresh_secret, 900, 900, "thisthat", "other-aud"
+    )
+    assert (
+        code_of(
+            lambda: tokens.verify(other.issue("access", USER, datetime.now(UTC)).token, "access")
+        )
+        is ErrorCode.TOKEN_INVALID
+    )
 
 
 def test_missing_token_is_auth_required(tokens: TokenService) -> None:
