@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_ARGS ?=
 
-.PHONY: run test lint typecheck check bench clean
+.PHONY: run test lint typecheck check bench clean play-client
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,12 @@ check: lint typecheck test
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# Refresh the playground's socket.io browser build from the version pinned in tools/package-lock.json.
+play-client:
+	npm ci --prefix tools --no-audit --no-fund
+	cp tools/node_modules/socket.io-client/dist/socket.io.min.js server/static/play/
+	cp tools/node_modules/socket.io-client/LICENSE server/static/play/socket.io-client.LICENSE
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -11,7 +11,7 @@ from aiohttp import web
 
 import server.events  # noqa: F401 - registers every socket event handler
 from game.rules import GameRules
-from server import appkeys, rest
+from server import admin, apidocs, appkeys, playground, rest
 from server.bet_batcher import bet_batcher_ctx
 from server.errors import error_middleware
 from server.feed import feed_ctx
@@ -20,6 +20,7 @@ from server.overload import loop_lag_ctx
 from server.passwords import PasswordHasher
 from server.pushes import pushes_ctx
 from server.realtime import create_socket_server, socket_ctx
+from server.router import router
 from server.sessions import SocketSessions
 from server.settings import Settings
 from server.settlement import settlement_ctx
@@ -101,6 +102,9 @@ def create_app(settings: Settings) -> web.Application:
     app[rest.READINESS_CHECKS] = {}
     app[appkeys.LEADERBOARD_TRAILING] = set()
     rest.add_routes(app)
+    apidocs.add_routes(app, router)
+    playground.add_routes(app)
+    admin.add_routes(app)
 
     # Teardown runs in reverse: sockets and jobs stop before Redis and the pool close.
     app.cleanup_ctx.append(database_ctx)
@@ -118,4 +122,5 @@ def create_app(settings: Settings) -> web.Application:
     # Finishes settlements a dead process left half done; needs the market cache, precedes the feed.
     app.cleanup_ctx.append(settlement_ctx)
     app.cleanup_ctx.append(feed_ctx)
+    app.cleanup_ctx.append(admin.admin_ctx)
     return app

@@ -13,7 +13,7 @@ import socketio
 from aiohttp import web
 
 from game.errors import GameError
-from server import appkeys, engineio_poll, metrics
+from server import appkeys, engineio_poll, metrics, origins
 from server.jobs import spawn, stop_if_cancelled
 from server.rooms import user_room
 from server.router import dispatch, router
@@ -53,9 +53,9 @@ def create_socket_server(app: web.Application, redis_url: str) -> socketio.Async
         async_mode="aiohttp",
         client_manager=RedisManager(redis_url, channel=keys.SOCKETIO_CHANNEL),
         json=OrjsonModule,
-        # The handshake Origin must be one of CORS_ORIGINS; clients without one (native games,
-        # load testers) are not browsers and pass.
-        cors_allowed_origins=list(settings.cors_origins),
+        # The handshake Origin must be one of CORS_ORIGINS or the server's own; clients without
+        # one (native games, load testers) are not browsers and pass.
+        cors_allowed_origins=origins.engineio_check(settings.cors_origins),
         ping_interval=25,
         ping_timeout=20,
         max_http_buffer_size=64 * 1024,

@@ -14,7 +14,7 @@ import orjson
 from aiohttp import web
 
 from game.errors import ErrorCode, GameError
-from server import appkeys, metrics
+from server import appkeys, metrics, origins
 from server.errors import error_response
 from server.schemas import Credentials, RefreshRequest, parse
 from server.tokens import token_hash
@@ -229,12 +229,12 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
 async def cors_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """An allowlist (CORS_ORIGINS), never `*`; a foreign browser origin gets 403."""
+    """An allowlist (CORS_ORIGINS) plus the server's own origin, never `*`; others get 403."""
     if request.path.startswith("/socket.io"):
         return await handler(request)  # engine.io checks the handshake Origin itself
     origin = request.headers.get("Origin")
     allowed = request.app[appkeys.SETTINGS].cors_origins
-    if origin is not None and origin not in allowed:
+    if origin is not None and not origins.is_allowed(origin, allowed, request.scheme, request.host):
         return error_response(
             GameError(ErrorCode.FORBIDDEN_ORIGIN, f"origin {origin} is not allowed")
         )

@@ -1,7 +1,7 @@
 """Every payload the server accepts, declared once (msgspec), checked at the edge.
 
 Unknown fields, wrong types and bad ranges fail here with VALIDATION_ERROR naming the field, so
-handlers only ever see valid data. `msgspec.json.schema` turns these into API documents.
+handlers only ever see valid data. server/apidocs.py turns these into the API documents.
 """
 
 from __future__ import annotations
@@ -27,6 +27,10 @@ Cursor = Annotated[str, msgspec.Meta(max_length=200)]
 Id = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-fA-F-]{36}$", description="a UUID")]
 ClientBetId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 Period = Literal["all", "week", "day"]
+# Sent as a JSON number or a decimal string ("12.50"); read exactly, never as a float.
+DecimalInput = Annotated[
+    Decimal, msgspec.Meta(extra_json_schema={"x-wire-type": ["number", "string"]})
+]
 
 
 class Payload(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -83,10 +87,10 @@ class MarketIds(Payload):
 class BetPlace(Payload):
     marketId: Id
     side: Literal["this", "that"]
-    amount: Decimal
+    amount: DecimalInput
     clientBetId: ClientBetId
-    expectedOdds: Decimal | None = None
-    maxSlippage: Decimal = Decimal("0")
+    expectedOdds: DecimalInput | None = None
+    maxSlippage: DecimalInput = Decimal("0")
 
     def __post_init__(self) -> None:
         # msgspec has no range constraints for Decimal; the " - at `$.field`" suffix names the field.

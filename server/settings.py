@@ -88,6 +88,8 @@ class Settings:
     rate_limit_bets_per_user: tuple[int, int] = (20, 1)
 
     log_level: str = "INFO"
+    # The read-only admin view at /admin is off unless this is set.
+    admin_token: str | None = None
     # Seconds before expiry at which a socket gets `auth:expiring`.
     token_expiry_warning_s: int = 60
 
