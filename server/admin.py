@@ -83,16 +83,16 @@ class AdminView:
     async def nodes(self) -> list[dict[str, Any]]:
         client = self.app[appkeys.REDIS]
         now = datetime.now(UTC)
-        alive = []
+        # This node speaks for itself as of now; the others as of their last heartbeat.
+        alive = [orjson.loads(dumps_bytes(self.heartbeat()))]
         for node_id, raw in (await client.hgetall(keys.NODES)).items():
+            if node_id == self.node_id:
+                continue
             node = orjson.loads(raw)
-            seen = datetime.fromisoformat(node["seenAt"])
-            if (now - seen).total_seconds() > NODE_GONE_S and node_id != self.node_id:
+            if (now - datetime.fromisoformat(node["seenAt"])).total_seconds() > NODE_GONE_S:
                 await client.hdel(keys.NODES, node_id)
                 continue
             alive.append(node)
-        if not any(node["id"] == self.node_id for node in alive):
-            alive.append(orjson.loads(dumps_bytes(self.heartbeat())))
         return sorted(alive, key=lambda node: node["id"])
 
     def sockets(self) -> list[dict[str, Any]]:
