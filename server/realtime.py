@@ -14,6 +14,7 @@ from aiohttp import web
 
 from game.errors import GameError
 from server import appkeys, engineio_poll, metrics
+from server.client_address import client_ip
 from server.jobs import spawn, stop_if_cancelled
 from server.rooms import user_room
 from server.router import dispatch, router
@@ -64,7 +65,9 @@ def create_socket_server(app: web.Application, redis_url: str) -> socketio.Async
     )
 
     async def connect(sid: str, environ: dict[str, Any], auth: object = None) -> None:
-        await _connect(app, sio, sid, auth)
+        request = environ.get("aiohttp.request")
+        address = client_ip(request) if request is not None else "unknown"
+        await _connect(app, sio, sid, auth, address)
 
     async def disconnect(sid: str, reason: object = None) -> None:
         session = app[appkeys.SESSIONS].remove(sid)
@@ -89,7 +92,9 @@ def _make_handler(app: web.Application, route: Any) -> Any:
     return handle
 
 
-async def _connect(app: web.Application, sio: socketio.AsyncServer, sid: str, auth: object) -> None:
+async def _connect(
+    app: web.Application, sio: socketio.AsyncServer, sid: str, auth: object, address: str
+) -> None:
     token = auth.get("token") if isinstance(auth, dict) else None
     try:
         claims = app[appkeys.TOKENS].verify(token, "access", datetime.now(UTC))
@@ -106,7 +111,9 @@ async def _connect(app: web.Application, sio: socketio.AsyncServer, sid: str, au
     app[appkeys.SESSIONS].add(session)
     await sio.enter_room(sid, user_room(claims.user_id))
     _update_gauges(app)
-    logger.info("socket connected", extra={"sid": sid, "userId": str(claims.user_id)})
+    logger.info(
+        "socket connected", extra={"sid": sid, "userId": str(claims.user_id), "ip": address}
+    )
     # `session` must follow the CONNECT packet, which the library sends after this returns.
     await spawn(app, _greet(app, sio, session))
 
