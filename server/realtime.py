@@ -12,9 +12,10 @@ import redis.asyncio as redis
 import socketio
 from aiohttp import web
 
-from game.errors import GameError
+from game.errors import ErrorCode, GameError
 from server import appkeys, engineio_poll, metrics
 from server.client_address import client_ip
+from server.errors import ack_error
 from server.jobs import spawn, stop_if_cancelled
 from server.rooms import user_room
 from server.router import dispatch, router
@@ -82,7 +83,15 @@ def create_socket_server(app: web.Application, redis_url: str) -> socketio.Async
     sio.on("disconnect", disconnect)
     for name, route in router.routes.items():
         sio.on(name, _make_handler(app, route))
+    # Any other event name: an error ack, so a client that asked for one is not left waiting.
+    sio.on("*", _unknown_event)
     return sio
+
+
+async def _unknown_event(event: str, sid: str, *_: object) -> dict[str, Any]:
+    metrics.ERRORS.labels(ErrorCode.UNKNOWN_EVENT.value).inc()
+    logger.debug("unknown event", extra={"sid": sid, "event": event[:100]})
+    return ack_error(GameError(ErrorCode.UNKNOWN_EVENT, f"unknown event {event[:100]!r}"))
 
 
 def _make_handler(app: web.Application, route: Any) -> Any:
