@@ -64,3 +64,9 @@ async def test_a_python_socketio_client_reads_a_refusal_from_connect_error(
             "data": {"code": "TOKEN_INVALID", "message": refusals[0]["message"]},
         }
     ]
+
+
+async def test_a_rest_body_over_64_kib_gets_413(server: Any, http: aiohttp.ClientSession) -> None:
+    body = {"username": "big_body", "password": "x" * 70_000}
+    async with http.post(server[0] + "/auth/signup", json=body) as response:
+        assert response.status == 413
