@@ -4,36 +4,48 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# Exact versions (pip-compile lock files): run = runtime + embedded services, test = everything.
+RUN_STAMP := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
 BENCH_ARGS ?=
+COMPILE := $(BIN)/pip-compile --quiet --strip-extras --annotation-style=line \
+	--no-emit-index-url --no-emit-find-links --no-emit-trusted-host
 
-.PHONY: run test lint typecheck check bench clean play-client
+.PHONY: run test lint typecheck check bench lock clean play-client
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[embedded,dev,loadtest]'
-	touch $(STAMP)
 
-run: $(STAMP)
+$(RUN_STAMP): pyproject.toml requirements/run.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -r requirements/run.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+$(TEST_STAMP): pyproject.toml requirements/test.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -r requirements/test.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+run: $(RUN_STAMP)
 	$(BIN)/thisthat serve
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: $(STAMP)
+typecheck: $(TEST_STAMP)
 	$(BIN)/mypy
 
 check: lint typecheck test
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 # Refresh the playground's socket.io browser build from the version pinned in tools/package-lock.json.
@@ -41,6 +53,13 @@ play-client:
 	npm ci --prefix tools --no-audit --no-fund
 	cp tools/node_modules/socket.io-client/dist/socket.io.min.js server/static/play/
 	cp tools/node_modules/socket.io-client/LICENSE server/static/play/socket.io-client.LICENSE
+
+# Re-resolve the lock files after changing pyproject.toml's dependencies.
+lock: $(BIN)/python
+	$(BIN)/python -m pip install --quiet pip-tools
+	$(COMPILE) --extra embedded --extra dev --extra loadtest -o requirements/test.txt pyproject.toml
+	$(COMPILE) --extra embedded -c requirements/test.txt -o requirements/run.txt pyproject.toml
+	$(COMPILE) -c requirements/test.txt -o requirements/base.txt pyproject.toml
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

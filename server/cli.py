@@ -1,4 +1,8 @@
-"""`thisthat serve|migrate|audit|...`: the command line of the server."""
+"""`thisthat serve|migrate|audit|...`: the command line of the server.
+
+Each command imports what it needs when it runs, so a bare `pip install thisthat` (no extras)
+serves, and only `thisthat loadtest` asks for the loadtest extra.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +14,16 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-
-import asyncpg
-import redis.asyncio as redis
-import uvloop
+from typing import TYPE_CHECKING
 
 from server.logs import configure_logging
 from server.settings import Settings, SettingsError, load_settings
-from storage import audit, database, leaderboards
-from storage.embedded import EmbeddedServices
+
+if TYPE_CHECKING:
+    import asyncpg
+    import redis.asyncio as redis
+
+    from storage import audit
 
 logger = logging.getLogger("thisthat.cli")
 
@@ -29,6 +34,8 @@ def services(settings: Settings) -> Iterator[Settings]:
     if not settings.uses_embedded_services:
         yield settings
         return
+    from storage.embedded import EmbeddedServices
+
     embedded = EmbeddedServices(settings.data_dir)
     logger.info("starting embedded services", extra={"dataDir": str(settings.data_dir)})
     database_url, redis_url = embedded.start(settings.database_url, settings.redis_url)
@@ -39,6 +46,9 @@ def services(settings: Settings) -> Iterator[Settings]:
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    if args.check_config:
+        print(f"configuration is valid (NODE_ENV={settings.node_env}, FEED={settings.feed})")
+        return 0
     from aiohttp import web
 
     from server.app import create_app
@@ -61,6 +71,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from storage import database
+
     with services(settings) as resolved:
         assert resolved.database_url is not None
         applied = asyncio.run(database.migrate(resolved.database_url))
@@ -71,6 +83,9 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 @contextlib.asynccontextmanager
 async def connections(settings: Settings) -> AsyncIterator[tuple[asyncpg.Connection, redis.Redis]]:
     """One PostgreSQL connection and one Redis client, for the offline commands."""
+    import asyncpg
+    import redis.asyncio as redis
+
     assert settings.database_url is not None
     assert settings.redis_url is not None
     connection = await asyncpg.connect(settings.database_url, server_settings={"timezone": "UTC"})
@@ -83,6 +98,8 @@ async def connections(settings: Settings) -> AsyncIterator[tuple[asyncpg.Connect
 
 
 async def _audit(settings: Settings) -> list[audit.Violation]:
+    from storage import audit
+
     async with connections(settings) as (connection, client):
         return await audit.check_all(connection, client, settings.max_balance, datetime.now(UTC))
 
@@ -100,6 +117,8 @@ def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _rebuild_leaderboards(settings: Settings) -> dict[str, int]:
+    from storage import leaderboards
+
     async with connections(settings) as (connection, client):
         return await leaderboards.rebuild(connection, client, datetime.now(UTC))
 
@@ -142,6 +161,15 @@ def cmd_seed(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_loadtest(settings: Settings, args: argparse.Namespace) -> int:
+    import importlib.util
+
+    if importlib.util.find_spec("hdrh") is None:
+        print(
+            "thisthat loadtest needs the loadtest extra (module hdrh): "
+            "pip install 'thisthat[loadtest]'",
+            file=sys.stderr,
+        )
+        return 2
     from server.loadtest.cli import run
 
     return run(args)
@@ -160,8 +188,13 @@ COMMANDS = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="thisthat", description="ThisThat game server")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser(
+    serving = sub.add_parser(
         "serve", help="run the server (embedded PostgreSQL/Redis when their URLs are unset)"
+    )
+    serving.add_argument(
+        "--check-config",
+        action="store_true",
+        help="only validate the settings: exit 0 when valid, 2 (one line per problem) when not",
     )
     sub.add_parser("migrate", help="apply database migrations")
     sub.add_parser(
@@ -193,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     seeding.add_argument(
         "--base-url", default=None, help="server URL to record in the file for loadtest"
     )
+    # The options only: the load client's own dependencies (hdrh) load when `loadtest` runs.
     from server.loadtest.cli import add_arguments
 
     add_arguments(
@@ -209,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"thisthat: configuration error: {error}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
+    import uvloop
+
     uvloop.install()
     return COMMANDS[args.command](settings, args)
 

@@ -12,8 +12,10 @@ import redis.asyncio as redis
 import socketio
 from aiohttp import web
 
-from game.errors import GameError
+from game.errors import ErrorCode, GameError
 from server import appkeys, engineio_poll, metrics, origins
+from server.client_address import client_ip
+from server.errors import ack_error
 from server.jobs import spawn, stop_if_cancelled
 from server.rooms import user_room
 from server.router import dispatch, router
@@ -64,7 +66,9 @@ def create_socket_server(app: web.Application, redis_url: str) -> socketio.Async
     )
 
     async def connect(sid: str, environ: dict[str, Any], auth: object = None) -> None:
-        await _connect(app, sio, sid, auth)
+        request = environ.get("aiohttp.request")
+        address = client_ip(request) if request is not None else "unknown"
+        await _connect(app, sio, sid, auth, address)
 
     async def disconnect(sid: str, reason: object = None) -> None:
         session = app[appkeys.SESSIONS].remove(sid)
@@ -79,7 +83,15 @@ def create_socket_server(app: web.Application, redis_url: str) -> socketio.Async
     sio.on("disconnect", disconnect)
     for name, route in router.routes.items():
         sio.on(name, _make_handler(app, route))
+    # Any other event name: an error ack, so a client that asked for one is not left waiting.
+    sio.on("*", _unknown_event)
     return sio
+
+
+async def _unknown_event(event: str, sid: str, *_: object) -> dict[str, Any]:
+    metrics.ERRORS.labels(ErrorCode.UNKNOWN_EVENT.value).inc()
+    logger.debug("unknown event", extra={"sid": sid, "event": event[:100]})
+    return ack_error(GameError(ErrorCode.UNKNOWN_EVENT, f"unknown event {event[:100]!r}"))
 
 
 def _make_handler(app: web.Application, route: Any) -> Any:
@@ -89,7 +101,9 @@ def _make_handler(app: web.Application, route: Any) -> Any:
     return handle
 
 
-async def _connect(app: web.Application, sio: socketio.AsyncServer, sid: str, auth: object) -> None:
+async def _connect(
+    app: web.Application, sio: socketio.AsyncServer, sid: str, auth: object, address: str
+) -> None:
     token = auth.get("token") if isinstance(auth, dict) else None
     try:
         claims = app[appkeys.TOKENS].verify(token, "access", datetime.now(UTC))
@@ -106,7 +120,9 @@ async def _connect(app: web.Application, sio: socketio.AsyncServer, sid: str, au
     app[appkeys.SESSIONS].add(session)
     await sio.enter_room(sid, user_room(claims.user_id))
     _update_gauges(app)
-    logger.info("socket connected", extra={"sid": sid, "userId": str(claims.user_id)})
+    logger.info(
+        "socket connected", extra={"sid": sid, "userId": str(claims.user_id), "ip": address}
+    )
     # `session` must follow the CONNECT packet, which the library sends after this returns.
     await spawn(app, _greet(app, sio, session))
 

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from game.errors import ErrorCode, GameError
 from server import appkeys, metrics, origins
+from server.client_address import client_ip
 from server.errors import error_response
 from server.schemas import Credentials, RefreshRequest, parse
 from server.tokens import token_hash
@@ -38,10 +39,6 @@ async def read_json(request: web.Request) -> object:
         return orjson.loads(await request.read())
     except orjson.JSONDecodeError as error:
         raise GameError(ErrorCode.VALIDATION_ERROR, "body must be a JSON object") from error
-
-
-def client_ip(request: web.Request) -> str:
-    return request.remote or "unknown"
 
 
 async def limit(request: web.Request, scope: str, subject: str, rule: tuple[int, int]) -> None:

@@ -1,11 +1,17 @@
-"""Settings: one frozen, typed object built from config.toml plus environment overrides.
+"""Settings: one frozen, typed object built from defaults, an optional TOML file and the environment.
 
-Every field is named after its environment variable in DESIGN.md's table (lower case).
+Every field is named after its environment variable in DESIGN.md's table (lower case). The
+defaults live here, in code, so an installed server and a checkout behave the same; a TOML file
+(THISTHAT_CONFIG) and then the environment override them. msgspec converts and range-checks every
+value; a value it refuses becomes one line naming the variable, the value and what is allowed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import ipaddress
+import math
 import os
 import re
 import secrets
@@ -14,12 +20,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
 
-DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.toml"
+import msgspec
+
+# The users table's CHECK (storage/migrations/0001_initial.sql): no balance, and no balance plus
+# open potential payout, may exceed it. A MAX_BALANCE above it would pass the game rules and then
+# fail in the database as INTERNAL_ERROR.
+SCHEMA_BALANCE_CEILING = Decimal("1000000")
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# Where `FEED=replay:<file>` looks for a relative file after the working directory: the installed
+# package root, which carries feeds/timelines/.
+_PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
 
 class SettingsError(ValueError):
@@ -28,70 +44,102 @@ class SettingsError(ValueError):
 
 def parse_duration(text: str | int) -> int:
     """'15m' -> 900. Plain numbers are seconds."""
-    if isinstance(text, int):
+    if isinstance(text, int) and not isinstance(text, bool):
         return text
-    match = _DURATION.match(text)
+    match = _DURATION.match(str(text))
     if not match:
         raise SettingsError(f"bad duration {text!r}: use a number with s, m, h or d")
     return int(match.group(1)) * _DURATION_UNITS[match.group(2)]
 
 
+def _allowed(text: str, **constraints: Any) -> Any:
+    return msgspec.Meta(description=text, **constraints)
+
+
+Port = Annotated[int, _allowed("a whole number from 1 to 65535", ge=1, le=65535)]
+Seconds = Annotated[float, _allowed("a number of seconds above 0", gt=0)]
+Count = Annotated[int, _allowed("a whole number of at least 1", ge=1)]
+Duration = Annotated[int, _allowed("a duration above 0 such as 900, 15m, 2h or 7d", ge=1)]
+Money = Annotated[Decimal, _allowed("an amount above 0 with at most 2 decimals")]
+RateLimit = Annotated[
+    tuple[int, int], _allowed("count/window_seconds with both whole numbers above 0, e.g. 20/1")
+]
+Flag = Annotated[bool, _allowed("true or false (also 1 or 0)")]
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
-    node_env: str = "development"
-    host: str = "0.0.0.0"  # noqa: S104 - the server is meant to listen on every interface
-    port: int = 3000
+    node_env: Literal["development", "production", "test"] = "development"
+    host: Annotated[str, _allowed("an interface address or host name", min_length=1)] = "0.0.0.0"  # noqa: S104 - the server is meant to listen on every interface
+    port: Port = 3000
     data_dir: Path = Path("./var")
-    database_url: str | None = None
-    redis_url: str | None = None
-    database_pool_max: int = 20
+    # Unset: embedded PostgreSQL and Redis under data_dir (development only).
+    database_url: (
+        Annotated[str, _allowed("a postgresql:// URL", pattern=r"^postgres(ql)?://")] | None
+    ) = None
+    redis_url: (
+        Annotated[
+            str,
+            _allowed("a redis://, rediss:// or unix:// URL", pattern=r"^(redis|rediss|unix)://"),
+        ]
+        | None
+    ) = None
+    database_pool_max: Annotated[int, _allowed("a whole number from 1 to 20", ge=1, le=20)] = 20
 
     jwt_access_secret: str = ""
     jwt_refresh_secret: str = ""
-    jwt_access_expires_in: int = 900
-    jwt_refresh_expires_in: int = 7 * 86400
+    jwt_access_expires_in: Duration = 900
+    jwt_refresh_expires_in: Duration = 7 * 86400
     jwt_issuer: str = "thisthat"
     jwt_audience: str = "thisthat-clients"
-    bcrypt_cost: int = 12
+    # bcrypt's own bounds; 4 is only sensible in tests.
+    bcrypt_cost: Annotated[int, _allowed("a whole number from 4 to 31", ge=4, le=31)] = 12
 
     cors_origins: tuple[str, ...] = ("http://localhost:5173",)
+    # Peers whose X-Forwarded-For is believed (a reverse proxy in front of the server); CIDRs.
+    trusted_proxies: tuple[str, ...] = ()
 
     polymarket_base_url: str = "https://clob.polymarket.com"
     polymarket_gamma_url: str = "https://gamma-api.polymarket.com"
     polymarket_api_key: str | None = None
+    # polymarket | off | replay:<absolute path of an existing timeline file>
     feed: str = "polymarket"
-    feed_markets_interval_s: float = 300
-    feed_odds_interval_s: float = 30
-    feed_resolution_interval_s: float = 60
-    feed_max_markets: int = 200
+    feed_markets_interval_s: Seconds = 300
+    feed_odds_interval_s: Seconds = 30
+    feed_resolution_interval_s: Seconds = 60
+    feed_max_markets: Count = 200
     # The poller's Redis lease: renewed every third of it; a dead node's lease lapses after it.
-    feed_lease_ttl_s: float = 10
-    feed_timeout_s: float = 10
-    feed_replay_speed: float = 1.0
-    feed_replay_loop: bool = False
+    feed_lease_ttl_s: Seconds = 10
+    feed_timeout_s: Seconds = 10
+    feed_replay_speed: Annotated[float, _allowed("a speed factor above 0, e.g. 1 or 60", gt=0)] = (
+        1.0
+    )
+    feed_replay_loop: Flag = False
 
-    odds_max_age_s: float = 120
-    min_bet_amount: Decimal = Decimal("10")
-    max_bet_amount: Decimal = Decimal("10000")
-    starting_credits: Decimal = Decimal("1000")
-    daily_reward_credits: Decimal = Decimal("100")
-    max_balance: Decimal = Decimal("1000000")
+    odds_max_age_s: Seconds = 120
+    min_bet_amount: Money = Decimal("10")
+    max_bet_amount: Money = Decimal("10000")
+    starting_credits: Money = Decimal("1000")
+    daily_reward_credits: Money = Decimal("100")
+    max_balance: Money = SCHEMA_BALANCE_CEILING
 
-    rate_limit_enabled: bool = True
+    rate_limit_enabled: Flag = True
     # Limits: (requests, window seconds). Per IP and per username for auth, per user for events.
-    rate_limit_signup_per_ip: tuple[int, int] = (10, 3600)
-    rate_limit_login_per_ip: tuple[int, int] = (30, 300)
-    rate_limit_login_per_username: tuple[int, int] = (10, 300)
-    rate_limit_refresh_per_ip: tuple[int, int] = (60, 60)
-    rate_limit_events_per_user: tuple[int, int] = (50, 1)
+    rate_limit_signup_per_ip: RateLimit = (10, 3600)
+    rate_limit_login_per_ip: RateLimit = (30, 300)
+    rate_limit_login_per_username: RateLimit = (10, 300)
+    rate_limit_refresh_per_ip: RateLimit = (60, 60)
+    rate_limit_events_per_user: RateLimit = (50, 1)
     # Bets get their own, larger budget per user: a load tester's player bets fast.
-    rate_limit_bets_per_user: tuple[int, int] = (20, 1)
+    rate_limit_bets_per_user: RateLimit = (20, 1)
 
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     # The read-only admin view at /admin is off unless this is set.
     admin_token: str | None = None
     # Seconds before expiry at which a socket gets `auth:expiring`.
-    token_expiry_warning_s: int = 60
+    token_expiry_warning_s: Annotated[
+        int, _allowed("a whole number of seconds, 0 or more", ge=0)
+    ] = 60
 
     @property
     def is_production(self) -> bool:
@@ -105,33 +153,103 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
-def _convert(name: str, hint: Any, raw: Any) -> Any:
-    """Turn a TOML or environment value into the field's declared type."""
-    if raw is None:
-        return None
+@functools.cache
+def _field_types() -> dict[str, Any]:
+    return get_type_hints(Settings, include_extras=True)
+
+
+def allowed_values(name: str) -> str:
+    """What a field accepts, in words, for the one-line error message."""
+    hint = _field_types()[name]
+    for option in get_args(hint) if get_origin(hint) is not Annotated else (hint,):
+        if get_origin(option) is Annotated:
+            for meta in option.__metadata__:
+                if isinstance(meta, msgspec.Meta) and meta.description:
+                    return meta.description
+        if get_origin(option) is Literal:
+            return "one of " + ", ".join(get_args(option))
+    if get_origin(hint) is Literal:
+        return "one of " + ", ".join(get_args(hint))
+    return {
+        "data_dir": "a folder path",
+        "cors_origins": "comma-separated origins such as https://play.example",
+        "trusted_proxies": "comma-separated addresses or CIDRs such as 10.0.0.0/8, 127.0.0.1",
+        "feed": "polymarket, off, or replay:<path of an existing timeline file>",
+    }.get(name, "a string")
+
+
+def _refuse(name: str, raw: Any, origin: str, reason: str | None = None) -> SettingsError:
+    return SettingsError(
+        f"{name.upper()}={raw!r}{origin} is not allowed: expected {reason or allowed_values(name)}"
+    )
+
+
+def _prepare(name: str, raw: Any, origin: str) -> Any:
+    """Turn the text forms (durations, count/window, comma lists, FEED) into msgspec's input."""
     if name.endswith("_expires_in"):
-        return parse_duration(raw)
+        try:
+            return parse_duration(raw)
+        except SettingsError:
+            raise _refuse(name, raw, origin) from None
     if name.startswith("rate_limit_") and name != "rate_limit_enabled":
-        if isinstance(raw, str):
-            count, _, window = raw.partition("/")
-            return (int(count), int(window or 1))
-        return tuple(int(part) for part in raw)
-    if hint is bool:
-        if isinstance(raw, bool):
-            return raw
-        return str(raw).strip().lower() in {"1", "true", "yes", "on"}
-    if hint is Decimal:
-        return Decimal(str(raw))
-    if hint is Path:
-        return Path(str(raw))
-    if hint == tuple[str, ...]:
+        match = _RATE.match(str(raw)) if isinstance(raw, str) else None
+        parts = (match.group(1), match.group(2)) if match else raw
+        if not isinstance(parts, (list, tuple)) or len(parts) != 2:
+            raise _refuse(name, raw, origin)
+        try:
+            count, window = (int(part) for part in parts)
+        except (TypeError, ValueError):
+            raise _refuse(name, raw, origin) from None
+        if count <= 0 or window <= 0:
+            raise _refuse(name, raw, origin)
+        return (count, window)
+    if name in {"cors_origins", "trusted_proxies"}:
         items = raw if isinstance(raw, list) else str(raw).split(",")
-        return tuple(item.strip() for item in items if item.strip())
-    if hint is float:
-        return float(raw)
-    if hint is int:
-        return int(raw)
-    return str(raw) or None
+        cleaned = [str(item).strip() for item in items if str(item).strip()]
+        if name == "trusted_proxies":
+            try:
+                return [str(ipaddress.ip_network(item, strict=False)) for item in cleaned]
+            except ValueError as error:
+                raise _refuse(name, raw, origin, f"{allowed_values(name)} ({error})") from None
+        return cleaned
+    if name == "log_level":
+        return str(raw).strip().upper()
+    if name == "feed":
+        return _feed(str(raw).strip(), origin)
+    if _field_types()[name] is Money or name.endswith(("_amount", "_credits", "_balance")):
+        return str(raw)  # TOML numbers too: never through float
+    if isinstance(raw, str):
+        return raw.strip()
+    return raw
+
+
+def _feed(value: str, origin: str) -> str:
+    if value in {"polymarket", "off"}:
+        return value
+    if not value.startswith("replay:") or not value.removeprefix("replay:").strip():
+        raise _refuse("feed", value, origin)
+    given = Path(value.removeprefix("replay:").strip()).expanduser()
+    for candidate in (given, _PACKAGE_ROOT / given):
+        if candidate.is_file():
+            return f"replay:{candidate.resolve()}"
+    raise _refuse("feed", value, origin, f"an existing timeline file; {given} does not exist")
+
+
+def _decode(kind: type, value: Any) -> Any:
+    if kind is Path and isinstance(value, str):
+        return Path(value)
+    raise NotImplementedError
+
+
+def _explain(
+    error: msgspec.ValidationError, raw: Mapping[str, Any], origin: Mapping[str, str]
+) -> SettingsError:
+    """msgspec says "Expected `int` >= 1 - at `$.port`"; the operator gets PORT, the value, the rule."""
+    text = str(error)
+    name = text.rpartition(" - at `$.")[2].rstrip("`").split("[")[0]
+    if name not in raw:
+        return SettingsError(f"configuration: {text}")
+    return _refuse(name, raw[name], origin.get(name, ""))
 
 
 def load_settings(
@@ -139,31 +257,68 @@ def load_settings(
     environ: Mapping[str, str] | None = None,
     **overrides: Any,
 ) -> Settings:
-    """Defaults <- config.toml <- environment <- explicit overrides (used by tests)."""
+    """Defaults <- THISTHAT_CONFIG's TOML file <- environment <- explicit overrides (tests)."""
     environ = os.environ if environ is None else environ
-    path = config_path or Path(environ.get("THISTHAT_CONFIG", DEFAULT_CONFIG_PATH))
+    names = [spec.name for spec in fields(Settings)]
     file_values: dict[str, Any] = {}
-    if path.exists():
-        with path.open("rb") as handle:
-            file_values = tomllib.load(handle)
+    path = config_path or (
+        Path(environ["THISTHAT_CONFIG"]) if environ.get("THISTHAT_CONFIG") else None
+    )
+    if path is not None:
+        if not path.is_file():
+            raise SettingsError(
+                f"THISTHAT_CONFIG={str(path)!r} is not allowed: expected an existing TOML file"
+            )
+        try:
+            with path.open("rb") as handle:
+                file_values = tomllib.load(handle)
+        except tomllib.TOMLDecodeError as error:
+            raise SettingsError(
+                f"THISTHAT_CONFIG={str(path)!r} is not valid TOML: {error}"
+            ) from None
+        unknown = set(file_values) - set(names)
+        if unknown:
+            raise SettingsError(f"unknown keys in {path}: {', '.join(sorted(unknown))}")
 
-    values: dict[str, Any] = {}
-    hints = get_type_hints(Settings)
-    for spec in fields(Settings):
-        name = spec.name
-        raw: Any = file_values.get(name)
+    raw: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for name in names:
+        if name in file_values:
+            raw[name], origin[name] = file_values[name], f" (in {path})"
         env_value = environ.get(name.upper())
-        if env_value is not None and env_value != "":
-            raw = env_value
-        if raw is not None:
-            values[name] = _convert(name, hints[name], raw)
-    unknown = set(file_values) - {spec.name for spec in fields(Settings)}
-    if unknown:
-        raise SettingsError(f"unknown keys in {path}: {', '.join(sorted(unknown))}")
-    values.update(overrides)
-    settings = Settings(**values)
+        if env_value is not None and env_value.strip() != "":
+            raw[name], origin[name] = env_value, ""
+    prepared = {name: _prepare(name, value, origin[name]) for name, value in raw.items()}
+    try:
+        settings = msgspec.convert(prepared, Settings, strict=False, dec_hook=_decode)
+    except msgspec.ValidationError as error:
+        raise _explain(error, raw, origin) from None
+    _check_values(settings, raw, origin)
+    if overrides:
+        settings = settings.replace(**overrides)
     _check(settings)
     return _with_development_secrets(settings)
+
+
+def _check_values(settings: Settings, raw: Mapping[str, Any], origin: Mapping[str, str]) -> None:
+    """What msgspec's constraints cannot say: finite numbers, money with cents, the ceiling."""
+    for spec in fields(Settings):
+        value = getattr(settings, spec.name)
+        if spec.name not in raw:
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise _refuse(spec.name, raw[spec.name], origin[spec.name])
+        if isinstance(value, Decimal) and (
+            not value.is_finite() or value <= 0 or value.as_tuple().exponent < -2  # type: ignore[operator]
+        ):
+            raise _refuse(spec.name, raw[spec.name], origin[spec.name])
+    if settings.max_balance > SCHEMA_BALANCE_CEILING:
+        raise _refuse(
+            "max_balance",
+            raw["max_balance"],
+            origin["max_balance"],
+            f"an amount above 0 and at most {SCHEMA_BALANCE_CEILING} (the database's balance ceiling)",
+        )
 
 
 def _check(settings: Settings) -> None:
@@ -187,9 +342,15 @@ def _check(settings: Settings) -> None:
     if "*" in settings.cors_origins:
         raise SettingsError("CORS_ORIGINS must list origins; '*' is not allowed")
     if settings.min_bet_amount > settings.max_bet_amount:
-        raise SettingsError("MIN_BET_AMOUNT is above MAX_BET_AMOUNT")
-    if not 1 <= settings.database_pool_max <= 20:
-        raise SettingsError("DATABASE_POOL_MAX must be between 1 and 20")
+        raise SettingsError(
+            f"MIN_BET_AMOUNT={str(settings.min_bet_amount)!r} is above "
+            f"MAX_BET_AMOUNT={str(settings.max_bet_amount)!r}"
+        )
+    if settings.starting_credits > settings.max_balance:
+        raise SettingsError(
+            f"STARTING_CREDITS={str(settings.starting_credits)!r} is above "
+            f"MAX_BALANCE={str(settings.max_balance)!r}"
+        )
 
 
 def _with_development_secrets(settings: Settings) -> Settings:
@@ -212,4 +373,20 @@ def _with_development_secrets(settings: Settings) -> Settings:
     )
 
 
-__all__ = ["Settings", "SettingsError", "load_settings", "parse_duration"]
+@functools.cache
+def proxy_networks(
+    cidrs: tuple[str, ...],
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """TRUSTED_PROXIES as networks, parsed once per distinct setting."""
+    return tuple(ipaddress.ip_network(cidr, strict=False) for cidr in cidrs)
+
+
+__all__ = [
+    "LOG_LEVELS",
+    "SCHEMA_BALANCE_CEILING",
+    "Settings",
+    "SettingsError",
+    "load_settings",
+    "parse_duration",
+    "proxy_networks",
+]

@@ -16,8 +16,6 @@ import orjson
 import uvloop
 
 from server.loadtest.plan import DEFAULT_MIX, LoadPlan, PlanError, parse_mix, parse_range
-from server.loadtest.plots import write_plots
-from server.loadtest.runner import format_report, run_load
 from server.loadtest.system import raise_open_file_limit
 
 
@@ -132,6 +130,10 @@ def run_audit() -> int:
 
 
 async def command(args: argparse.Namespace) -> int:
+    # Imported here so `thisthat --help` works without the loadtest extra (hdrh).
+    from server.loadtest.plots import write_plots
+    from server.loadtest.runner import format_report, run_load
+
     if args.players_file:
         players, file_url = load_players(args.players_file, args.players)
         base_url = args.url or file_url or "http://127.0.0.1:3000"
