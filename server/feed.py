@@ -323,6 +323,8 @@ async def lead(app: web.Application, lease: Lease, http: aiohttp.ClientSession) 
     status = FeedStatus(app[appkeys.REDIS])
     listener = ServerFeedListener(app)
     renew_every = lease.ttl_ms / 1000 / 3
+    # The replay pass chosen the first time this node leads; taking the lease again reuses it.
+    chosen_pass: dict[str, int] = {}
     while True:
         try:
             acquired = await lease.acquire()
@@ -338,7 +340,7 @@ async def lead(app: web.Application, lease: Lease, http: aiohttp.ClientSession) 
         )
         jobs: list[asyncio.Task[None]] = []
         try:
-            jobs = await _start_jobs(app, status, listener, http)
+            jobs = await _start_jobs(app, status, listener, http, chosen_pass)
         except Exception as error:  # noqa: BLE001 - reported on /readyz; the node keeps serving
             stop_if_cancelled()
             logger.error("the feed could not start", extra={"error": repr(error)}, exc_info=True)
@@ -401,12 +403,15 @@ async def _start_jobs(
     status: FeedStatus,
     listener: ServerFeedListener,
     http: aiohttp.ClientSession,
+    chosen_pass: dict[str, int],
 ) -> list[asyncio.Task[None]]:
     settings = app[appkeys.SETTINGS]
     if settings.feed.startswith("replay:"):
         events = replay.load_timeline(Path(settings.feed.removeprefix("replay:")))
         sink = patient(await replay_sink_for(app, listener), status)
-        first_pass = await _replay_first_pass(app, events)
+        if "replay" not in chosen_pass:
+            chosen_pass["replay"] = await _replay_first_pass(app, events)
+        first_pass = chosen_pass["replay"]
         await status.begin(["replay", "odds"])
 
         async def play() -> PollReport:
