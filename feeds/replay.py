@@ -155,19 +155,27 @@ def _for_pass(event: ReplayEvent, loop: int, offset: float) -> ReplayEvent:
     return dataclasses.replace(event, at=event.at + offset, source_id=event.source_id + suffix)
 
 
+def pass_of(source_id: str) -> int:
+    """Which pass of a timeline stored this market id: 0 for the plain id, N for `id~N`."""
+    _, _, suffix = source_id.rpartition("~")
+    return int(suffix) if "~" in source_id and suffix.isdigit() else 0
+
+
 async def play(
     events: Sequence[ReplayEvent],
     speed: float,
     sink: ReplaySink,
     *,
     loop_forever: bool = False,
+    first_pass: int = 0,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> int:
     """Await `sink(event)` for each event at `event.at / speed` seconds from now.
 
     Returns the number of events delivered. Stops after the last event unless
-    `loop_forever`, in which case it runs until cancelled.
+    `loop_forever`, in which case it runs until cancelled. A `first_pass` above 0 plays the
+    timeline from its beginning under that pass's fresh ids (a used database starts over).
     """
     if not speed > 0:
         raise ValueError(f"replay speed must be positive, not {speed}")
@@ -177,10 +185,10 @@ async def play(
     length = ordered[-1].at + LOOP_GAP_S
     start = clock()
     delivered = 0
-    loop = 0
+    loop = first_pass
     while True:
         for original in ordered:
-            event = _for_pass(original, loop, loop * length)
+            event = _for_pass(original, loop, (loop - first_pass) * length)
             delay = start + event.at / speed - clock()
             if delay > 0:
                 await sleep(delay)

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -25,48 +26,95 @@ if TYPE_CHECKING:
 
     from storage import audit
 
+from storage.embedded import EmbeddedServiceError, EmbeddedServices, read_state
+
 logger = logging.getLogger("thisthat.cli")
 
 
 @contextlib.contextmanager
-def services(settings: Settings) -> Iterator[Settings]:
-    """Settings with DATABASE_URL/REDIS_URL filled in, starting embedded services for unset ones."""
-    if not settings.uses_embedded_services:
-        yield settings
-        return
-    from storage.embedded import EmbeddedServices
+def embedded_services(settings: Settings) -> Iterator[tuple[Settings, EmbeddedServices | None]]:
+    """Settings with DATABASE_URL/REDIS_URL filled in: unset ones are the embedded services a
+    running process already started under DATA_DIR, or ones started (and later stopped) here.
+    Both answer before this yields, or `StartupError` says which one does not."""
+    from server.startup import check_database, check_redis
 
-    embedded = EmbeddedServices(settings.data_dir)
-    logger.info("starting embedded services", extra={"dataDir": str(settings.data_dir)})
-    database_url, redis_url = embedded.start(settings.database_url, settings.redis_url)
+    embedded: EmbeddedServices | None = None
+    resolved = settings
+    if settings.uses_embedded_services:
+        embedded = EmbeddedServices(settings.data_dir)
+        database_url, redis_url = embedded.start(settings.database_url, settings.redis_url)
+        resolved = settings.replace(database_url=database_url, redis_url=redis_url)
+        logger.info(
+            "attached to the embedded services running under DATA_DIR"
+            if not embedded.owns_services
+            else "started embedded services",
+            extra={"dataDir": str(settings.data_dir)},
+        )
     try:
-        yield settings.replace(database_url=database_url, redis_url=redis_url)
+        assert resolved.database_url is not None
+        assert resolved.redis_url is not None
+        asyncio.run(check_database(resolved.database_url))
+        asyncio.run(check_redis(resolved.redis_url))
+        yield resolved, embedded
     finally:
-        embedded.stop()
+        if embedded is not None:
+            embedded.stop()
+
+
+@contextlib.contextmanager
+def services(settings: Settings) -> Iterator[Settings]:
+    with embedded_services(settings) as (resolved, _):
+        yield resolved
+
+
+def already_serving(settings: Settings) -> tuple[int, int] | None:
+    """(pid, port) of a `thisthat serve` that owns the embedded services of this DATA_DIR."""
+    if not settings.uses_embedded_services:
+        return None  # nodes sharing real servers may share a folder
+    state = read_state(settings.data_dir)
+    return state.running_server if state is not None else None
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     if args.check_config:
         print(f"configuration is valid (NODE_ENV={settings.node_env}, FEED={settings.feed})")
         return 0
-    from aiohttp import web
-
     from server.app import create_app
+    from server.feed import RESET_REPLAY
+    from server.startup import bind_listeners, masked_url, run_server
 
-    with services(settings) as resolved:
-        app = create_app(resolved)
-        logger.info(
-            "serving", extra={"host": resolved.host, "port": resolved.port, "feed": resolved.feed}
+    running = already_serving(settings)
+    if running is not None:
+        print(
+            f"thisthat: already running (pid {running[0]}, port {running[1]}) "
+            f"with DATA_DIR={settings.data_dir}; stop it first or use another DATA_DIR",
+            file=sys.stderr,
         )
-        web.run_app(
-            app,
-            host=resolved.host,
-            port=resolved.port,
-            print=None,
-            access_log=None,
-            shutdown_timeout=5,
-            backlog=2048,
-        )
+        return 1
+    sockets = bind_listeners(settings.host, settings.port)
+    try:
+        with embedded_services(settings) as (resolved, embedded):
+            assert resolved.database_url is not None
+            assert resolved.redis_url is not None
+            logger.info(
+                "services",
+                extra={
+                    "DATABASE_URL": masked_url(resolved.database_url),
+                    "REDIS_URL": masked_url(resolved.redis_url),
+                    "feed": resolved.feed,
+                },
+            )
+            app = create_app(resolved)
+            app[RESET_REPLAY] = args.reset_replay
+
+            def listening(port: int) -> None:
+                if embedded is not None and embedded.owns_services:
+                    embedded.record_server(os.getpid(), resolved.host, port)
+
+            asyncio.run(run_server(app, sockets, listening))
+    finally:
+        for sock in sockets:
+            sock.close()
     return 0
 
 
@@ -196,6 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="only validate the settings: exit 0 when valid, 2 (one line per problem) when not",
     )
+    serving.add_argument(
+        "--reset-replay",
+        action="store_true",
+        help="with FEED=replay:<file>, play the timeline from its beginning as new markets, "
+        "even if this data folder has played it before",
+    )
     sub.add_parser("migrate", help="apply database migrations")
     sub.add_parser(
         "audit", help="check the ledger and leaderboard invariants; exits 1 on any violation"
@@ -246,7 +300,13 @@ def main(argv: list[str] | None = None) -> int:
     import uvloop
 
     uvloop.install()
-    return COMMANDS[args.command](settings, args)
+    from server.startup import StartupError
+
+    try:
+        return COMMANDS[args.command](settings, args)
+    except (StartupError, EmbeddedServiceError) as error:
+        print(f"thisthat: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

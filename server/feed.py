@@ -38,6 +38,19 @@ from storage import markets as market_store
 
 logger = logging.getLogger("thisthat.feed")
 
+# Set by `thisthat serve --reset-replay`: the replay starts its timeline over as new markets.
+RESET_REPLAY: Final = web.AppKey("reset_replay", bool)
+# Errors a replay event waits out (the database or Redis is away), retrying it until it lands.
+TRANSIENT_ERRORS: Final = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,
+    redis.ConnectionError,
+    redis.TimeoutError,
+)
+REPLAY_RETRY_MAX_S: Final = 5.0
+
 # Renew only if we still own the lease; answers 1 when renewed.
 RENEW_LEASE: Final = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -152,6 +165,24 @@ class FeedStatus:
             state["lastError"] = error
         await self.client.hset(keys.FEED_STATUS, job, orjson.dumps(state))
 
+    async def begin(self, jobs: Sequence[str]) -> None:
+        """A new leader's jobs replace whatever an earlier run recorded."""
+        fresh = {job: orjson.dumps({"state": "running", "consecutiveFailures": 0}) for job in jobs}
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.delete(keys.FEED_STATUS)
+            if fresh:
+                pipe.hset(keys.FEED_STATUS, mapping=fresh)  # type: ignore[arg-type]  # bytes values
+            await pipe.execute()
+
+    async def ended(self, job: str, error: str | None) -> None:
+        raw = await self.client.hget(keys.FEED_STATUS, job)
+        state: dict[str, Any] = orjson.loads(raw) if raw else {"consecutiveFailures": 0}
+        state["state"] = "finished" if error is None else "died"
+        state["endedAt"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        if error is not None:
+            state["lastError"] = error
+        await self.client.hset(keys.FEED_STATUS, job, orjson.dumps(state))
+
     async def read(self) -> dict[str, Any]:
         raw = await self.client.hgetall(keys.FEED_STATUS)
         return {str(job): orjson.loads(value) for job, value in raw.items()}
@@ -236,6 +267,44 @@ async def replay_sink_for(
     return sink
 
 
+def patient(sink: replay.ReplaySink, status: FeedStatus) -> replay.ReplaySink:
+    """The sink, retrying an event while the database or Redis is away, with a log line when it
+    goes and when it is back; any other error ends the replay (and is reported as its death)."""
+
+    async def deliver(event: replay.ReplayEvent) -> None:
+        failures = 0
+        while True:
+            try:
+                await sink(event)
+            except TRANSIENT_ERRORS as error:
+                stop_if_cancelled()
+                failures += 1
+                logger.warning(
+                    "replay: storage unreachable, retrying the event",
+                    extra={"error": repr(error), "attempt": failures, "at": event.at},
+                )
+                await _quietly(status.record("replay", False, error=repr(error)[:300]))
+                await asyncio.sleep(min(REPLAY_RETRY_MAX_S, 0.25 * 2**failures))
+                continue
+            if failures:
+                logger.info("replay: storage is back, replay continues", extra={"at": event.at})
+            return
+
+    return deliver
+
+
+async def _replay_first_pass(app: web.Application, events: Sequence[replay.ReplayEvent]) -> int:
+    """0, or with --reset-replay the first pass whose market ids this database has never seen."""
+    if not app.get(RESET_REPLAY, False):
+        return 0
+    known = {event.source_id for event in events if isinstance(event, replay.MarketEvent)}
+    stored = await market_store.source_ids_from(app[appkeys.DB_POOL], sorted(known))
+    passes = [replay.pass_of(source_id) for source_id in stored]
+    first = max(passes, default=-1) + 1
+    logger.info("replay starts over as new markets", extra={"pass": first})
+    return first
+
+
 async def keep_replay_odds_fresh(app: web.Application, listener: ServerFeedListener) -> PollReport:
     """A replayed market's odds are as fresh as the replay: every pass counts as a read."""
     report = PollReport("odds")
@@ -254,6 +323,8 @@ async def lead(app: web.Application, lease: Lease, http: aiohttp.ClientSession) 
     status = FeedStatus(app[appkeys.REDIS])
     listener = ServerFeedListener(app)
     renew_every = lease.ttl_ms / 1000 / 3
+    # The replay pass chosen the first time this node leads; taking the lease again reuses it.
+    chosen_pass: dict[str, int] = {}
     while True:
         try:
             acquired = await lease.acquire()
@@ -267,10 +338,24 @@ async def lead(app: web.Application, lease: Lease, http: aiohttp.ClientSession) 
         logger.info(
             "this node now runs the feed", extra={"owner": lease.owner, "feed": settings.feed}
         )
-        jobs = await _start_jobs(app, status, listener, http)
+        jobs: list[asyncio.Task[None]] = []
+        try:
+            jobs = await _start_jobs(app, status, listener, http, chosen_pass)
+        except Exception as error:  # noqa: BLE001 - reported on /readyz; the node keeps serving
+            stop_if_cancelled()
+            logger.error("the feed could not start", extra={"error": repr(error)}, exc_info=True)
+            await _quietly(status.ended("feed", repr(error)[:300]))
         try:
             while True:
-                await asyncio.sleep(renew_every)
+                running = [job for job in jobs if not job.done()]
+                if running:
+                    ended, _ = await asyncio.wait(
+                        running, timeout=renew_every, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    for job in ended:
+                        await _job_ended(job, status)
+                else:
+                    await asyncio.sleep(renew_every)
                 try:
                     if not await lease.renew():
                         logger.warning("feed lease lost; stopping the feed on this node")
@@ -287,20 +372,55 @@ async def lead(app: web.Application, lease: Lease, http: aiohttp.ClientSession) 
             await asyncio.gather(*jobs, return_exceptions=True)
 
 
+async def _quietly(write: Awaitable[None]) -> None:
+    """A status write that may fail (Redis away): the log line already told the story."""
+    try:
+        await write
+    except Exception:  # noqa: BLE001
+        stop_if_cancelled()
+        logger.debug("could not record feed status", exc_info=True)
+
+
+async def _job_ended(job: asyncio.Task[None], status: FeedStatus) -> None:
+    """A feed job that stops by itself is either done (a replay that ran out) or dead: say which."""
+    if job.cancelled():
+        return
+    name = job.get_name().removeprefix("feed-")
+    error = job.exception()
+    if error is None:
+        await _quietly(status.ended(name, None))
+        return
+    logger.error(
+        "feed job died",
+        extra={"job": name, "error": repr(error)},
+        exc_info=(type(error), error, error.__traceback__),
+    )
+    await _quietly(status.ended(name, repr(error)[:300]))
+
+
 async def _start_jobs(
     app: web.Application,
     status: FeedStatus,
     listener: ServerFeedListener,
     http: aiohttp.ClientSession,
+    chosen_pass: dict[str, int],
 ) -> list[asyncio.Task[None]]:
     settings = app[appkeys.SETTINGS]
     if settings.feed.startswith("replay:"):
         events = replay.load_timeline(Path(settings.feed.removeprefix("replay:")))
-        sink = await replay_sink_for(app, listener)
+        sink = patient(await replay_sink_for(app, listener), status)
+        if "replay" not in chosen_pass:
+            chosen_pass["replay"] = await _replay_first_pass(app, events)
+        first_pass = chosen_pass["replay"]
+        await status.begin(["replay", "odds"])
 
         async def play() -> PollReport:
             delivered = await replay.play(
-                events, settings.feed_replay_speed, sink, loop_forever=settings.feed_replay_loop
+                events,
+                settings.feed_replay_speed,
+                sink,
+                loop_forever=settings.feed_replay_loop,
+                first_pass=first_pass,
             )
             return PollReport("replay", seen=delivered)
 
@@ -331,6 +451,7 @@ async def _start_jobs(
     poller = MarketPoller(
         app[appkeys.DB_POOL], client, listener, max_markets=settings.feed_max_markets
     )
+    await status.begin(["markets", "odds", "resolution"])
     # The odds and resolution jobs need the list first; run one listing pass before starting them.
     try:
         report = await poller.poll_markets()
@@ -368,18 +489,27 @@ async def _start_jobs(
 
 
 async def feed_readiness(app: web.Application) -> tuple[bool, Any]:
-    """The feed never makes a node unready (markets keep being served); it reports how it is doing."""
+    """Markets keep being served whatever the feed does, but a configured feed whose jobs died
+    (or never started) makes the node unready, so the operator and the orchestrator see it."""
     settings = app[appkeys.SETTINGS]
     cache = app[appkeys.MARKET_CACHE]
     now = datetime.now(UTC)
     stale = sum(1 for row in cache.open_rows() if is_stale(row, now, settings.odds_max_age_s))
     jobs = await FeedStatus(app[appkeys.REDIS]).read()
-    return True, {
+    died = sorted(job for job, state in jobs.items() if state.get("state") == "died")
+    running = [job for job, state in jobs.items() if state.get("state", "running") == "running"]
+    healthy = settings.feed == "off" or not jobs or (not died and bool(running))
+    detail: dict[str, Any] = {
         "mode": settings.feed.split(":")[0],
         "jobs": jobs,
         "staleOdds": stale,
         "openMarkets": len(cache.open_rows()),
     }
+    if not healthy:
+        detail["error"] = (
+            f"feed job(s) died: {', '.join(died)}" if died else "no feed job is running"
+        )
+    return healthy, detail
 
 
 async def feed_ctx(app: web.Application) -> AsyncIterator[None]:

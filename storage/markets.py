@@ -90,6 +90,9 @@ RETURNING {MARKET_COLUMNS}
 """
 
 SELECT_MARKET: Final = f"SELECT {MARKET_COLUMNS} FROM markets WHERE id = $1"
+SELECT_SOURCE_IDS_FROM: Final = """
+SELECT source_id FROM markets WHERE split_part(source_id, '~', 1) = ANY($1::text[])
+"""
 SELECT_BY_SOURCE_ID: Final = (
     f"SELECT {MARKET_COLUMNS} FROM markets WHERE source = 'polymarket' AND source_id = $1"
 )
@@ -168,6 +171,11 @@ async def close_market(connection: Executor, market_id: uuid.UUID) -> asyncpg.Re
 
 async def get_market(connection: Executor, market_id: uuid.UUID) -> asyncpg.Record | None:
     return await connection.fetchrow(SELECT_MARKET, market_id)
+
+
+async def source_ids_from(connection: Executor, source_ids: Sequence[str]) -> list[str]:
+    """Stored source ids that are one of these or a replay pass of one (`id~N`)."""
+    return [row["source_id"] for row in await connection.fetch(SELECT_SOURCE_IDS_FROM, source_ids)]
 
 
 async def get_by_source_id(connection: Executor, source_id: str) -> asyncpg.Record | None:

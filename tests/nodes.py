@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,16 @@ from storage.embedded import free_port
 class ServerNode:
     """One `thisthat serve` process on a loopback port, sharing the test's PostgreSQL and Redis."""
 
-    def __init__(self, database_url: str, redis_url: str, data_dir: Path, **env: Any) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        redis_url: str,
+        data_dir: Path,
+        *,
+        args: Sequence[str] = (),
+        **env: Any,
+    ) -> None:
+        self.args = list(args)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = data_dir / f"node-{self.port}.log"
@@ -45,7 +55,7 @@ class ServerNode:
     def spawn(self) -> subprocess.Popen[bytes]:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(  # noqa: S603 - our own CLI with fixed arguments
-                [sys.executable, "-m", "server.cli", "serve"],
+                [sys.executable, "-m", "server.cli", "serve", *self.args],
                 env=self.env,
                 stdout=log,
                 stderr=log,

@@ -34,7 +34,7 @@ async def test_sample_timeline_drives_a_full_game_loop_offline(
         statuses = Counter(
             m["status"] for m in (await player.ok("markets:list", {"status": "all"}))["markets"]
         )
-        return statuses == Counter({"open": 2, "closed": 1, "resolved": 3, "cancelled": 2})
+        return statuses == Counter({"resolved": 6, "cancelled": 2})
 
     await eventually(finished, attempts=150)
     final = {
@@ -46,6 +46,8 @@ async def test_sample_timeline_drives_a_full_game_loop_offline(
     assert final["0x04"]["resolvedSide"] == "split"
     assert final["0x05"]["status"] == "cancelled" and final["0x05"]["resolvedSide"] is None
     assert final["0x07"]["status"] == "cancelled"
+    assert final["0x06"]["resolvedSide"] == "that"  # closed first, then resolved
+    assert final["0x01"]["resolvedSide"] == "this" and final["0x0f"]["resolvedSide"] == "that"
     updates = []
     while not player.received["market:update"].empty():
         updates.append(player.received["market:update"].get_nowait()["market"]["status"])

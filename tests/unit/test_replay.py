@@ -75,6 +75,16 @@ def test_sample_timeline_markets_are_open_far_in_the_future_and_endings_come_wit
     assert max(e.at for e in endings) <= 120
 
 
+def test_every_sample_market_reaches_an_end_and_a_close_is_always_followed_by_one() -> None:
+    events = load_timeline(SAMPLE_TIMELINE)
+    markets = {e.source_id for e in events if isinstance(e, MarketEvent)}
+    ended = {e.source_id for e in events if isinstance(e, ResolveEvent | RemoveEvent)}
+    closed = {e.source_id for e in events if isinstance(e, CloseEvent)}
+
+    assert ended == markets
+    assert closed <= ended
+
+
 def test_bad_lines_are_skipped_and_counted(tmp_path: Path) -> None:
     gamma = json.loads((FIXTURES / "gamma_market_open.json").read_text())
     source_id = gamma["conditionId"]
