@@ -15,10 +15,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[embedded,dev,loadtest]'
 	touch $(STAMP)
 
+# Artillery (npm) for tests/e2e/test_load_tools.py; that test skips when this could not install.
+ARTILLERY_STAMP := var/artillery/.installed
+$(ARTILLERY_STAMP):
+	@if command -v npm >/dev/null; then \
+		mkdir -p var/artillery && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --prefix var/artillery \
+			--no-audit --no-fund --loglevel=error artillery@2 && touch $@ \
+		|| echo "artillery could not be installed; its test will be skipped"; \
+	else echo "npm not found; the Artillery test will be skipped"; fi
+
 run: $(STAMP)
 	$(BIN)/thisthat serve
 
-test: $(STAMP)
+test: $(STAMP) $(ARTILLERY_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
