@@ -17,6 +17,15 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# Artillery (npm) for tests/e2e/test_load_tools.py; that test skips when this could not install.
+ARTILLERY_STAMP := var/artillery/.installed
+$(ARTILLERY_STAMP):
+	@if command -v npm >/dev/null; then \
+		mkdir -p var/artillery && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --prefix var/artillery \
+			--no-audit --no-fund --loglevel=error artillery@2 && touch $@ \
+		|| echo "artillery could not be installed; its test will be skipped"; \
+	else echo "npm not found; the Artillery test will be skipped"; fi
+
 $(RUN_STAMP): pyproject.toml requirements/run.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -r requirements/run.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
@@ -30,7 +39,7 @@ $(TEST_STAMP): pyproject.toml requirements/test.txt | $(BIN)/python
 run: $(RUN_STAMP)
 	$(BIN)/thisthat serve
 
-test: $(TEST_STAMP)
+test: $(TEST_STAMP) $(ARTILLERY_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

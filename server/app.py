@@ -11,7 +11,7 @@ from aiohttp import web
 
 import server.events  # noqa: F401 - registers every socket event handler
 from game.rules import GameRules
-from server import admin, apidocs, appkeys, playground, rest
+from server import admin, apidocs, appkeys, metrics, playground, rest, scrape
 from server.bet_batcher import bet_batcher_ctx
 from server.errors import error_middleware
 from server.feed import feed_ctx
@@ -47,7 +47,11 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     assert settings.database_url is not None
     # Every node applies migrations on start; the runner's lock makes that safe.
     await database.migrate(settings.database_url)
-    pool = await database.create_pool(settings.database_url, max_size=settings.database_pool_max)
+    pool = await database.create_pool(
+        settings.database_url,
+        max_size=settings.database_pool_max,
+        on_query=metrics.DB_QUERY_SECONDS.observe,
+    )
     app[appkeys.DB_POOL] = pool
     yield
     await pool.close()
@@ -101,6 +105,7 @@ def create_app(settings: Settings) -> web.Application:
     app[appkeys.SESSIONS] = SocketSessions(settings.token_expiry_warning_s)
     app[rest.READINESS_CHECKS] = {}
     app[appkeys.LEADERBOARD_TRAILING] = set()
+    app[scrape.SCRAPE_STATE] = scrape.ScrapeState()
     rest.add_routes(app)
     apidocs.add_routes(app, router)
     playground.add_routes(app)

@@ -149,7 +149,10 @@ async def _audit(settings: Settings) -> list[audit.Violation]:
     from storage import audit
 
     async with connections(settings) as (connection, client):
-        return await audit.check_all(connection, client, settings.max_balance, datetime.now(UTC))
+        now = datetime.now(UTC)
+        violations = await audit.check_all(connection, client, settings.max_balance, now)
+        await audit.record_result(client, len(violations), now)
+        return violations
 
 
 def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ import redis.asyncio as redis
 from aiohttp import web
 
 from game.errors import ErrorCode, GameError
+from server.metrics import REDIS_ERRORS
 
 logger = logging.getLogger("thisthat.errors")
 
@@ -103,7 +104,9 @@ async def error_middleware(
                 GameError(ErrorCode.NOT_FOUND, f"{request.method} not allowed on {request.path}")
             )
         raise
-    except UNAVAILABLE:
+    except UNAVAILABLE as error:
+        if isinstance(error, redis.RedisError):
+            REDIS_ERRORS.labels("rest").inc()
         logger.warning("dependency unavailable", exc_info=True, extra={"path": request.path})
         return error_response(not_ready())
     except Exception:

@@ -205,6 +205,7 @@ async def run_every(
             report.seconds = time.perf_counter() - started
             await status.record(name, True, report)
             metrics.FEED_POLLS.labels(name, "ok").inc()
+            metrics.FEED_POLL_SECONDS.labels(name).observe(report.seconds)
             metrics.FEED_SKIPPED.inc(report.skipped)
             logger.info(
                 "feed poll",
@@ -330,6 +331,7 @@ async def lead(app: web.Application, lease: Lease, http: aiohttp.ClientSession) 
             acquired = await lease.acquire()
         except Exception:  # noqa: BLE001 - Redis down: keep serving, try again
             stop_if_cancelled()
+            metrics.REDIS_ERRORS.labels("feed_lease").inc()
             logger.warning("feed lease: redis unreachable", exc_info=True)
             acquired = False
         if not acquired:

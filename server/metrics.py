@@ -1,8 +1,17 @@
-"""Prometheus metrics (prometheus-client): requests and events by name and outcome, latencies, gauges."""
+"""Prometheus metrics (prometheus-client): requests and events by name and outcome, latencies, gauges.
+
+Names carry their unit (`_seconds`, `_credits`, `_total`); labels are bounded sets (event names,
+error codes, feed jobs), never socket ids, users or rooms. deploy/grafana-dashboard.json and
+deploy/alerts.yml are built on these names.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from decimal import Decimal
+
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import REGISTRY, HistogramMetricFamily, Metric
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -30,6 +39,10 @@ CONNECTED_SOCKETS = Gauge("thisthat_connected_sockets", "Sockets connected to th
 ACTIVE_USERS = Gauge("thisthat_active_users", "Distinct users with a socket on this node")
 DB_POOL_IN_USE = Gauge("thisthat_db_pool_in_use", "Database connections checked out of the pool")
 DB_POOL_SIZE = Gauge("thisthat_db_pool_size", "Database connections open in the pool")
+DB_POOL_MAX = Gauge("thisthat_db_pool_max", "Most database connections the pool may open")
+DB_QUERY_SECONDS = Histogram(
+    "thisthat_db_query_seconds", "PostgreSQL query time seen by the pool", buckets=LATENCY_BUCKETS
+)
 BETS_PLACED = Counter("thisthat_bets_placed_total", "Bets committed")
 BETS_SETTLED = Counter("thisthat_bets_settled_total", "Bets settled, by status", ["status"])
 FEED_POLLS = Counter(
@@ -40,6 +53,28 @@ FEED_SKIPPED = Counter(
 )
 FEED_UPSTREAM_ERRORS = Counter(
     "thisthat_feed_upstream_errors_total", "Upstream request failures", ["kind"]
+)
+FEED_POLL_SECONDS = Histogram(
+    "thisthat_feed_poll_seconds",
+    "Duration of one feed poll run, by job",
+    ["job"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+# Read from Redis at scrape time, so every node reports the poller's state.
+FEED_LAST_SUCCESS = Gauge(
+    "thisthat_feed_last_success_timestamp_seconds",
+    "Unix time of the last successful feed poll, by job (0: never)",
+    ["job"],
+)
+FEED_CONSECUTIVE_FAILURES = Gauge(
+    "thisthat_feed_consecutive_failures", "Feed poll failures in a row, by job", ["job"]
+)
+MARKETS_OPEN = Gauge("thisthat_markets_open", "Open markets in this node's cache")
+MARKETS_STALE_ODDS = Gauge(
+    "thisthat_markets_stale_odds", "Open markets whose odds are older than ODDS_MAX_AGE_S"
+)
+ODDS_AGE_MAX = Gauge(
+    "thisthat_odds_age_max_seconds", "Age of the oldest odds among open markets (feed lag)"
 )
 CACHE_LOOKUPS = Counter("thisthat_cache_lookups_total", "Read cache lookups", ["cache", "result"])
 ODDS_TICKS = Counter("thisthat_odds_ticks_total", "Odds changes emitted")
@@ -54,9 +89,62 @@ PUSH_BATCH_SIZE = Histogram(
     "Pushes carried by one cross-node publish",
     buckets=(1, 2, 5, 10, 50, 100, 500, 1000),
 )
+PUSH_FANOUT_SECONDS = Histogram(
+    "thisthat_push_fanout_seconds",
+    "From a push being queued on any node to its delivery to this node's sockets",
+    buckets=LATENCY_BUCKETS,
+)
+REDIS_UP = Gauge("thisthat_redis_up", "1 when Redis answered this scrape's ping, else 0")
+REDIS_ERRORS = Counter(
+    "thisthat_redis_errors_total",
+    "Redis commands that failed to reach Redis, by component",
+    ["component"],
+)
+AUDIT_VIOLATIONS = Gauge(
+    "thisthat_audit_violations", "Invariant violations found by the last `thisthat audit`"
+)
+AUDIT_LAST_RUN = Gauge(
+    "thisthat_audit_last_run_timestamp_seconds", "Unix time of the last `thisthat audit` (0: never)"
+)
 EVENT_LOOP_LAG = Gauge(
     "thisthat_event_loop_lag_seconds", "Smoothed event loop lag (bets are shed above the limit)"
 )
+
+# Upper bounds (credits) of the balance distribution's buckets.
+BALANCE_BUCKETS: tuple[Decimal, ...] = tuple(
+    Decimal(bound) for bound in (0, 100, 500, 1000, 2000, 5000, 10_000, 50_000, 100_000, 1_000_000)
+)
+
+
+class BalanceDistribution:
+    """`thisthat_user_balance_credits`: how many players hold how many credits, right now.
+
+    A histogram of a snapshot (not of events): its buckets are replaced, not added to, each
+    time the snapshot is refreshed, so read it with `max by (le)` rather than `rate()`.
+    """
+
+    def __init__(self) -> None:
+        self.cumulative: Sequence[int] = [0] * len(BALANCE_BUCKETS)
+        self.count = 0
+        self.total = Decimal(0)
+
+    def update(self, cumulative: Sequence[int], count: int, total: Decimal) -> None:
+        self.cumulative, self.count, self.total = cumulative, count, total
+
+    def collect(self) -> Iterator[Metric]:
+        family = HistogramMetricFamily(
+            "thisthat_user_balance_credits", "Players by balance (credits), a current snapshot"
+        )
+        buckets = [
+            (str(bound), float(n))
+            for bound, n in zip(BALANCE_BUCKETS, self.cumulative, strict=True)
+        ]
+        family.add_metric([], [*buckets, ("+Inf", float(self.count))], float(self.total))
+        yield family
+
+
+BALANCES = BalanceDistribution()
+REGISTRY.register(BALANCES)
 
 
 def render() -> tuple[bytes, str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any, Final
 
@@ -37,11 +38,15 @@ class Pushes:
         self.sio = sio
         self.client = client
         self._pending: list[tuple[str, str, Any]] = []
+        # Wall-clock time the oldest pending push was queued: nodes compare it with their own clock.
+        self._pending_since = 0.0
         self._wake = asyncio.Event()
         self.published = 0
 
     def emit(self, event: str, data: Any, room: str) -> None:
         """Queue a push to `room` on every node; returns at once."""
+        if not self._pending:
+            self._pending_since = time.time()
         self._pending.append((event, room, data))
         self._wake.set()
 
@@ -53,11 +58,14 @@ class Pushes:
             if not batch:
                 continue
             try:
-                await self.client.publish(CHANNEL, dumps_bytes(batch))
+                await self.client.publish(
+                    CHANNEL, dumps_bytes({"at": self._pending_since, "pushes": batch})
+                )
                 self.published += 1
                 metrics.PUSH_BATCH_SIZE.observe(len(batch))
             except (redis.RedisError, OSError):
                 stop_if_cancelled()
+                metrics.REDIS_ERRORS.labels("pushes").inc()
                 # Pushes are state updates a client can rebuild with `sync`; the ledger is untouched.
                 logger.warning(
                     "pushes lost: redis publish failed", exc_info=True, extra={"count": len(batch)}
@@ -70,14 +78,22 @@ class Pushes:
             try:
                 await pubsub.subscribe(CHANNEL)
                 async for message in pubsub.listen():
-                    for event, room, data in orjson.loads(message["data"]):
-                        await self.deliver_here(event, data, room)
+                    await self.deliver_batch(orjson.loads(message["data"]))
             except (redis.RedisError, OSError):
                 stop_if_cancelled()
+                metrics.REDIS_ERRORS.labels("pushes").inc()
                 logger.warning("push channel lost; resubscribing", exc_info=True)
                 await asyncio.sleep(1)
             finally:
                 await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
+
+    async def deliver_batch(self, published: Any) -> None:
+        # A bare list is a batch without its queue time (tools publish those).
+        batch = published["pushes"] if isinstance(published, dict) else published
+        for event, room, data in batch:
+            await self.deliver_here(event, data, room)
+        if isinstance(published, dict):
+            metrics.PUSH_FANOUT_SECONDS.observe(max(0.0, time.time() - published["at"]))
 
     async def deliver_here(self, event: str, data: Any, room: str) -> None:
         participants = list(self.sio.manager.get_participants(NAMESPACE, room))

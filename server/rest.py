@@ -14,7 +14,7 @@ import orjson
 from aiohttp import web
 
 from game.errors import ErrorCode, GameError
-from server import appkeys, metrics, origins
+from server import appkeys, metrics, origins, scrape
 from server.client_address import client_ip
 from server.errors import error_response
 from server.schemas import Credentials, RefreshRequest, parse
@@ -213,9 +213,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
-    pool = request.app[appkeys.DB_POOL]
-    metrics.DB_POOL_SIZE.set(pool.get_size())
-    metrics.DB_POOL_IN_USE.set(pool.get_size() - pool.get_idle_size())
+    await scrape.refresh(request.app)
     body, content_type = metrics.render()
     response = web.Response(body=body)
     response.headers["Content-Type"] = content_type

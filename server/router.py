@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
+import redis.asyncio as redis
 from aiohttp import web
 
 from game.errors import ErrorCode, GameError
@@ -92,8 +93,10 @@ async def dispatch(
         outcome = error.code.value
         metrics.ERRORS.labels(outcome).inc()
         return ack_error(error)
-    except UNAVAILABLE:
+    except UNAVAILABLE as error:
         outcome = ErrorCode.NOT_READY.value
+        if isinstance(error, redis.RedisError):
+            metrics.REDIS_ERRORS.labels("events").inc()
         metrics.ERRORS.labels(outcome).inc()
         logger.warning(
             "event refused: dependency unavailable", exc_info=True, extra={"event": route.name}

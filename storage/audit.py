@@ -12,7 +12,7 @@ import asyncpg
 import redis.asyncio as redis
 
 from game.leaderboard import period_keys
-from storage import leaderboards
+from storage import keys, leaderboards
 
 # Invariant 1: balance = sum of the user's ledger amounts, and 0 <= balance <= cap.
 BALANCE_MISMATCHES: Final = """
@@ -197,3 +197,16 @@ async def check_all(
     return await check_ledger(connection, max_balance) + await check_leaderboards(
         connection, client, now
     )
+
+
+async def record_result(client: redis.Redis, violations: int, at: datetime) -> None:
+    """Keep the outcome where every node's /metrics finds it (alerts watch it, not the run)."""
+    await client.hset(
+        keys.AUDIT_RESULT, mapping={"at": f"{at.timestamp():.3f}", "violations": violations}
+    )
+
+
+async def last_result(client: redis.Redis) -> tuple[float, int]:
+    """(unix time, violations) of the last recorded audit; (0, 0) when none was ever recorded."""
+    stored = await client.hgetall(keys.AUDIT_RESULT)
+    return float(stored.get("at", 0)), int(stored.get("violations", 0))

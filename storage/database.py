@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from importlib import resources
 from typing import Final
 
@@ -48,13 +49,26 @@ async def _keep_session(connection: asyncpg.Connection) -> None:
     """
 
 
-async def create_pool(url: str, *, max_size: int = 20, min_size: int = 2) -> asyncpg.Pool:
+async def create_pool(
+    url: str,
+    *,
+    max_size: int = 20,
+    min_size: int = 2,
+    on_query: Callable[[float], None] | None = None,
+) -> asyncpg.Pool:
+    """`on_query(seconds)` is called (soon after, not inline) for every query the pool runs."""
+
+    async def init(connection: asyncpg.Connection) -> None:
+        await _init_connection(connection)
+        if on_query is not None:
+            connection.add_query_logger(lambda record: on_query(record.elapsed))
+
     pool = await asyncpg.create_pool(
         url,
         reset=_keep_session,
         min_size=min(min_size, max_size),
         max_size=max_size,
-        init=_init_connection,
+        init=init,
         command_timeout=30,
         server_settings={"application_name": "thisthat", "timezone": "UTC"},
     )

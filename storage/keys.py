@@ -35,3 +35,7 @@ def leaderboard_versions(period_key: str) -> str:
 
 def leaderboard_throttle(period: str) -> str:
     return f"{PREFIX}lb-throttle:{period}"
+
+
+# The last `thisthat audit`: {"at": unix seconds, "violations": n}, exported by every node's /metrics.
+AUDIT_RESULT: Final = PREFIX + "audit:last"

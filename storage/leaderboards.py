@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
@@ -198,6 +198,7 @@ async def top(
     bucket: str,
     limit: int,
     me: uuid.UUID | None = None,
+    on_names: NameLookups | None = None,
 ) -> tuple[list[Standing], tuple[int, Decimal] | None]:
     """The best `limit` of a bucket (rank 1 = highest PnL) and, if asked, `me`'s (rank, pnl)."""
     key = keys.leaderboard(bucket)
@@ -211,7 +212,7 @@ async def top(
     mine = None
     if me is not None and answers[1] is not None and answers[2] is not None:
         mine = (int(answers[1]) + 1, score_to_pnl(answers[2]))
-    names = await usernames(pool, client, [member for member, _ in entries])
+    names = await usernames(pool, client, [member for member, _ in entries], on_names)
     standings = [
         Standing(rank, member, names.get(member, ""), score_to_pnl(score))
         for rank, (member, score) in enumerate(entries, start=1)
@@ -219,7 +220,13 @@ async def top(
     return standings, mine
 
 
-async def usernames(pool: Executor, client: redis.Redis, user_ids: list[str]) -> dict[str, str]:
+# Told (found in Redis, fetched from PostgreSQL) for each page of names: the cache's hit rate.
+NameLookups = Callable[[int, int], None]
+
+
+async def usernames(
+    pool: Executor, client: redis.Redis, user_ids: list[str], on_lookup: NameLookups | None = None
+) -> dict[str, str]:
     """From the Redis hash; the few missing ones (a flushed cache) from PostgreSQL in one query."""
     if not user_ids:
         return {}
@@ -230,6 +237,8 @@ async def usernames(pool: Executor, client: redis.Redis, user_ids: list[str]) ->
         if name is not None
     }
     missing = [uuid.UUID(user_id) for user_id in user_ids if user_id not in names]
+    if on_lookup is not None:
+        on_lookup(len(names), len(missing))
     if missing:
         rows = await pool.fetch(SELECT_USERNAMES, missing)
         found: dict[FieldT, EncodableT] = {str(row["id"]): row["username"] for row in rows}

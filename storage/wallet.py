@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import date
 from decimal import Decimal
 from typing import Final
@@ -82,3 +83,30 @@ async def history_page(
 ) -> list[asyncpg.Record]:
     """Up to `limit` + 1 entries, newest first: the extra one tells the caller another page exists."""
     return list(await connection.fetch(SELECT_HISTORY_PAGE, user_id, before_seq, limit + 1))
+
+
+# One scan of users. width_bucket over the negated bounds (ascending) counts the bounds at or
+# above a balance, so a balance equal to a bound lands in that bound's band, as `le` means.
+BALANCE_BANDS: Final = """
+SELECT width_bucket(-balance, $1::numeric[]) AS band, count(*) AS players, sum(balance) AS total
+FROM users GROUP BY band
+"""
+
+
+async def balance_distribution(
+    executor: Executor, bounds: Sequence[Decimal]
+) -> tuple[list[int], int, Decimal]:
+    """(players with balance <= each bound, all players, their credits in total)."""
+    negated = sorted(-bound for bound in bounds)
+    at_least: dict[int, int] = {}
+    players, total = 0, Decimal(0)
+    for row in await executor.fetch(BALANCE_BANDS, negated):
+        at_least[row["band"]] = row["players"]
+        players += row["players"]
+        total += row["total"]
+    # band = how many bounds are >= the balance; balance <= bounds[i] <=> band >= len - i.
+    cumulative = [
+        sum(n for band, n in at_least.items() if band >= len(bounds) - i)
+        for i in range(len(bounds))
+    ]
+    return cumulative, players, total
