@@ -9,6 +9,7 @@ Each node writes a heartbeat of its own sockets and rooms to Redis, so any node 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import logging
 import os
@@ -47,6 +48,8 @@ class AdminView:
         self.started_at = datetime.now(UTC)
         self._audit: dict[str, Any] | None = None
         self._audit_lock = asyncio.Lock()
+        # Set at shutdown: the loop stops on it even if a library's timeout swallowed the cancel.
+        self.stopping = asyncio.Event()
 
     def local_rooms(self) -> list[dict[str, Any]]:
         """Rooms on this node with their socket counts, largest first (a socket's own room left out)."""
@@ -72,13 +75,14 @@ class AdminView:
 
     async def beat_forever(self) -> None:
         client = self.app[appkeys.REDIS]
-        while True:
+        while not self.stopping.is_set():
             try:
                 await client.hset(keys.NODES, self.node_id, dumps_bytes(self.heartbeat()))
             except (redis.RedisError, OSError):
                 stop_if_cancelled()
                 logger.warning("admin heartbeat failed", exc_info=True)
-            await asyncio.sleep(HEARTBEAT_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), HEARTBEAT_S)
 
     async def nodes(self) -> list[dict[str, Any]]:
         client = self.app[appkeys.REDIS]
@@ -177,6 +181,7 @@ async def admin_ctx(app: web.Application) -> AsyncIterator[None]:
     app[ADMIN] = view
     job = await spawn(app, view.beat_forever(), name="admin-heartbeat")
     yield
+    view.stopping.set()
     await job.close()
     try:
         await app[appkeys.REDIS].hdel(keys.NODES, view.node_id)
