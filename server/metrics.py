@@ -146,6 +146,18 @@ class BalanceDistribution:
 BALANCES = BalanceDistribution()
 REGISTRY.register(BALANCES)
 
+PUSHES_SKIPPED = Counter(
+    "thisthat_pushes_skipped_total",
+    "Superseded pushes not sent to a socket whose send buffer was above the high-water mark",
+)
+SLOW_SOCKETS_DROPPED = Counter(
+    "thisthat_slow_sockets_dropped_total",
+    "Sockets disconnected because their peer stopped reading past the buffer limit",
+)
+PROTOCOL_ERRORS = Counter(
+    "thisthat_protocol_errors_total", "Connections closed for undecodable or unexpected packets"
+)
+
 
 def render() -> tuple[bytes, str]:
     return generate_latest(), CONTENT_TYPE_LATEST

@@ -16,7 +16,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any, Final
 
-import engineio
 import orjson
 import redis.asyncio as redis
 import socketio
@@ -24,6 +23,7 @@ from aiohttp import web
 
 from server import metrics
 from server.jobs import stop_if_cancelled
+from server.websocket import PreparedMessage, writer_of
 from server.wire import dumps_bytes
 from storage import keys
 
@@ -31,23 +31,26 @@ logger = logging.getLogger("thisthat.pushes")
 
 CHANNEL: Final = keys.PREFIX + "pushes"
 NAMESPACE: Final = "/"
+# State pushes: a newer one of the same kind makes an older one useless, so a socket whose peer
+# is behind on reading may skip them (it gets the latest state when it catches up, or by `sync`).
+SUPERSEDED: Final = frozenset({"odds", "leaderboard:update", "balance"})
 
 
 class Pushes:
     def __init__(self, sio: socketio.AsyncServer, client: redis.Redis) -> None:
         self.sio = sio
         self.client = client
-        self._pending: list[tuple[str, str, Any]] = []
+        self._pending: list[tuple[str, str, Any, str | None]] = []
         # Wall-clock time the oldest pending push was queued: nodes compare it with their own clock.
         self._pending_since = 0.0
         self._wake = asyncio.Event()
         self.published = 0
 
-    def emit(self, event: str, data: Any, room: str) -> None:
-        """Queue a push to `room` on every node; returns at once."""
+    def emit(self, event: str, data: Any, room: str, *, skip_sid: str | None = None) -> None:
+        """Queue a push to `room` on every node, except to the socket `skip_sid`; returns at once."""
         if not self._pending:
             self._pending_since = time.time()
-        self._pending.append((event, room, data))
+        self._pending.append((event, room, data, skip_sid))
         self._wake.set()
 
     async def publish_forever(self) -> None:
@@ -88,24 +91,42 @@ class Pushes:
                 await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
 
     async def deliver_batch(self, published: Any) -> None:
-        # A bare list is a batch without its queue time (tools publish those).
+        # A bare list is a batch without its queue time (tools publish those), and an entry of
+        # three has no socket to skip.
         batch = published["pushes"] if isinstance(published, dict) else published
-        for event, room, data in batch:
-            await self.deliver_here(event, data, room)
+        for event, room, data, *skip in batch:
+            await self.deliver_here(event, data, room, skip_sid=skip[0] if skip else None)
         if isinstance(published, dict):
             metrics.PUSH_FANOUT_SECONDS.observe(max(0.0, time.time() - published["at"]))
 
-    async def deliver_here(self, event: str, data: Any, room: str) -> None:
+    async def deliver_here(
+        self, event: str, data: Any, room: str, *, skip_sid: str | None = None
+    ) -> None:
+        """Deliver to this node's sockets in `room`: encoded and framed once for all of them."""
         participants = list(self.sio.manager.get_participants(NAMESPACE, room))
         if not participants:
             return
-        encoded = self.sio.packet_class(
+        packet = self.sio.packet_class(
             socketio.packet.EVENT, namespace=NAMESPACE, data=[event, data]
-        ).encode()
-        frame = engineio.packet.Packet(engineio.packet.MESSAGE, encoded)
-        for _, eio_sid in participants:
-            # Queues the frame on the socket's writer; it does not wait for the network.
-            await self.sio.eio.send_packet(eio_sid, frame)
+        )
+        encoded = "4" + packet.encode()
+        message = PreparedMessage(encoded, droppable=event in SUPERSEDED)
+        sockets = self.sio.eio.sockets
+        polling = []
+        for sid, eio_sid in participants:
+            if sid == skip_sid:
+                continue
+            socket = sockets.get(eio_sid)
+            if socket is None:
+                continue
+            writer = writer_of(socket)
+            if writer is not None:
+                writer.send(message)
+            else:
+                polling.append(eio_sid)
+        for eio_sid in polling:
+            # Long-polling sockets keep engine.io's queue; they are few.
+            await self.sio.eio.send(eio_sid, encoded[1:])
 
 
 async def pushes_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -20,6 +20,7 @@ from server.jobs import spawn, stop_if_cancelled
 from server.rooms import user_room
 from server.router import dispatch, router
 from server.sessions import SocketSession
+from server.websocket import WireLimits, websocket_class
 from server.wire import OrjsonModule
 from storage import accounts, keys
 
@@ -64,6 +65,8 @@ def create_socket_server(app: web.Application, redis_url: str) -> socketio.Async
         logger=False,
         engineio_logger=False,
     )
+    # Sockets on the websocket transport write their own frames (server/websocket.py).
+    sio.eio._async = {**sio.eio._async, "websocket": websocket_class(WireLimits())}
 
     async def connect(sid: str, environ: dict[str, Any], auth: object = None) -> None:
         request = environ.get("aiohttp.request")

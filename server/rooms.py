@@ -19,6 +19,11 @@ def leaderboard_room(period: str) -> str:
     return f"leaderboard:{period}"
 
 
-def emit_balance(pushes: Pushes, user_id: object, balance: Decimal, reason: str) -> None:
-    """Every balance change is pushed to all of the user's sockets, on every node."""
-    pushes.emit("balance", {"balance": balance, "reason": reason}, user_room(user_id))
+def emit_balance(
+    pushes: Pushes, user_id: object, balance: Decimal, reason: str, *, skip_sid: str | None = None
+) -> None:
+    """Every balance change is pushed to all of the user's sockets, on every node; the socket
+    whose ack already carries the new balance (`skip_sid`) is spared the duplicate."""
+    pushes.emit(
+        "balance", {"balance": balance, "reason": reason}, user_room(user_id), skip_sid=skip_sid
+    )

@@ -42,7 +42,13 @@ async def handle_bet_place(ctx: EventContext, payload: BetPlace) -> dict[str, An
     if placed.created:
         # Only a new bet moved the balance; a repeat of its clientBetId changed nothing.
         metrics.BETS_PLACED.inc()
-        emit_balance(ctx.app[appkeys.PUSHES], ctx.session.user_id, placed.balance, "bet")
+        emit_balance(
+            ctx.app[appkeys.PUSHES],
+            ctx.session.user_id,
+            placed.balance,
+            "bet",
+            skip_sid=ctx.sid,
+        )
     return {"bet": bet_view(placed.bet), "balance": placed.balance}
 
 

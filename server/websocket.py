@@ -1,0 +1,318 @@
+"""The engine.io websocket transport, written for a game server's traffic: many small frames out.
+
+python-engineio's own websocket loop gives every socket a writer task that wakes once per packet
+and makes one transport write (one syscall) per frame, and compresses every frame when the client
+negotiated permessage-deflate. Here a socket that reached the websocket transport writes its
+frames itself:
+
+- frames queued during one turn of the event loop go out in one transport write;
+- frames under `compress_min_bytes` go out uncompressed even when deflate was negotiated (a
+  50-byte ack gains nothing from deflate but costs the client an inflate); larger frames are
+  deflated, each on its own (no context carried between messages), so one compressed frame is
+  valid for every recipient and a fan-out compresses once;
+- a push goes to many sockets as one prepared message: encoded, framed and compressed once, and
+  the same bytes appended to each recipient's buffer, with no task per recipient;
+- a socket whose peer does not read is bounded: above the high-water mark, pushes that a newer
+  one supersedes (odds, leaderboards, balances) are skipped for it, and past the limit it is
+  disconnected instead of being buffered without bound.
+
+Sockets still on HTTP long-polling keep python-engineio's queue, unchanged. The reading side is
+one loop per socket with a receive timeout and no task per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from aiohttp import WSMsgType, web
+from engineio import packet as eio_packet
+
+from server import metrics
+
+logger = logging.getLogger("thisthat.websocket")
+
+OPCODE_TEXT: Final = 0x1
+OPCODE_BINARY: Final = 0x2
+FIN: Final = 0x80
+RSV1: Final = 0x40
+DEFLATE_TAIL: Final = b"\x00\x00\xff\xff"
+CLOSE_TIMEOUT_S: Final = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class WireLimits:
+    """How a websocket's outgoing side is bounded; from settings."""
+
+    compress_min_bytes: int = 1024
+    # Above this many bytes waiting to be sent, superseded pushes are skipped for the socket.
+    high_water_bytes: int = 256 * 1024
+    # Past this many, the socket is dropped: its peer is not reading.
+    limit_bytes: int = 4 * 1024 * 1024
+
+
+def frame_header(opcode: int, length: int, rsv: int = 0) -> bytes:
+    """An unmasked (server to client) websocket frame header, RFC 6455 section 5.2."""
+    first = FIN | rsv | opcode
+    if length < 126:
+        return struct.pack("!BB", first, length)
+    if length < 65536:
+        return struct.pack("!BBH", first, 126, length)
+    return struct.pack("!BBQ", first, 127, length)
+
+
+def deflate_message(payload: bytes, wbits: int) -> bytes:
+    """One message deflated from a fresh state (RFC 7692 section 7.2.1): valid for any receiver."""
+    compressor = zlib.compressobj(zlib.Z_BEST_SPEED, zlib.DEFLATED, -wbits)
+    body = compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    return body.removesuffix(DEFLATE_TAIL)
+
+
+class PreparedMessage:
+    """One engine.io packet as websocket frames, built once and shared by every recipient."""
+
+    __slots__ = ("_deflated", "_plain", "droppable", "opcode", "payload")
+
+    def __init__(self, encoded: str | bytes, *, droppable: bool = False) -> None:
+        if isinstance(encoded, str):
+            self.payload = encoded.encode()
+            self.opcode = OPCODE_TEXT
+        else:
+            self.payload = bytes(encoded)
+            self.opcode = OPCODE_BINARY
+        # A newer message of the same kind makes this one useless (odds, leaderboards, balance).
+        self.droppable = droppable
+        self._plain: bytes | None = None
+        self._deflated: dict[int, bytes] = {}
+
+    def frame(self, deflate_wbits: int, compress_min_bytes: int) -> bytes:
+        if deflate_wbits and len(self.payload) >= compress_min_bytes:
+            framed = self._deflated.get(deflate_wbits)
+            if framed is None:
+                body = deflate_message(self.payload, deflate_wbits)
+                framed = frame_header(self.opcode, len(body), RSV1) + body
+                self._deflated[deflate_wbits] = framed
+            return framed
+        if self._plain is None:
+            self._plain = frame_header(self.opcode, len(self.payload)) + self.payload
+        return self._plain
+
+
+class FrameWriter:
+    """The outgoing side of one websocket: frames gathered per loop turn, written once, bounded."""
+
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        deflate_wbits: int,
+        limits: WireLimits,
+        on_overflow: Callable[[], None],
+    ) -> None:
+        self.transport = transport
+        self.deflate_wbits = deflate_wbits
+        self.limits = limits
+        self._on_overflow = on_overflow
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._flush_scheduled = False
+        self.closed = False
+        self.skipped = 0
+
+    def buffered(self) -> int:
+        return self._pending_bytes + self.transport.get_write_buffer_size()
+
+    def send(self, message: PreparedMessage) -> bool:
+        """Queue one message; False when it was skipped or the socket is gone."""
+        if self.closed or self.transport.is_closing():
+            return False
+        waiting = self.buffered()
+        if waiting > self.limits.high_water_bytes:
+            if waiting > self.limits.limit_bytes:
+                metrics.SLOW_SOCKETS_DROPPED.inc()
+                self.abort()
+                self._on_overflow()
+                return False
+            if message.droppable:
+                self.skipped += 1
+                metrics.PUSHES_SKIPPED.inc()
+                return False
+        frame = message.frame(self.deflate_wbits, self.limits.compress_min_bytes)
+        self._pending.append(frame)
+        self._pending_bytes += len(frame)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+        return True
+
+    def flush(self) -> None:
+        self._flush_scheduled = False
+        if not self._pending:
+            return
+        data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+        self._pending.clear()
+        self._pending_bytes = 0
+        if self.closed or self.transport.is_closing():
+            return
+        self.transport.write(data)
+
+    def abort(self) -> None:
+        """Drop the connection at once, discarding what it has not read."""
+        self.closed = True
+        self._pending.clear()
+        self._pending_bytes = 0
+        self.transport.abort()
+
+
+class GameWebSocket:
+    """Stands in for python-engineio's aiohttp websocket wrapper (`server._async['websocket']`).
+
+    engine.io hands it the socket's own handler; instead of running that handler (a reader loop
+    plus a writer task), it runs `serve_socket` for the same engine.io socket.
+    """
+
+    limits: WireLimits = WireLimits()
+
+    def __init__(self, handler: Any, server: Any) -> None:
+        self.engineio_socket = handler.__self__
+        self.server = server
+
+    async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
+        request: web.Request = environ["aiohttp.request"]
+        ws = web.WebSocketResponse(max_msg_size=self.server.max_http_buffer_size)
+        await ws.prepare(request)
+        await serve_socket(self.engineio_socket, ws, request, self.limits)
+        return ws
+
+
+def websocket_class(limits: WireLimits) -> type[GameWebSocket]:
+    """A GameWebSocket bound to `limits`, for `engineio_server._async['websocket']`."""
+    return type("ConfiguredGameWebSocket", (GameWebSocket,), {"limits": limits})
+
+
+async def serve_socket(
+    socket: Any, ws: web.WebSocketResponse, request: web.Request, limits: WireLimits
+) -> None:
+    """Run one engine.io socket over an open websocket until either side closes it."""
+    server = socket.server
+    if socket.connected and not await _finish_upgrade(socket, ws):
+        return
+    socket.connected = True
+    socket.upgraded = True
+    transport = request.transport
+    assert transport is not None
+    closing: list[asyncio.Task[None]] = []
+
+    def overflowed() -> None:
+        logger.warning("socket dropped: peer is not reading", extra={"sid": socket.sid})
+        socket.closed = True
+
+    writer = FrameWriter(transport, int(ws.compress or 0), limits, overflowed)
+    socket.frame_writer = writer
+
+    async def send(pkt: eio_packet.Packet) -> None:
+        if not await socket.check_ping_timeout():
+            return
+        writer.send(PreparedMessage(pkt.encode()))
+        if pkt.packet_type == eio_packet.CLOSE:
+            writer.flush()
+            closing.append(asyncio.ensure_future(_close(ws, writer)))
+
+    # Packets queued while the socket was on polling or upgrading go out first, in order.
+    while not socket.queue.empty():
+        pkt = socket.queue.get_nowait()
+        socket.queue.task_done()
+        if pkt is not None:
+            writer.send(PreparedMessage(pkt.encode()))
+    socket.send = send
+
+    timeout = server.ping_interval + server.ping_timeout
+    try:
+        while not socket.closed and not writer.closed:
+            try:
+                message = await ws.receive(timeout)
+            except TimeoutError:
+                break
+            if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+                break
+            try:
+                pkt = eio_packet.Packet(encoded_packet=message.data)
+            except Exception:  # noqa: BLE001 - whatever a peer sends must not raise out of here
+                _log_protocol_error(socket.sid, "undecodable engine.io packet")
+                break
+            try:
+                await socket.receive(pkt)
+            except Exception:  # noqa: BLE001 - an unknown packet type ends this socket, quietly
+                if socket.closed:
+                    break
+                _log_protocol_error(socket.sid, "unexpected engine.io packet")
+                break
+    finally:
+        await socket.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
+        writer.flush()
+        if closing:
+            await asyncio.gather(*closing, return_exceptions=True)
+        elif not ws.closed and not writer.closed:
+            await _close(ws, writer)
+
+
+async def _finish_upgrade(socket: Any, ws: web.WebSocketResponse) -> bool:
+    """The polling to websocket upgrade of engine.io v4: probe ping, pong, then UPGRADE."""
+    socket.upgrading = True
+    try:
+        probe = await ws.receive(socket.server.ping_timeout)
+        if probe.type != WSMsgType.TEXT or probe.data != "2probe":
+            return False
+        await ws.send_str("3probe")
+        # Ends the pending long-poll GET so the client can complete the switch.
+        await socket.queue.put(eio_packet.Packet(eio_packet.NOOP))
+        upgrade = await ws.receive(socket.server.ping_timeout)
+        return upgrade.type == WSMsgType.TEXT and upgrade.data == "5"
+    except TimeoutError:
+        return False
+    finally:
+        socket.upgrading = False
+
+
+async def _close(ws: web.WebSocketResponse, writer: FrameWriter) -> None:
+    """A closing handshake that cannot hang on a peer that stopped reading."""
+    if writer.closed:
+        return
+    if writer.buffered() > writer.limits.high_water_bytes:
+        writer.abort()
+        return
+    try:
+        async with asyncio.timeout(CLOSE_TIMEOUT_S):
+            await ws.close()
+    except (TimeoutError, ConnectionError):
+        writer.abort()
+
+
+_last_protocol_log = 0.0
+_suppressed = 0
+
+
+def _log_protocol_error(sid: str, what: str) -> None:
+    """At most one line a second for bad frames, however many a peer sends."""
+    global _last_protocol_log, _suppressed
+    metrics.PROTOCOL_ERRORS.inc()
+    now = time.monotonic()
+    if now - _last_protocol_log < 1.0:
+        _suppressed += 1
+        return
+    logger.warning(
+        "socket closed: %s", what, extra={"sid": sid, "suppressedSinceLast": _suppressed}
+    )
+    _last_protocol_log = now
+    _suppressed = 0
+
+
+def writer_of(socket: Any) -> FrameWriter | None:
+    """The frame writer of an engine.io socket on the websocket transport, else None."""
+    writer: FrameWriter | None = getattr(socket, "frame_writer", None)
+    return writer
