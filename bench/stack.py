@@ -43,6 +43,18 @@ class BenchStack:
         self.services = EmbeddedServices(self.workdir / "services")
         self.database_url, self.redis_url = self.services.start(None, None)
 
+    def pgdata(self) -> Path | None:
+        """The embedded PostgreSQL's data folder, for counting its processes' CPU."""
+        if self.services is None or self.services.postgres is None:
+            return None
+        return (self.services.postgres.data_dir / "postgres").resolve()
+
+    def redis_pids(self) -> list[int]:
+        if self.services is None or self.services.redis is None:
+            return []
+        process = self.services.redis._process
+        return [process.pid] if process is not None else []
+
     def env(self, **extra: str) -> dict[str, str]:
         return {
             **os.environ,

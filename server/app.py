@@ -14,6 +14,7 @@ from game.rules import GameRules
 from server import admin, apidocs, appkeys, metrics, playground, rest, scrape
 from server.bet_batcher import bet_batcher_ctx
 from server.errors import error_middleware
+from server.event_limits import EventLimiter
 from server.feed import feed_ctx
 from server.market_cache import market_cache_ctx
 from server.overload import loop_lag_ctx
@@ -103,6 +104,7 @@ def create_app(settings: Settings) -> web.Application:
         audience=settings.jwt_audience,
     )
     app[appkeys.SESSIONS] = SocketSessions(settings.token_expiry_warning_s)
+    app[appkeys.EVENT_LIMITER] = EventLimiter(enabled=settings.rate_limit_enabled)
     app[rest.READINESS_CHECKS] = {}
     app[appkeys.LEADERBOARD_TRAILING] = set()
     app[scrape.SCRAPE_STATE] = scrape.ScrapeState()

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from game.rules import GameRules
 from server.bet_batcher import BetBatcher
+from server.event_limits import EventLimiter
 from server.market_cache import MarketCache
 from server.overload import LoopLag
 from server.passwords import PasswordHasher
@@ -27,6 +28,7 @@ SIO = web.AppKey("sio", socketio.AsyncServer)
 TOKENS = web.AppKey("tokens", TokenService)
 PASSWORDS = web.AppKey("passwords", PasswordHasher)
 LIMITER = web.AppKey("limiter", RateLimiter)
+EVENT_LIMITER = web.AppKey("event_limiter", EventLimiter)
 SESSIONS = web.AppKey("sessions", SocketSessions)
 MARKET_CACHE = web.AppKey("market_cache", MarketCache)
 # Periods with a trailing `leaderboard:update` push scheduled on this node (server.leaderboard_push).

@@ -103,7 +103,11 @@ class Pushes:
         self, event: str, data: Any, room: str, *, skip_sid: str | None = None
     ) -> None:
         """Deliver to this node's sockets in `room`: encoded and framed once for all of them."""
-        participants = list(self.sio.manager.get_participants(NAMESPACE, room))
+        participants = [
+            eio_sid
+            for sid, eio_sid in self.sio.manager.get_participants(NAMESPACE, room)
+            if sid != skip_sid
+        ]
         if not participants:
             return
         packet = self.sio.packet_class(
@@ -113,9 +117,7 @@ class Pushes:
         message = PreparedMessage(encoded, droppable=event in SUPERSEDED)
         sockets = self.sio.eio.sockets
         polling = []
-        for sid, eio_sid in participants:
-            if sid == skip_sid:
-                continue
+        for eio_sid in participants:
             socket = sockets.get(eio_sid)
             if socket is None:
                 continue

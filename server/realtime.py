@@ -20,6 +20,7 @@ from server.jobs import spawn, stop_if_cancelled
 from server.rooms import user_room
 from server.router import dispatch, router
 from server.sessions import SocketSession
+from server.socketio_server import GameSocketServer
 from server.websocket import WireLimits, websocket_class
 from server.wire import OrjsonModule
 from storage import accounts, keys
@@ -52,7 +53,7 @@ class RedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]  # untyped
 
 def create_socket_server(app: web.Application, redis_url: str) -> socketio.AsyncServer:
     settings = app[appkeys.SETTINGS]
-    sio = socketio.AsyncServer(
+    sio = GameSocketServer(
         async_mode="aiohttp",
         client_manager=RedisManager(redis_url, channel=keys.SOCKETIO_CHANNEL),
         json=OrjsonModule,

@@ -85,7 +85,7 @@ async def dispatch(
         if route.limit_scope == "bets":
             # Bets are the heavy event: shed them first, before they cost Redis or database work.
             app[appkeys.LOOP_LAG].admit()
-        await _check_rate(app, route, session)
+        _check_rate(app, route, session)
         payload = parse(route.schema, data)
         result = await route.handler(EventContext(app, session), payload)
         return {"ok": True, "data": result}
@@ -108,18 +108,33 @@ async def dispatch(
         logger.exception("event failed", extra={"event": route.name, "sid": sid})
         return ack_error(internal_error())
     finally:
-        metrics.SOCKET_EVENTS.labels(route.name, outcome).inc()
-        metrics.SOCKET_LATENCY.labels(route.name).observe(time.perf_counter() - started)
+        _count(route.name, outcome, time.perf_counter() - started)
 
 
-async def _check_rate(app: web.Application, route: Route[Any], session: SocketSession) -> None:
+# Labelled children looked up once: `labels()` takes a lock and builds a key on every call.
+_event_counters: dict[tuple[str, str], Any] = {}
+_event_latencies: dict[str, Any] = {}
+
+
+def _count(event: str, outcome: str, seconds: float) -> None:
+    counter = _event_counters.get((event, outcome))
+    if counter is None:
+        counter = _event_counters[event, outcome] = metrics.SOCKET_EVENTS.labels(event, outcome)
+    counter.inc()
+    latency = _event_latencies.get(event)
+    if latency is None:
+        latency = _event_latencies[event] = metrics.SOCKET_LATENCY.labels(event)
+    latency.observe(seconds)
+
+
+def _check_rate(app: web.Application, route: Route[Any], session: SocketSession) -> None:
     settings = app[appkeys.SETTINGS]
     limit, window = (
         settings.rate_limit_bets_per_user
         if route.limit_scope == "bets"
         else settings.rate_limit_events_per_user
     )
-    wait_ms = await app[appkeys.LIMITER].hit(route.limit_scope, str(session.user_id), limit, window)
+    wait_ms = app[appkeys.EVENT_LIMITER].hit(route.limit_scope, session.user_id, limit, window)
     if wait_ms:
         raise GameError(
             ErrorCode.RATE_LIMITED,

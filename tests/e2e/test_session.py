@@ -190,16 +190,15 @@ async def test_concurrent_events_are_counted_exactly_by_the_batched_limiter(
 async def test_a_dependency_down_answers_not_ready_and_keeps_the_socket(
     new_player: PlayerFactory, server: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import redis.asyncio as redis
-
-    from server import appkeys
+    from storage import wallet
 
     player = await new_player()
 
     async def unreachable(*args: object) -> int:
-        raise redis.ConnectionError("connection refused")
+        raise ConnectionRefusedError("connection refused")
 
-    monkeypatch.setattr(server[1][appkeys.LIMITER], "hit", unreachable)
+    # The database's connection refused, as when PostgreSQL is down.
+    monkeypatch.setattr(wallet, "get_wallet", unreachable)
     error = await player.error("wallet:get")
     assert error["code"] == "NOT_READY"
     assert player.sockets[0].connected

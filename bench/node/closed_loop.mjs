@@ -1,0 +1,111 @@
+// Closed-loop load from the official socket.io-client, as real players run it: websocket
+// transport, permessage-deflate offered (the client's default), one ack awaited per emit.
+//
+// node closed_loop.mjs <config.json>
+// config: {url, tokens: [..], sockets, inFlight, warmupS, durationS, event, amount, noDeflate}
+// Prints "START" when the measured window opens and "STOP" when it closes (the bench samples
+// process CPU at those lines), then one JSON line with the client's figures.
+import { readFileSync } from "node:fs";
+import { io } from "socket.io-client";
+
+const config = JSON.parse(readFileSync(process.argv[2], "utf8"));
+const sockets = [];
+let market = null;
+let measuring = false;
+let stopped = false;
+let ok = 0;
+let refused = 0;
+let timeouts = 0;
+const codes = {};
+const latencies = [];
+let sequence = 0;
+
+function connect(token) {
+  return new Promise((resolve, reject) => {
+    const socket = io(config.url, {
+      transports: ["websocket"],
+      auth: { token },
+      reconnection: false,
+      timeout: 20000,
+      perMessageDeflate: config.noDeflate ? false : { threshold: 1024 },
+    });
+    socket.once("connect", () => resolve(socket));
+    socket.once("connect_error", reject);
+  });
+}
+
+function payload() {
+  sequence += 1;
+  if (config.event === "bet:place") {
+    return {
+      marketId: market,
+      side: sequence % 2 ? "this" : "that",
+      amount: config.amount,
+      clientBetId: `n${process.pid}-${sequence}`,
+    };
+  }
+  return {};
+}
+
+async function loop(socket) {
+  while (!stopped) {
+    const sent = performance.now();
+    try {
+      const answer = await socket.timeout(10000).emitWithAck(config.event, payload());
+      if (!measuring) continue;
+      latencies.push(performance.now() - sent);
+      if (answer && answer.ok) ok += 1;
+      else {
+        refused += 1;
+        const code = answer?.error?.code ?? "UNKNOWN";
+        codes[code] = (codes[code] ?? 0) + 1;
+      }
+    } catch {
+      if (measuring) timeouts += 1;
+    }
+  }
+}
+
+function percentile(sorted, p) {
+  if (!sorted.length) return null;
+  return Math.round(sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] * 100) / 100;
+}
+
+const tokens = config.tokens.slice(0, config.sockets);
+for (let i = 0; i < tokens.length; i += 50) {
+  sockets.push(...(await Promise.all(tokens.slice(i, i + 50).map(connect))));
+}
+const listed = await sockets[0].timeout(10000).emitWithAck("markets:list", { status: "open", limit: 1 });
+market = listed?.data?.markets?.[0]?.id;
+const loops = [];
+for (const socket of sockets) {
+  for (let n = 0; n < config.inFlight; n += 1) loops.push(loop(socket));
+}
+await new Promise((resolve) => setTimeout(resolve, config.warmupS * 1000));
+const cpuStart = process.cpuUsage();
+const wallStart = performance.now();
+measuring = true;
+console.log("START");
+await new Promise((resolve) => setTimeout(resolve, config.durationS * 1000));
+measuring = false;
+const cpu = process.cpuUsage(cpuStart);
+const wall = (performance.now() - wallStart) / 1000;
+console.log("STOP");
+stopped = true;
+await Promise.race([Promise.all(loops), new Promise((resolve) => setTimeout(resolve, 11000))]);
+for (const socket of sockets) socket.disconnect();
+latencies.sort((a, b) => a - b);
+console.log(
+  JSON.stringify({
+    sockets: sockets.length,
+    seconds: Math.round(wall * 100) / 100,
+    ok,
+    refused,
+    timeouts,
+    codes,
+    okRate: Math.round((ok / wall) * 10) / 10,
+    latencyMs: { p50: percentile(latencies, 0.5), p99: percentile(latencies, 0.99) },
+    clientCpuS: (cpu.user + cpu.system) / 1e6,
+  }),
+);
+process.exit(0);
