@@ -18,6 +18,7 @@ from aiohttp import web
 from game.errors import GameError
 from game.rules import GameRules
 from server import metrics
+from server.admission import QueueAdmission
 from storage import bets
 from storage.bets import BetRequest, PlacedBet
 
@@ -26,43 +27,71 @@ logger = logging.getLogger("thisthat.bets")
 MAX_BATCH = 200
 WORKERS = 4
 
-Pending = tuple[BetRequest, "asyncio.Future[PlacedBet]"]
+# A bet, its answer, and when it was queued (loop time).
+Pending = tuple[BetRequest, "asyncio.Future[PlacedBet]", float]
 
 
 class BetBatcher:
-    def __init__(self, pool: asyncpg.Pool, rules: GameRules, *, max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        rules: GameRules,
+        *,
+        max_batch: int = MAX_BATCH,
+        admission: QueueAdmission | None = None,
+    ) -> None:
         self.pool = pool
         self.rules = rules
         self.max_batch = max_batch
+        self.admission = admission or QueueAdmission()
         self._queue: asyncio.Queue[Pending] = asyncio.Queue()
         self.batches = 0
         self.bets = 0
 
     async def place(self, request: BetRequest) -> PlacedBet:
         """Answers once the bet's transaction committed; raises the GameError that refused it."""
-        future: asyncio.Future[PlacedBet] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((request, future))
+        self.admission.admit()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[PlacedBet] = loop.create_future()
+        self._queue.put_nowait((request, future, loop.time()))
         return await future
 
     async def work(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             batch = [await self._queue.get()]
             while len(batch) < self.max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
+            now = loop.time()
+            self.admission.dequeued(now - batch[0][2], now)
+            batch = self._drop_expired(batch, now)
+            if not batch:
+                continue
             try:
                 await self._commit(batch)
             except asyncio.CancelledError:
-                for _, future in batch:
+                for _, future, _ in batch:
                     future.cancel()
                 raise
 
+    def _drop_expired(self, batch: list[Pending], now: float) -> list[Pending]:
+        """Refuse, unwritten, the bets that waited past the deadline; keep the rest."""
+        kept = []
+        for pending in batch:
+            refusal = self.admission.expired_bet(now - pending[2])
+            if refusal is None:
+                kept.append(pending)
+            elif not pending[1].done():
+                pending[1].set_exception(refusal)
+        return kept
+
     async def _commit(self, batch: list[Pending]) -> None:
-        requests = [request for request, _ in batch]
+        requests = [request for request, _, _ in batch]
         try:
             answers = await bets.place_bets(self.pool, requests, self.rules)
         except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as error:
             if len(batch) == 1:
-                _, future = batch[0]
+                _, future, _ = batch[0]
                 if not future.done():
                     future.set_exception(error)
                 return
@@ -78,7 +107,7 @@ class BetBatcher:
         self.batches += 1
         self.bets += len(batch)
         metrics.BET_BATCH_SIZE.observe(len(batch))
-        for (_, future), answer in zip(batch, answers, strict=True):
+        for (_, future, _), answer in zip(batch, answers, strict=True):
             if future.done():
                 continue  # the asker is gone (socket closed); the bet stands all the same
             if isinstance(answer, GameError):
@@ -89,7 +118,7 @@ class BetBatcher:
     def drain(self) -> None:
         """At shutdown: bets still queued were never sent, so they are refused, not lost."""
         while not self._queue.empty():
-            _, future = self._queue.get_nowait()
+            _, future, _ = self._queue.get_nowait()
             future.cancel()
 
 

@@ -1,0 +1,53 @@
+"""Admission past capacity, against the real ledger: a refused bet is never written."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+import asyncpg
+import pytest
+
+from game.errors import ErrorCode, GameError
+from game.markets import Side
+from server.admission import QueueAdmission
+from server.bet_batcher import BetBatcher
+from storage import audit
+from storage.bets import BetRequest
+from tests.betting_fixtures import RULES, balance_of, insert_market, make_user
+
+
+async def test_a_bet_that_waited_past_the_deadline_is_refused_and_not_written(
+    db: asyncpg.Pool,
+) -> None:
+    # A deadline below zero: every bet counts as having waited too long.
+    batcher = BetBatcher(db, RULES, admission=QueueAdmission(deadline_s=-1.0))
+    worker = asyncio.create_task(batcher.work())
+    try:
+        user = await make_user(db, "late_bettor")
+        market = await insert_market(db)
+        bet = BetRequest(user, market, "late-1", Side.THIS, Decimal("100"), None, Decimal("0"))
+        with pytest.raises(GameError) as refused:
+            await batcher.place(bet)
+        assert refused.value.code is ErrorCode.RATE_LIMITED
+        assert refused.value.details["retryAfterMs"] > 0
+        assert await db.fetchval("SELECT count(*) FROM bets") == 0
+        assert await balance_of(db, user) == Decimal("1000")
+        async with db.acquire() as connection:
+            assert await audit.check_ledger(connection, RULES.max_balance) == []
+    finally:
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+
+
+async def test_an_overloaded_queue_refuses_new_bets_before_they_queue(db: asyncpg.Pool) -> None:
+    admission = QueueAdmission()
+    admission.overloaded = True
+    batcher = BetBatcher(db, RULES, admission=admission)
+    user = await make_user(db, "turned_away")
+    market = await insert_market(db)
+    bet = BetRequest(user, market, "busy-1", Side.THIS, Decimal("100"), None, Decimal("0"))
+    with pytest.raises(GameError) as refused:
+        await batcher.place(bet)
+    assert refused.value.code is ErrorCode.RATE_LIMITED
+    assert await db.fetchval("SELECT count(*) FROM bets") == 0
