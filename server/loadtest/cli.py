@@ -81,6 +81,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", type=Path, default=None, help="write the JSON result (and PNG) here"
     )
+    parser.add_argument(
+        "--no-deflate",
+        action="store_true",
+        help="do not offer permessage-deflate (real clients offer it; this measures without)",
+    )
     parser.add_argument("--audit", action="store_true", help="run `thisthat audit` afterwards")
 
 
@@ -160,6 +165,7 @@ async def command(args: argparse.Namespace) -> int:
             subscribe=args.subscribe,
             market_ids=tuple(market for market in args.markets.split(",") if market),
             timeout_s=args.timeout,
+            deflate=not args.no_deflate,
             run_tag=secrets.token_hex(4),
         )
     except PlanError as error:

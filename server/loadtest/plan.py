@@ -76,6 +76,8 @@ class LoadPlan:
     subscribe: int = 3  # markets each player subscribes to
     market_ids: tuple[str, ...] = ()  # subscribe exactly these (fan-out runs)
     timeout_s: float = 10.0
+    # Offer permessage-deflate, as browsers and the official client do.
+    deflate: bool = True
     connect_concurrency: int = 100
     process_index: int = 0
     run_tag: str = "run"

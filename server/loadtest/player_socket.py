@@ -79,6 +79,8 @@ class PlayerSocket:
         token: str,
         timeout_s: float = 30,
         on_close: Callable[[PlayerSocket], None] | None = None,
+        *,
+        deflate: bool = True,
     ) -> None:
         self._on_close = on_close
         self._ws = await http.ws_connect(
@@ -86,7 +88,8 @@ class PlayerSocket:
             autoping=True,
             timeout=aiohttp.ClientWSTimeout(ws_close=5),
             max_msg_size=0,
-            compress=0,
+            # Offered like the official client does; small frames are still sent uncompressed.
+            compress=15 if deflate else 0,
         )
         opened = await asyncio.wait_for(self._ws.receive(), timeout_s)
         if opened.type != aiohttp.WSMsgType.TEXT or not opened.data.startswith("0"):

@@ -123,6 +123,7 @@ class LoadWorker:
                         player["accessToken"],
                         self.plan.timeout_s * 3,
                         on_close=self.on_close,
+                        deflate=self.plan.deflate,
                     )
                 except ConnectRefused as refusal:
                     error = refusal.error if isinstance(refusal.error, dict) else {}
