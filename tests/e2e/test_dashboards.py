@@ -197,6 +197,7 @@ async def test_metrics_report_fanout_pool_cache_and_balances(
     await rich.ok(
         "bet:place", {"marketId": market, "side": "this", "amount": 100, "clientBetId": "f1"}
     )
+    await rich.ok("reward:claim")
     await rich.next("balance")  # the push that crossed Redis and came back to this node
     await rich.ok("leaderboard:get", {"period": "all"})
     for _ in range(2):

@@ -88,15 +88,16 @@ async def test_playground_signs_up_bets_and_sees_balance_and_odds_move(
     await page.wait_for_selector("#balance:text('975')", timeout=15000)
     await page.wait_for_selector("#bets li:has-text('open')")
     await page.wait_for_selector('#history li:has-text("bet_stake")')
-    # The bet's ack and the `balance` push both show in the raw log.
+    # The bet's ack, which carries the new balance, shows in the raw log (the `balance` push
+    # goes to the player's other sockets only).
     await page.wait_for_selector('#log li[data-direction="ack"][data-event="bet:place"]')
-    await page.wait_for_selector('#log li[data-direction="in"][data-event="balance"]')
     # An odds tick from the replay arrives and recolours its row.
     await page.wait_for_selector('#log li[data-direction="in"][data-event="odds"]', timeout=30000)
     await page.wait_for_selector("#markets td.odds.up, #markets td.odds.down", timeout=30000)
 
     await page.click("#claim-reward")
     await page.wait_for_selector("#balance:text('1075')", timeout=15000)
+    await page.wait_for_selector('#log li[data-direction="in"][data-event="balance"]')
     await page.wait_for_selector("#leaderboard-period")
 
     # The raw box sends any event and logs its ack.
