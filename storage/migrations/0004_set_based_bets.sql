@@ -1,0 +1,214 @@
+-- Bets placed set-based: a batch costs a handful of statements, not eight per bet.
+--
+-- place_bets decides every bet of a batch exactly as placing them one after the other in arrival
+-- order would (a repeat of a clientBetId answers the first bet; a user's second bet sees the
+-- balance the first one left), then writes them with one INSERT into bets, one UPDATE of users
+-- and one INSERT into the ledger. place_bet is a batch of one, so the rules live here only once.
+--
+-- Lock order (every writer of these rows keeps it, so no two can wait on each other in a cycle):
+--   1. market rows, in id order: bets take them FOR SHARE (a close, resolution or odds update is
+--      an UPDATE of that row, so it cannot slip between a bet's checks and its insert); odds
+--      updates, listing upserts, closes and settlement take them FOR NO KEY UPDATE / UPDATE;
+--   2. user rows, in id order, FOR UPDATE (bets, settlement, rewards).
+-- Nothing that holds a user row lock ever waits for a market row.
+
+CREATE OR REPLACE FUNCTION place_bets(
+    p_user_ids       uuid[],
+    p_market_ids     uuid[],
+    p_client_bet_ids text[],
+    p_sides          text[],
+    p_amounts        numeric[],      -- already validated: within the stake range, 2 decimals
+    p_expected_odds  numeric[],      -- NULL: take the current odds, whatever they are
+    p_max_slippages  numeric[],
+    p_odds_max_age   interval,
+    p_max_balance    numeric
+) RETURNS TABLE (ord bigint, code text, detail text, current_odds numeric, new_balance numeric, bet bets)
+-- code: placed | duplicate | market_not_found | market_closed | odds_stale | odds_changed |
+--       insufficient_credits | balance_cap_exceeded | user_not_found
+LANGUAGE plpgsql AS $$
+DECLARE
+    n             int := coalesce(cardinality(p_user_ids), 0);
+    -- Per bet (index = arrival order).
+    v_codes       text[];
+    v_details     text[];
+    v_odds        numeric[];
+    v_payouts     numeric[];
+    v_balances    numeric[];    -- the balance after the bet (or at its turn, if not placed)
+    v_user_ix     int[];        -- position of the bet's user in v_user_ids (NULL: no such user)
+    v_key_ix      int[];        -- one number per (user, clientBetId)
+    v_exists      boolean[];    -- a bet with that (user, clientBetId) was stored before the batch
+    -- Per locked user (id order): the running balance and open potential payout.
+    v_user_ids    uuid[];
+    v_balance     numeric[];
+    v_open        numeric[];
+    -- Per (user, clientBetId): a bet holds that key already.
+    v_taken       boolean[];
+    i             int;
+    u             int;
+    k             int;
+    v_worst       numeric;
+BEGIN
+    IF n = 0 THEN
+        RETURN;
+    END IF;
+
+    -- 1. Markets FOR SHARE in id order; every market rule decided per bet in one statement.
+    PERFORM 1 FROM markets m WHERE m.id = ANY(p_market_ids) ORDER BY m.id FOR SHARE;
+    SELECT array_agg(v.code ORDER BY b.ord), array_agg(v.detail ORDER BY b.ord),
+           array_agg(v.odds ORDER BY b.ord), array_agg(v.payout ORDER BY b.ord)
+    INTO v_codes, v_details, v_odds, v_payouts
+    FROM unnest(p_market_ids, p_sides, p_amounts, p_expected_odds, p_max_slippages) WITH ORDINALITY
+         AS b(market_id, side, amount, expected_odds, max_slippage, ord)
+    LEFT JOIN markets m ON m.id = b.market_id
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN m.id IS NULL OR m.status <> 'open' OR m.accepting_orders IS NOT TRUE
+                         OR m.ends_at <= now() OR m.odds_updated_at < now() - p_odds_max_age
+                    THEN NULL
+                    WHEN b.side = 'this' THEN m.this_odds ELSE m.that_odds END AS side_odds
+    ) o
+    CROSS JOIN LATERAL (
+        SELECT
+            CASE
+                WHEN m.id IS NULL THEN 'market_not_found'
+                WHEN m.status <> 'open' THEN 'market_closed'
+                -- A market whose end time is exactly now has ended.
+                WHEN m.ends_at <= now() THEN 'market_closed'
+                WHEN NOT m.accepting_orders THEN 'market_closed'
+                -- Exactly odds_max_age old is still fresh.
+                WHEN m.odds_updated_at < now() - p_odds_max_age THEN 'odds_stale'
+                -- Odds are implied probabilities: higher is a smaller payout, so worse.
+                WHEN o.side_odds > b.expected_odds + b.max_slippage THEN 'odds_changed'
+            END AS code,
+            CASE
+                WHEN m.id IS NULL THEN NULL
+                WHEN m.status <> 'open' THEN 'market is ' || m.status
+                WHEN m.ends_at <= now() THEN 'market is past its end time'
+                WHEN NOT m.accepting_orders THEN 'market is not accepting orders upstream'
+                WHEN m.odds_updated_at < now() - p_odds_max_age
+                    THEN round(extract(epoch FROM now() - m.odds_updated_at))::text
+                WHEN o.side_odds > b.expected_odds + b.max_slippage
+                    THEN (b.expected_odds + b.max_slippage)::text
+            END AS detail,
+            o.side_odds AS odds,
+            -- amount / odds rounded down to the cent (what a winning bet pays).
+            trunc(b.amount / o.side_odds, 2) AS payout
+    ) v;
+
+    -- 2. Users FOR UPDATE in id order: they serialise everything that moves a user's money, so
+    --    the balances read here stay true until commit.
+    SELECT array_agg(l.id), array_agg(l.balance), array_agg(l.open_potential_payout)
+    INTO v_user_ids, v_balance, v_open
+    FROM (SELECT u.id, u.balance, u.open_potential_payout FROM users u
+          WHERE u.id = ANY(p_user_ids) ORDER BY u.id FOR UPDATE) l;
+
+    -- 3. Who is who, and which clientBetIds are taken already (read under the user locks: every
+    --    bet insert holds its user's lock, so none can commit between this read and ours).
+    SELECT array_agg(s.user_ix ORDER BY s.ord), array_agg(s.key_ix ORDER BY s.ord),
+           array_agg(s.found ORDER BY s.ord)
+    INTO v_user_ix, v_key_ix, v_exists
+    FROM (
+        SELECT b.ord, lu.ix::int AS user_ix,
+               dense_rank() OVER (ORDER BY b.user_id, b.client_bet_id)::int AS key_ix,
+               EXISTS (SELECT 1 FROM bets e
+                       WHERE e.user_id = b.user_id AND e.client_bet_id = b.client_bet_id) AS found
+        FROM unnest(p_user_ids, p_client_bet_ids) WITH ORDINALITY AS b(user_id, client_bet_id, ord)
+        LEFT JOIN unnest(v_user_ids) WITH ORDINALITY AS lu(id, ix) ON lu.id = b.user_id
+    ) s;
+
+    -- 4. The money rules, bet by bet in arrival order, in memory: first come, first served.
+    v_balances := array_fill(NULL::numeric, ARRAY[n]);
+    v_taken := array_fill(false, ARRAY[n]);
+    FOR i IN 1..n LOOP
+        u := v_user_ix[i];
+        k := v_key_ix[i];
+        -- Idempotency comes first: a repeat answers the original bet whatever its payload (even
+        -- for a market that has closed since) and debits nothing.
+        IF v_taken[k] OR v_exists[i] THEN
+            v_codes[i] := 'duplicate';
+            v_details[i] := NULL;
+            v_odds[i] := NULL;
+            v_balances[i] := v_balance[u];
+            CONTINUE;
+        END IF;
+        IF v_codes[i] IS NOT NULL THEN
+            CONTINUE;  -- refused by a market rule
+        END IF;
+        IF u IS NULL THEN
+            v_codes[i] := 'user_not_found';
+            CONTINUE;
+        END IF;
+        v_balances[i] := v_balance[u];
+        IF v_balance[u] < p_amounts[i] THEN
+            v_codes[i] := 'insufficient_credits';
+            CONTINUE;
+        END IF;
+        -- The cap rule: if every open bet (this one included) won, the balance stays within it.
+        v_worst := (v_balance[u] - p_amounts[i]) + v_open[u] + v_payouts[i];
+        IF v_worst > p_max_balance THEN
+            v_codes[i] := 'balance_cap_exceeded';
+            v_details[i] := v_worst::text;
+            CONTINUE;
+        END IF;
+        v_balance[u] := v_balance[u] - p_amounts[i];
+        v_open[u] := v_open[u] + v_payouts[i];
+        v_balances[i] := v_balance[u];
+        v_codes[i] := 'placed';
+        v_taken[k] := true;
+    END LOOP;
+
+    -- 5. The writes, set-based, and every bet's answer in arrival order. Ledger rows are numbered
+    --    (seq) in arrival order, so each user's last row carries the balance it left.
+    RETURN QUERY
+    WITH d AS (
+        SELECT *
+        FROM unnest(p_user_ids, p_market_ids, p_client_bet_ids, p_sides, p_amounts, v_codes,
+                    v_details, v_odds, v_payouts, v_balances) WITH ORDINALITY
+             AS d(user_id, market_id, client_bet_id, side, amount, code, detail, odds, payout,
+                  balance, ord)
+    ), inserted AS (
+        INSERT INTO bets AS nb (user_id, market_id, client_bet_id, side, amount, odds, potential_payout)
+        SELECT d.user_id, d.market_id, d.client_bet_id, d.side, d.amount, d.odds, d.payout
+        FROM d WHERE d.code = 'placed' ORDER BY d.ord
+        RETURNING nb AS bet_row, nb.user_id, nb.client_bet_id
+    ), moved AS (
+        UPDATE users AS t SET balance = s.balance, open_potential_payout = s.open
+        FROM unnest(v_user_ids, v_balance, v_open) AS s(id, balance, open)
+        WHERE t.id = s.id AND (t.balance, t.open_potential_payout) IS DISTINCT FROM (s.balance, s.open)
+    ), staked AS (
+        INSERT INTO ledger (user_id, kind, amount, balance_after, bet_id)
+        SELECT d.user_id, 'bet_stake', -d.amount, d.balance, (i.bet_row).id
+        FROM d JOIN inserted i ON i.user_id = d.user_id AND i.client_bet_id = d.client_bet_id
+        WHERE d.code = 'placed'
+        ORDER BY d.ord
+    )
+    SELECT d.ord, d.code, d.detail, d.odds, d.balance,
+           CASE WHEN d.code IN ('placed', 'duplicate') THEN coalesce(i.bet_row, e) END
+    FROM d
+    LEFT JOIN inserted i ON i.user_id = d.user_id AND i.client_bet_id = d.client_bet_id
+    LEFT JOIN bets e ON d.code = 'duplicate'
+                    AND e.user_id = d.user_id AND e.client_bet_id = d.client_bet_id
+    ORDER BY d.ord;
+END $$;
+
+-- One bet is a batch of one.
+CREATE OR REPLACE FUNCTION place_bet(
+    p_user_id        uuid,
+    p_market_id      uuid,
+    p_client_bet_id  text,
+    p_side           text,
+    p_amount         numeric,
+    p_expected_odds  numeric,
+    p_max_slippage   numeric,
+    p_odds_max_age   interval,
+    p_max_balance    numeric,
+    OUT code         text,
+    OUT detail       text,
+    OUT current_odds numeric,
+    OUT new_balance  numeric,
+    OUT bet          bets
+) LANGUAGE sql AS $$
+    SELECT r.code, r.detail, r.current_odds, r.new_balance, r.bet
+    FROM place_bets(ARRAY[p_user_id], ARRAY[p_market_id], ARRAY[p_client_bet_id], ARRAY[p_side],
+                    ARRAY[p_amount], ARRAY[p_expected_odds], ARRAY[p_max_slippage],
+                    p_odds_max_age, p_max_balance) r
+$$;
