@@ -25,7 +25,10 @@ CREATE OR REPLACE FUNCTION place_bets(
 ) RETURNS TABLE (ord bigint, code text, detail text, current_odds numeric, new_balance numeric, bet bets)
 -- code: placed | duplicate | market_not_found | market_closed | odds_stale | odds_changed |
 --       insufficient_credits | balance_cap_exceeded | user_not_found
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+-- Cheap statements whose row estimates can look expensive: compiling them costs more than it saves.
+SET jit = off
+AS $$
 DECLARE
     n             int := coalesce(cardinality(p_user_ids), 0);
     -- Per bet (index = arrival order).
@@ -37,10 +40,13 @@ DECLARE
     v_user_ix     int[];        -- position of the bet's user in v_user_ids (NULL: no such user)
     v_key_ix      int[];        -- one number per (user, clientBetId)
     v_exists      boolean[];    -- a bet with that (user, clientBetId) was stored before the batch
+    v_bet_ids     uuid[];       -- the new bet's id (NULL: not placed)
     -- Per locked user (id order): the running balance and open potential payout.
     v_user_ids    uuid[];
     v_balance     numeric[];
     v_open        numeric[];
+    v_user_rows   tid[];        -- the locked row versions
+    v_moved       boolean[];    -- a bet of this user was placed
     -- Per (user, clientBetId): a bet holds that key already.
     v_taken       boolean[];
     i             int;
@@ -59,7 +65,9 @@ BEGIN
     INTO v_codes, v_details, v_odds, v_payouts
     FROM unnest(p_market_ids, p_sides, p_amounts, p_expected_odds, p_max_slippages) WITH ORDINALITY
          AS b(market_id, side, amount, expected_odds, max_slippage, ord)
-    LEFT JOIN markets m ON m.id = b.market_id
+    -- LATERAL ... LIMIT 1 here and below: one index probe per bet, whatever the planner guesses
+    -- about the size of the batch or the table (a cached plan must not hash a whole table).
+    LEFT JOIN LATERAL (SELECT * FROM markets m WHERE m.id = b.market_id LIMIT 1) m ON true
     CROSS JOIN LATERAL (
         SELECT CASE WHEN m.id IS NULL OR m.status <> 'open' OR m.accepting_orders IS NOT TRUE
                          OR m.ends_at <= now() OR m.odds_updated_at < now() - p_odds_max_age
@@ -96,9 +104,9 @@ BEGIN
 
     -- 2. Users FOR UPDATE in id order: they serialise everything that moves a user's money, so
     --    the balances read here stay true until commit.
-    SELECT array_agg(l.id), array_agg(l.balance), array_agg(l.open_potential_payout)
-    INTO v_user_ids, v_balance, v_open
-    FROM (SELECT u.id, u.balance, u.open_potential_payout FROM users u
+    SELECT array_agg(l.id), array_agg(l.ctid), array_agg(l.balance), array_agg(l.open_potential_payout)
+    INTO v_user_ids, v_user_rows, v_balance, v_open
+    FROM (SELECT u.id, u.ctid, u.balance, u.open_potential_payout FROM users u
           WHERE u.id = ANY(p_user_ids) ORDER BY u.id FOR UPDATE) l;
 
     -- 3. Who is who, and which clientBetIds are taken already (read under the user locks: every
@@ -109,15 +117,19 @@ BEGIN
     FROM (
         SELECT b.ord, lu.ix::int AS user_ix,
                dense_rank() OVER (ORDER BY b.user_id, b.client_bet_id)::int AS key_ix,
-               EXISTS (SELECT 1 FROM bets e
-                       WHERE e.user_id = b.user_id AND e.client_bet_id = b.client_bet_id) AS found
+               e.found IS NOT NULL AS found
         FROM unnest(p_user_ids, p_client_bet_ids) WITH ORDINALITY AS b(user_id, client_bet_id, ord)
         LEFT JOIN unnest(v_user_ids) WITH ORDINALITY AS lu(id, ix) ON lu.id = b.user_id
+        LEFT JOIN LATERAL (SELECT true AS found FROM bets e
+                           WHERE e.user_id = b.user_id AND e.client_bet_id = b.client_bet_id
+                           LIMIT 1) e ON true
     ) s;
 
     -- 4. The money rules, bet by bet in arrival order, in memory: first come, first served.
     v_balances := array_fill(NULL::numeric, ARRAY[n]);
     v_taken := array_fill(false, ARRAY[n]);
+    v_bet_ids := array_fill(NULL::uuid, ARRAY[n]);
+    v_moved := array_fill(false, ARRAY[coalesce(cardinality(v_user_ids), 0)]);
     FOR i IN 1..n LOOP
         u := v_user_ix[i];
         k := v_key_ix[i];
@@ -153,40 +165,41 @@ BEGIN
         v_open[u] := v_open[u] + v_payouts[i];
         v_balances[i] := v_balance[u];
         v_codes[i] := 'placed';
+        v_bet_ids[i] := gen_random_uuid();
+        v_moved[u] := true;
         v_taken[k] := true;
     END LOOP;
 
-    -- 5. The writes, set-based, and every bet's answer in arrival order. Ledger rows are numbered
-    --    (seq) in arrival order, so each user's last row carries the balance it left.
-    RETURN QUERY
-    WITH d AS (
-        SELECT *
-        FROM unnest(p_user_ids, p_market_ids, p_client_bet_ids, p_sides, p_amounts, v_codes,
-                    v_details, v_odds, v_payouts, v_balances) WITH ORDINALITY
-             AS d(user_id, market_id, client_bet_id, side, amount, code, detail, odds, payout,
-                  balance, ord)
-    ), inserted AS (
-        INSERT INTO bets AS nb (user_id, market_id, client_bet_id, side, amount, odds, potential_payout)
-        SELECT d.user_id, d.market_id, d.client_bet_id, d.side, d.amount, d.odds, d.payout
-        FROM d WHERE d.code = 'placed' ORDER BY d.ord
-        RETURNING nb AS bet_row, nb.user_id, nb.client_bet_id
-    ), moved AS (
+    -- 5. The writes, set-based. Ledger rows are numbered (seq) in arrival order, so each
+    --    user's last row carries the balance it left.
+    INSERT INTO bets (id, user_id, market_id, client_bet_id, side, amount, odds, potential_payout)
+    SELECT d.id, d.user_id, d.market_id, d.client_bet_id, d.side, d.amount, d.odds, d.payout
+    FROM unnest(v_bet_ids, p_user_ids, p_market_ids, p_client_bet_ids, p_sides, p_amounts, v_odds,
+                v_payouts) AS d(id, user_id, market_id, client_bet_id, side, amount, odds, payout)
+    WHERE d.id IS NOT NULL;
+    IF FOUND THEN
+        -- By the row versions locked in step 2 (nothing else can have moved them since): a TID
+        -- scan, whatever the planner guesses about the table.
         UPDATE users AS t SET balance = s.balance, open_potential_payout = s.open
-        FROM unnest(v_user_ids, v_balance, v_open) AS s(id, balance, open)
-        WHERE t.id = s.id AND (t.balance, t.open_potential_payout) IS DISTINCT FROM (s.balance, s.open)
-    ), staked AS (
+        FROM unnest(v_user_rows, v_balance, v_open, v_moved) AS s(row_version, balance, open, moved)
+        WHERE t.ctid = s.row_version AND s.moved;
         INSERT INTO ledger (user_id, kind, amount, balance_after, bet_id)
-        SELECT d.user_id, 'bet_stake', -d.amount, d.balance, (i.bet_row).id
-        FROM d JOIN inserted i ON i.user_id = d.user_id AND i.client_bet_id = d.client_bet_id
-        WHERE d.code = 'placed'
-        ORDER BY d.ord
-    )
-    SELECT d.ord, d.code, d.detail, d.odds, d.balance,
-           CASE WHEN d.code IN ('placed', 'duplicate') THEN coalesce(i.bet_row, e) END
-    FROM d
-    LEFT JOIN inserted i ON i.user_id = d.user_id AND i.client_bet_id = d.client_bet_id
-    LEFT JOIN bets e ON d.code = 'duplicate'
-                    AND e.user_id = d.user_id AND e.client_bet_id = d.client_bet_id
+        SELECT d.user_id, 'bet_stake', -d.amount, d.balance, d.id
+        FROM unnest(v_bet_ids, p_user_ids, p_amounts, v_balances) WITH ORDINALITY
+             AS d(id, user_id, amount, balance, ord)
+        WHERE d.id IS NOT NULL
+        ORDER BY d.ord;
+    END IF;
+
+    -- 6. Every bet's answer in arrival order, with the bet it placed or repeats.
+    RETURN QUERY
+    SELECT d.ord, d.code, d.detail, d.odds, d.balance, e.e
+    FROM unnest(p_user_ids, p_client_bet_ids, v_codes, v_details, v_odds, v_balances)
+         WITH ORDINALITY AS d(user_id, client_bet_id, code, detail, odds, balance, ord)
+    LEFT JOIN LATERAL (SELECT e FROM bets e
+                       WHERE d.code IN ('placed', 'duplicate')
+                         AND e.user_id = d.user_id AND e.client_bet_id = d.client_bet_id
+                       LIMIT 1) e ON true
     ORDER BY d.ord;
 END $$;
 
