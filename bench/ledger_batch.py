@@ -75,7 +75,7 @@ DROPPABLE: list[tuple[str, str]] = [
         "ALTER TABLE bets DROP CONSTRAINT bets_user_id_client_bet_id_key",
     ),
     ("bets.user_id -> users (FK)", "ALTER TABLE bets DROP CONSTRAINT bets_user_id_fkey"),
-    ("bets.market_id -> markets (FK)", "ALTER TABLE bets DROP CONSTRAINT bets_market_id_fkey"),
+    ("markets_keep_bets (delete trigger)", "DROP TRIGGER markets_keep_bets ON markets"),
     (
         "bets client_bet_id regex (check)",
         "ALTER TABLE bets DROP CONSTRAINT bets_client_bet_id_check",
@@ -84,8 +84,16 @@ DROPPABLE: list[tuple[str, str]] = [
     ("ledger_one_stake_per_bet (unique)", "DROP INDEX ledger_one_stake_per_bet"),
     ("ledger_one_settlement_per_bet (unique)", "DROP INDEX ledger_one_settlement_per_bet"),
     ("ledger.user_id -> users (FK)", "ALTER TABLE ledger DROP CONSTRAINT ledger_user_id_fkey"),
-    ("ledger.bet_id -> bets (FK)", "ALTER TABLE ledger DROP CONSTRAINT ledger_bet_id_fkey"),
+    ("bets_keep_ledger (delete trigger)", "DROP TRIGGER bets_keep_ledger ON bets"),
     ("ledger_no_update (trigger)", "DROP TRIGGER ledger_no_update ON ledger"),
+    (
+        "bets amount/odds/payout/status (checks)",
+        "ALTER TABLE bets DROP CONSTRAINT bets_amount_check, DROP CONSTRAINT bets_odds_check, DROP CONSTRAINT bets_potential_payout_check, DROP CONSTRAINT bets_status_check, DROP CONSTRAINT bets_side_check, DROP CONSTRAINT bets_check",
+    ),
+    (
+        "ledger kind/amount (checks)",
+        "ALTER TABLE ledger DROP CONSTRAINT ledger_kind_check, DROP CONSTRAINT ledger_check, DROP CONSTRAINT ledger_check1, DROP CONSTRAINT ledger_balance_after_check",
+    ),
     ("users cap (check)", "ALTER TABLE users DROP CONSTRAINT users_cap_with_open_bets"),
 ]
 

@@ -245,3 +245,24 @@ async def test_a_mixed_batch_answers_every_bet_as_placing_them_one_at_a_time_wou
     assert isinstance(repeat, bets.PlacedBet) and repeat.bet["id"] == batched[0].bet["id"]  # type: ignore[union-attr]
     assert repeat.balance == Decimal("0.00")  # the balance at its turn: after p1 and p3
     await assert_sound(db)
+
+
+async def test_the_schema_still_refuses_a_bad_client_bet_id_and_orphaning_deletes(
+    db: asyncpg.Pool,
+) -> None:
+    user = await make_user(db, "guarded")
+    market = await insert_market(db)
+    [placed] = await bets.place_bets(db, [request(user, market, "kept")], RULES)
+    assert isinstance(placed, bets.PlacedBet)
+    insert = (
+        "INSERT INTO bets (user_id, market_id, client_bet_id, side, amount, odds, potential_payout)"
+        " VALUES ($1, $2, $3, 'this', 10, 0.5, 20)"
+    )
+    for bad in ("", "x" * 65, "has space", "semi;colon", "é"):
+        with pytest.raises(asyncpg.CheckViolationError):
+            await db.execute(insert, user, market, bad)
+    await db.execute(insert, user, market, "Ok_id-" + "9" * 58)  # 64 characters, all allowed
+    with pytest.raises(asyncpg.ForeignKeyViolationError):
+        await db.execute("DELETE FROM markets WHERE id = $1", market)
+    with pytest.raises(asyncpg.ForeignKeyViolationError):
+        await db.execute("DELETE FROM bets WHERE id = $1", placed.bet["id"])
