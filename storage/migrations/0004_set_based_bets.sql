@@ -47,6 +47,8 @@ DECLARE
     v_open        numeric[];
     v_user_rows   tid[];        -- the locked row versions
     v_moved       boolean[];    -- a bet of this user was placed
+    v_moved_count int := 0;
+    v_updated     int;
     -- Per (user, clientBetId): a bet holds that key already.
     v_taken       boolean[];
     i             int;
@@ -166,7 +168,10 @@ BEGIN
         v_balances[i] := v_balance[u];
         v_codes[i] := 'placed';
         v_bet_ids[i] := gen_random_uuid();
-        v_moved[u] := true;
+        IF NOT v_moved[u] THEN
+            v_moved[u] := true;
+            v_moved_count := v_moved_count + 1;
+        END IF;
         v_taken[k] := true;
     END LOOP;
 
@@ -191,6 +196,10 @@ BEGIN
         UPDATE users AS t SET balance = s.balance, open_potential_payout = s.open
         FROM unnest(v_user_rows, v_balance, v_open, v_moved) AS s(row_version, balance, open, moved)
         WHERE t.ctid = s.row_version AND s.moved;
+        GET DIAGNOSTICS v_updated = ROW_COUNT;
+        IF v_updated <> v_moved_count THEN
+            RAISE EXCEPTION 'place_bets: % of % users updated', v_updated, v_moved_count;
+        END IF;
     END IF;
 
     -- 6. Every bet's answer in arrival order, with the bet it placed or repeats.
