@@ -65,7 +65,7 @@ INSERT INTO ledger (user_id, kind, amount, balance_after, bet_id)
 SELECT user_id, 'bet_stake', -amount, 100000, id FROM bets
 """
 
-# Each row: a name, the statement that removes it, and the invariant it guards (for the table).
+# Each row: what is dropped, and the statement that drops it (for the --costs table).
 DROPPABLE: list[tuple[str, str]] = [
     ("bets_user_placed (index)", "DROP INDEX bets_user_placed"),
     ("bets_market (index)", "DROP INDEX bets_market"),
