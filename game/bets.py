@@ -1,4 +1,11 @@
-"""Bet validation and payout: every check a bet must pass before the stake is debited."""
+"""Bet validation and payout: every check a bet must pass before the stake is debited.
+
+The stake range (`validate_amount`) is checked here, before a bet is queued. Every other rule
+executes in the database, under the market and user locks (`place_bets`, storage/migrations/0004);
+the functions below state those rules in Python as the oracle of a parity test that runs both on
+the same cases (tests/integration/test_bet_rules_parity.py), and `odds_are_stale` is the one
+definition of staleness outside a bet (the feed's status report).
+"""
 
 from __future__ import annotations
 
@@ -65,15 +72,17 @@ def check_odds(current: Decimal, expected: Decimal | None, max_slippage: Decimal
         )
 
 
-def check_fresh(odds_updated_at: datetime | None, now: datetime, rules: GameRules) -> None:
-    """Refuse (ODDS_STALE) odds never read or older than `odds_max_age_s`.
+def odds_are_stale(odds_updated_at: datetime, now: datetime, max_age_s: float) -> bool:
+    """Odds older than `max_age_s`; exactly `max_age_s` old is still fresh."""
+    return (ensure_utc(now) - ensure_utc(odds_updated_at)).total_seconds() > max_age_s
 
-    Exactly `odds_max_age_s` old is still fresh.
-    """
+
+def check_fresh(odds_updated_at: datetime | None, now: datetime, rules: GameRules) -> None:
+    """Refuse (ODDS_STALE) odds never read or older than `odds_max_age_s`."""
     if odds_updated_at is None:
         raise GameError(ErrorCode.ODDS_STALE, "no odds have been read for this market yet")
-    age_s = (ensure_utc(now) - ensure_utc(odds_updated_at)).total_seconds()
-    if age_s > rules.odds_max_age_s:
+    if odds_are_stale(odds_updated_at, now, rules.odds_max_age_s):
+        age_s = (ensure_utc(now) - ensure_utc(odds_updated_at)).total_seconds()
         raise GameError(
             ErrorCode.ODDS_STALE,
             f"odds are {age_s:.0f}s old (limit {rules.odds_max_age_s:.0f}s)",
@@ -88,11 +97,13 @@ def check_market_open(
     A market whose end time is exactly `now` has ended.
     """
     if status is not MarketStatus.OPEN:
-        raise GameError(ErrorCode.MARKET_CLOSED, f"market is {status.value}")
+        raise GameError(ErrorCode.MARKET_CLOSED, f"market is {status.value}; bets are closed")
     if ends_at is not None and ensure_utc(now) >= ensure_utc(ends_at):
-        raise GameError(ErrorCode.MARKET_CLOSED, "market is past its end time")
+        raise GameError(ErrorCode.MARKET_CLOSED, "market is past its end time; bets are closed")
     if not accepting_orders:
-        raise GameError(ErrorCode.MARKET_CLOSED, "market is not accepting orders upstream")
+        raise GameError(
+            ErrorCode.MARKET_CLOSED, "market is not accepting orders upstream; bets are closed"
+        )
 
 
 def check_funds_and_cap(

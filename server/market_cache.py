@@ -19,6 +19,7 @@ import orjson
 import redis.asyncio as redis
 from aiohttp import web
 
+from game.bets import odds_are_stale
 from game.errors import ErrorCode, GameError
 from server import metrics
 from server.jobs import stop_if_cancelled
@@ -187,5 +188,4 @@ async def market_cache_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def is_stale(row: Mapping[str, Any], now: datetime, max_age_s: float) -> bool:
-    updated_at: datetime = row["odds_updated_at"]
-    return (now - updated_at).total_seconds() > max_age_s
+    return odds_are_stale(row["odds_updated_at"], now, max_age_s)

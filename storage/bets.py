@@ -1,8 +1,11 @@
-"""Placing bets (the `place_bet` database function, one round trip) and reading a player's bets."""
+"""Placing bets (the `place_bets` database function, one round trip per batch) and reading a player's bets."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import logging
+import random
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,8 +20,8 @@ from game.markets import Side
 from game.rules import GameRules
 from storage.database import Executor
 
-# The function's checks mirror game.bets (check_market_open, check_fresh, check_odds,
-# check_funds_and_cap); they run in the database so they hold under the market and user locks.
+# The bet rules execute in the database (storage/migrations/0004), under the market and user
+# locks; game.bets states them in Python as the oracle of a parity test, nothing more.
 CALL_PLACE_BET: Final = """
 SELECT code, detail, current_odds, new_balance, bet
 FROM place_bet($1, $2, $3, $4, $5, $6, $7, $8, $9)
@@ -50,6 +53,12 @@ SELECT * FROM bets WHERE user_id = $1 AND status = 'open' ORDER BY placed_at DES
 """
 
 BetFilter = Literal["open", "settled", "all"]
+
+logger = logging.getLogger("thisthat.bets")
+
+# Every writer takes market rows, then user rows, each in id order, so a deadlock should never
+# happen; if one ever does, PostgreSQL rolled the whole batch back and it is simply run again.
+DEADLOCK_ATTEMPTS: Final = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +113,8 @@ async def place_bets(
             strict=True,
         )
     )
-    rows = await pool.fetch(
+    rows = await _fetch_again_on_deadlock(
+        pool,
         CALL_PLACE_BETS,
         *(list(column) for column in columns),
         timedelta(seconds=rules.odds_max_age_s),
@@ -141,7 +151,8 @@ async def place_bet(
         if original is not None:
             return PlacedBet(original["bet"], original["balance"], created=False)
         raise
-    row = await pool.fetchrow(
+    rows = await _fetch_again_on_deadlock(
+        pool,
         CALL_PLACE_BET,
         user_id,
         market_id,
@@ -153,11 +164,26 @@ async def place_bet(
         timedelta(seconds=rules.odds_max_age_s),
         rules.max_balance,
     )
-    assert row is not None
+    row = rows[0]
     code = row["code"]
     if code in ("placed", "duplicate"):
         return PlacedBet(row["bet"], row["new_balance"], created=code == "placed")
     raise _refusal(code, row, stake, rules)
+
+
+async def _fetch_again_on_deadlock(pool: Executor, query: str, *args: Any) -> list[asyncpg.Record]:
+    """Run a one-statement transaction, again if PostgreSQL broke a deadlock by aborting it."""
+    in_transaction = not isinstance(pool, asyncpg.Pool) and pool.is_in_transaction()
+    for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
+        try:
+            return list(await pool.fetch(query, *args))
+        except asyncpg.DeadlockDetectedError:
+            # Inside a caller's transaction the abort is the caller's to handle.
+            if in_transaction or attempt == DEADLOCK_ATTEMPTS:
+                raise
+            logger.warning("bet batch deadlocked; placing it again", extra={"attempt": attempt})
+            await asyncio.sleep(random.uniform(0, 0.005 * attempt))  # noqa: S311 - jitter only
+    raise AssertionError("unreachable")
 
 
 def _refusal(code: str, row: asyncpg.Record, stake: Decimal, rules: GameRules) -> GameError:

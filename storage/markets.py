@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from decimal import Decimal
 from typing import Final
@@ -11,7 +12,7 @@ from typing import Final
 import asyncpg
 
 from game.markets import MarketListing
-from storage.database import Executor
+from storage.database import Connection, Executor
 
 MARKET_COLUMNS: Final = """
 id, source, source_id, slug, question, this_label, that_label, this_token_id, that_token_id,
@@ -51,16 +52,29 @@ WHERE (m.slug, m.question, m.ends_at, m.category, m.image_url, m.volume, m.accep
 RETURNING {MARKET_COLUMNS}, (xmax = 0) AS inserted
 """
 
+# Lock order (see storage/migrations/0004): market rows in id order, before anything else. Every
+# writer of several markets takes them with this statement first, in its own transaction, so the
+# statement that then writes them finds them already locked; a single statement that locked as it
+# went would lock in whatever order its plan visits rows, and could wait in a cycle with a bet
+# batch. FOR NO KEY UPDATE is what an UPDATE of these (non-key) columns takes anyway, and it lets
+# the foreign-key checks of inserts that point at the market go on.
+LOCK_MARKETS_BY_ID: Final = """
+SELECT id FROM markets WHERE id = ANY($1::uuid[]) ORDER BY id FOR NO KEY UPDATE
+"""
+
+LOCK_MARKETS_BY_SOURCE_ID: Final = """
+SELECT id FROM markets WHERE source = 'polymarket' AND source_id = ANY($1::text[])
+ORDER BY id FOR NO KEY UPDATE
+"""
+
 # Every market whose odds were read gets a fresh `odds_updated_at`, changed or not, so a quiet
-# market is not stale while a dead feed is. Only real changes get a history row.
+# market is not stale while a dead feed is. Only real changes get a history row. The rows are
+# locked beforehand (LOCK_MARKETS_BY_ID).
 RECORD_ODDS: Final = f"""
 WITH incoming AS (
     SELECT * FROM unnest($1::uuid[], $2::numeric[], $3::numeric[]) AS i(id, this_odds, that_odds)
-), locked AS (
-    -- Rows locked in id order, the order bet batches take them in (no deadlock cycle).
-    SELECT id FROM markets WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE
 ), changed AS (
-    SELECT i.* FROM incoming i JOIN locked l ON l.id = i.id JOIN markets m ON m.id = i.id
+    SELECT i.* FROM incoming i JOIN markets m ON m.id = i.id
     WHERE m.status = 'open' AND (m.this_odds, m.that_odds) IS DISTINCT FROM (i.this_odds, i.that_odds)
 ), updated AS (
     UPDATE markets m SET
@@ -79,8 +93,7 @@ SELECT {MARKET_COLUMNS} FROM updated WHERE changed
 """
 
 TOUCH_ODDS: Final = """
-WITH locked AS (SELECT id FROM markets WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE)
-UPDATE markets SET odds_updated_at = $2 WHERE id IN (SELECT id FROM locked) AND status = 'open'
+UPDATE markets SET odds_updated_at = $2 WHERE id = ANY($1::uuid[]) AND status = 'open'
 """
 
 CLOSE_MARKET: Final = f"""
@@ -107,10 +120,6 @@ SELECT_TO_RESOLVE: Final = f"""
 SELECT {MARKET_COLUMNS} FROM markets
 WHERE status IN ('open', 'closed')
   AND (status = 'closed' OR ends_at <= $1 OR source_id = ANY($2::text[]))
-"""
-
-COUNT_STALE: Final = """
-SELECT count(*) FROM markets WHERE status = 'open' AND odds_updated_at < $1
 """
 
 
@@ -145,7 +154,9 @@ async def upsert_listings(
             strict=True,
         )
     )
-    return list(await connection.fetch(UPSERT_LISTINGS, *(list(column) for column in columns)))
+    async with _transaction(connection) as locked:
+        await locked.execute(LOCK_MARKETS_BY_SOURCE_ID, list(columns[0]))
+        return list(await locked.fetch(UPSERT_LISTINGS, *(list(column) for column in columns)))
 
 
 async def record_odds(
@@ -157,11 +168,26 @@ async def record_odds(
     if not readings:
         return []
     ids, this_odds, that_odds = (list(column) for column in zip(*readings, strict=True))
-    return list(await connection.fetch(RECORD_ODDS, ids, this_odds, that_odds, now))
+    async with _transaction(connection) as locked:
+        await locked.execute(LOCK_MARKETS_BY_ID, ids)
+        return list(await locked.fetch(RECORD_ODDS, ids, this_odds, that_odds, now))
 
 
 async def touch_odds(connection: Executor, ids: Sequence[uuid.UUID], now: datetime) -> None:
-    await connection.execute(TOUCH_ODDS, list(ids), now)
+    async with _transaction(connection) as locked:
+        await locked.execute(LOCK_MARKETS_BY_ID, list(ids))
+        await locked.execute(TOUCH_ODDS, list(ids), now)
+
+
+@asynccontextmanager
+async def _transaction(executor: Executor) -> AsyncIterator[Connection]:
+    """A transaction on `executor`: a connection of the pool if it is one, else the connection."""
+    if isinstance(executor, asyncpg.Pool):
+        async with executor.acquire() as connection, connection.transaction():
+            yield connection
+    else:
+        async with executor.transaction():
+            yield executor
 
 
 async def close_market(connection: Executor, market_id: uuid.UUID) -> asyncpg.Record | None:
@@ -198,7 +224,3 @@ async def markets_to_resolve(
     connection: Executor, now: datetime, unlisted_source_ids: Sequence[str]
 ) -> list[asyncpg.Record]:
     return list(await connection.fetch(SELECT_TO_RESOLVE, now, list(unlisted_source_ids)))
-
-
-async def count_stale(connection: Executor, older_than: datetime) -> int:
-    return int(await connection.fetchval(COUNT_STALE, older_than))

@@ -161,3 +161,108 @@ async def test_the_database_refuses_a_balance_that_open_bets_could_push_past_the
     user = await make_user(db, "capped", "999000")
     with pytest.raises(asyncpg.CheckViolationError):
         await db.execute("UPDATE users SET open_potential_payout = 1000.01 WHERE id = $1", user)
+
+
+async def test_a_mixed_batch_answers_every_bet_as_placing_them_one_at_a_time_would(
+    db: asyncpg.Pool,
+) -> None:
+    """Every refusal code, repeats inside the batch and of earlier bets, a pair of bets that
+    together overdraw, the cap: one batch, and the same bets one by one in a twin world."""
+
+    async def world(tag: str) -> list[BetRequest]:
+        rich = await make_user(db, f"rich_{tag}", "5000")
+        poor = await make_user(db, f"poor_{tag}", "150")
+        capped = await make_user(db, f"capped_{tag}", "900")
+        gone = uuid.uuid4()  # a user that does not exist
+        market = await insert_market(db, this_odds="0.4000", that_odds="0.6000")
+        longshot = await insert_market(db, this_odds="0.0010", that_odds="0.9990")
+        longer = await insert_market(db, this_odds="0.0001", that_odds="0.9999")
+        closed = await insert_market(db, status="closed")
+        ended = await insert_market(db, ends_in_s=-1)
+        halted = await insert_market(db, accepting_orders=False)
+        stale = await insert_market(db, odds_age_s=RULES.odds_max_age_s + 60)
+        await bets.place_bets(db, [request(rich, market, "earlier", "10")], RULES)
+        return [
+            request(poor, market, "p1"),  # placed: 50 left
+            request(poor, market, "p2"),  # 100 > 50: refused, as if placed after p1
+            request(poor, market, "p3", "50"),  # fits exactly what p1 left
+            request(poor, market, "p1", "10", side="that"),  # a repeat inside the batch
+            request(rich, market, "earlier", "999"),  # a repeat of an earlier batch's bet
+            request(rich, uuid.uuid4(), "r1"),
+            request(rich, closed, "r2"),
+            request(rich, ended, "r3"),
+            request(rich, halted, "r4"),
+            request(rich, stale, "r5"),
+            request(rich, market, "r6", expected="0.3500"),
+            request(rich, market, "r7", side="that", expected="0.6000"),  # exactly as expected
+            request(capped, longshot, "c1", "400"),  # 500 + 400,000 potential: within the cap
+            request(capped, longshot, "c2", "600"),  # only 500 left: short, not capped
+            request(capped, longer, "c3", "500"),  # 0 + 400,000 + 5,000,000: beyond the cap
+            request(capped, market, "c4", "10"),  # 490 + 400,000 + 25: within
+            request(gone, market, "g1"),
+        ]
+
+    def answer_of(answer: bets.PlacedBet | GameError) -> tuple[object, ...]:
+        if isinstance(answer, GameError):
+            return (answer.code, answer.message, dict(answer.details))
+        bet = answer.bet
+        return (
+            answer.created,
+            answer.balance,
+            bet["client_bet_id"],
+            bet["side"],
+            bet["amount"],
+            bet["odds"],
+            bet["potential_payout"],
+        )
+
+    batched = await bets.place_bets(db, await world("batch"), RULES)
+    one_by_one = [
+        (await bets.place_bets(db, [single], RULES))[0] for single in await world("single")
+    ]
+    assert [answer_of(a) for a in batched] == [answer_of(a) for a in one_by_one]
+    codes = [a.code if isinstance(a, GameError) else a.created for a in batched]
+    assert codes == [
+        True,
+        ErrorCode.INSUFFICIENT_CREDITS,
+        True,
+        False,
+        False,
+        ErrorCode.MARKET_NOT_FOUND,
+        ErrorCode.MARKET_CLOSED,
+        ErrorCode.MARKET_CLOSED,
+        ErrorCode.MARKET_CLOSED,
+        ErrorCode.ODDS_STALE,
+        ErrorCode.ODDS_CHANGED,
+        True,
+        True,
+        ErrorCode.INSUFFICIENT_CREDITS,
+        ErrorCode.BALANCE_CAP_EXCEEDED,
+        True,
+        ErrorCode.AUTH_REQUIRED,
+    ]
+    repeat = batched[3]
+    assert isinstance(repeat, bets.PlacedBet) and repeat.bet["id"] == batched[0].bet["id"]  # type: ignore[union-attr]
+    assert repeat.balance == Decimal("0.00")  # the balance at its turn: after p1 and p3
+    await assert_sound(db)
+
+
+async def test_the_schema_still_refuses_a_bad_client_bet_id_and_orphaning_deletes(
+    db: asyncpg.Pool,
+) -> None:
+    user = await make_user(db, "guarded")
+    market = await insert_market(db)
+    [placed] = await bets.place_bets(db, [request(user, market, "kept")], RULES)
+    assert isinstance(placed, bets.PlacedBet)
+    insert = (
+        "INSERT INTO bets (user_id, market_id, client_bet_id, side, amount, odds, potential_payout)"
+        " VALUES ($1, $2, $3, 'this', 10, 0.5, 20)"
+    )
+    for bad in ("", "x" * 65, "has space", "semi;colon", "é"):
+        with pytest.raises(asyncpg.CheckViolationError):
+            await db.execute(insert, user, market, bad)
+    await db.execute(insert, user, market, "Ok_id-" + "9" * 58)  # 64 characters, all allowed
+    with pytest.raises(asyncpg.ForeignKeyViolationError):
+        await db.execute("DELETE FROM markets WHERE id = $1", market)
+    with pytest.raises(asyncpg.ForeignKeyViolationError):
+        await db.execute("DELETE FROM bets WHERE id = $1", placed.bet["id"])

@@ -1,4 +1,4 @@
-"""Bet validation and payout rules of game.bets."""
+"""Bet rules of game.bets: the stake check the server runs, and the oracle the database is held to."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from game.bets import (
     check_funds_and_cap,
     check_market_open,
     check_odds,
+    odds_are_stale,
     potential_payout,
     validate_amount,
 )
@@ -142,6 +143,13 @@ def test_worse_odds_beyond_slippage_are_refused_with_current_odds() -> None:
 
 def test_odds_exactly_at_max_age_are_fresh() -> None:
     check_fresh(NOW - timedelta(seconds=120), NOW, RULES)
+
+
+def test_staleness_has_one_boundary_for_bets_and_the_feed_status() -> None:
+    assert not odds_are_stale(NOW - timedelta(seconds=120), NOW, 120)
+    assert odds_are_stale(NOW - timedelta(seconds=120, microseconds=1), NOW, 120)
+    plus_two = timezone(timedelta(hours=2))
+    assert not odds_are_stale(datetime(2026, 11, 25, 13, 59, tzinfo=plus_two), NOW, 120)
 
 
 def test_odds_older_than_max_age_are_stale() -> None:
