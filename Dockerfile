@@ -12,6 +12,7 @@ COPY server ./server
 COPY game ./game
 COPY storage ./storage
 COPY feeds ./feeds
+COPY services ./services
 RUN /opt/venv/bin/python -m pip install --no-cache-dir --no-deps .
 
 FROM python:3.11-slim

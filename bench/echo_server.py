@@ -16,8 +16,8 @@ import socketio
 import uvloop
 from aiohttp import web
 
-from server.loadtest.plan import OPERATIONS
-from server.loadtest.system import raise_open_file_limit
+from loadtest.plan import OPERATIONS
+from loadtest.system import raise_open_file_limit
 from server.wire import OrjsonModule
 
 ECHO_MARKET: dict[str, Any] = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from server.loadtest.system import cpu_seconds
+from loadtest.system import cpu_seconds
 
 
 def children(pid: int) -> list[int]:

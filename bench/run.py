@@ -23,7 +23,7 @@ import uvloop
 from bench import scenarios
 from bench.stack import BenchStack
 from bench.timeline import write_bench_timeline
-from server.loadtest.system import machine, raise_open_file_limit
+from loadtest.system import machine, raise_open_file_limit
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

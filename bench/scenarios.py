@@ -14,11 +14,11 @@ import asyncpg
 import orjson
 import redis.asyncio as redis
 
+from loadtest.plan import LoadPlan, parse_mix
+from loadtest.runner import run_load
+from loadtest.stats import new_histogram, record_seconds, summarize
+from loadtest.system import cpu_seconds, rss_kb
 from server import pushes
-from server.loadtest.plan import LoadPlan, parse_mix
-from server.loadtest.runner import run_load
-from server.loadtest.stats import new_histogram, record_seconds, summarize
-from server.loadtest.system import cpu_seconds, rss_kb
 
 BETS_ONLY: Final = parse_mix("bet=1")
 

@@ -21,7 +21,7 @@ from bench import node_client
 from bench.processes import CpuWindow
 from bench.stack import BenchStack
 from bench.timeline import write_bench_timeline
-from server.loadtest.system import raise_open_file_limit
+from loadtest.system import raise_open_file_limit
 
 
 async def compare(

@@ -212,18 +212,20 @@ def cmd_seed(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_loadtest(settings: Settings, args: argparse.Namespace) -> int:
+    """The load client is its own package (`loadtest`), installed with the loadtest extra; the
+    server only hands it the arguments, so the server image carries none of it."""
     import importlib.util
 
-    if importlib.util.find_spec("hdrh") is None:
+    if importlib.util.find_spec("hdrh") is None or importlib.util.find_spec("loadtest") is None:
         print(
             "thisthat loadtest needs the loadtest extra (module hdrh): "
             "pip install 'thisthat[loadtest]'",
             file=sys.stderr,
         )
         return 2
-    from server.loadtest.cli import run
+    from loadtest.cli import main as loadtest_main
 
-    return run(args)
+    return loadtest_main(args.loadtest_args)
 
 
 COMMANDS = {
@@ -283,17 +285,19 @@ def build_parser() -> argparse.ArgumentParser:
     seeding.add_argument(
         "--base-url", default=None, help="server URL to record in the file for loadtest"
     )
-    # The options only: the load client's own dependencies (hdrh) load when `loadtest` runs.
-    from server.loadtest.cli import add_arguments
-
-    add_arguments(
-        sub.add_parser("loadtest", help="drive the server with virtual players over websockets")
+    # The load client parses its own options (`thisthat loadtest --help`).
+    sub.add_parser(
+        "loadtest", help="drive the server with virtual players over websockets", add_help=False
     )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args, rest = build_parser().parse_known_args(argv)
+    if args.command == "loadtest":
+        args.loadtest_args = rest
+    elif rest:
+        build_parser().error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         settings = load_settings()
     except SettingsError as error:

@@ -14,42 +14,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Final, TextIO
+from typing import Any, TextIO
 
 import asyncpg
 import bcrypt
 import orjson
-import redis.asyncio as redis
 
 from server.settings import Settings
 from server.tokens import TokenService
-from storage import keys
-
-INSERT_PLAYERS: Final = """
-WITH new_users AS (
-    INSERT INTO users (username, password_hash, balance, is_load_test)
-    SELECT name, $2, $3, true FROM unnest($1::text[]) AS name
-    RETURNING id, username, balance
-), bonus AS (
-    INSERT INTO ledger (user_id, kind, amount, balance_after)
-    SELECT id, 'signup_bonus', balance, balance FROM new_users WHERE balance > 0
-)
-SELECT id, username FROM new_users
-"""
-
-SELECT_LOAD_TEST_IDS: Final = "SELECT id FROM users WHERE is_load_test"
-
-# The ledger trigger refuses deletes unless this is set inside the deleting transaction.
-ALLOW_LEDGER_DELETE: Final = "SET LOCAL thisthat.allow_ledger_delete = 'on'"
-DELETE_LOAD_TEST_LEDGER: Final = (
-    "DELETE FROM ledger WHERE user_id IN (SELECT id FROM users WHERE is_load_test)"
-)
-DELETE_LOAD_TEST_BETS: Final = (
-    "DELETE FROM bets WHERE user_id IN (SELECT id FROM users WHERE is_load_test)"
-)
-DELETE_LOAD_TEST_USERS: Final = "DELETE FROM users WHERE is_load_test"
-
-SELECT_TAKEN: Final = "SELECT username FROM users WHERE lower(username) = ANY($1::text[])"
+from storage import seeding
 
 
 class SeedError(RuntimeError):
@@ -88,29 +61,6 @@ class ProgressBar:
         self.stream.flush()
 
 
-async def reset_load_test_players(connection: asyncpg.Connection, redis_url: str | None) -> int:
-    """Delete every load-test player with their bets and ledger rows; real players are untouched."""
-    ids = [row["id"] for row in await connection.fetch(SELECT_LOAD_TEST_IDS)]
-    async with connection.transaction():
-        await connection.execute(ALLOW_LEDGER_DELETE)
-        await connection.execute(DELETE_LOAD_TEST_LEDGER)
-        await connection.execute(DELETE_LOAD_TEST_BETS)
-        await connection.execute(DELETE_LOAD_TEST_USERS)
-    if redis_url and ids:
-        await _forget_leaderboard_scores(redis_url, [str(user_id) for user_id in ids])
-    return len(ids)
-
-
-async def _forget_leaderboard_scores(redis_url: str, user_ids: list[str]) -> None:
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    try:
-        async for key in client.scan_iter(match=keys.leaderboard("*"), count=500):
-            for start in range(0, len(user_ids), 1000):
-                await client.zrem(key, *user_ids[start : start + 1000])
-    finally:
-        await client.aclose()
-
-
 async def seed_players(
     connection: asyncpg.Connection,
     plan: SeedPlan,
@@ -124,23 +74,23 @@ async def seed_players(
     ).decode()
     width = len(str(plan.players - 1))
     names = [f"{plan.prefix}{index:0{width}d}" for index in range(plan.players)]
-    taken = await connection.fetch(SELECT_TAKEN, [name.lower() for name in names[:1000]])
+    taken = await seeding.taken_names(connection, [name.lower() for name in names[:1000]])
     if taken:
         raise SeedError(
-            f"players named {taken[0]['username']!r} and so on already exist: "
+            f"players named {taken[0]!r} and so on already exist: "
             "pass --reset to replace earlier load-test players, or another --prefix"
         )
     players: list[dict[str, Any]] = []
     for start in range(0, len(names), plan.batch):
         try:
-            rows = await connection.fetch(
-                INSERT_PLAYERS, names[start : start + plan.batch], password_hash, credits
+            rows = await seeding.insert_players(
+                connection, names[start : start + plan.batch], password_hash, credits
             )
         except asyncpg.UniqueViolationError as error:
             raise SeedError(
                 f"a name from {names[start]!r} on is taken: pass --reset or another --prefix"
             ) from error
-        players.extend({"id": str(row["id"]), "username": row["username"]} for row in rows)
+        players.extend({"id": str(user_id), "username": username} for user_id, username in rows)
         if progress is not None:
             progress.update(len(players))
     players.sort(key=lambda player: player["username"])
@@ -172,7 +122,7 @@ async def seed(
     connection = await asyncpg.connect(settings.database_url)
     try:
         if plan.reset:
-            removed = await reset_load_test_players(connection, settings.redis_url)
+            removed = await seeding.reset_load_test_players(connection, settings.redis_url)
             if show_progress:
                 sys.stderr.write(f"removed {removed} earlier load-test player(s)\n")
         progress = ProgressBar("seeding", plan.players) if show_progress else None

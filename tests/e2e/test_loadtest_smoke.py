@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from server.loadtest.plan import LoadPlan, parse_mix
-from server.loadtest.runner import format_report, run_load
+from loadtest.plan import LoadPlan, parse_mix
+from loadtest.runner import format_report, run_load
 from server.seed import SeedPlan, seed
 from server.settings import Settings
 from storage import audit

@@ -62,7 +62,7 @@ def copy_sources(destination: Path) -> None:
     destination.mkdir(parents=True)
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, destination / name)
-    for folder in ("server", "game", "storage", "feeds", "requirements"):
+    for folder in ("server", "game", "storage", "feeds", "services", "requirements"):
         shutil.copytree(
             ROOT / folder, destination / folder, ignore=shutil.ignore_patterns("__pycache__")
         )

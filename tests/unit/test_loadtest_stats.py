@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from server.loadtest.plan import LoadPlan, PlanError, parse_mix, parse_range
-from server.loadtest.player_socket import PendingCall, PlayerSocket
-from server.loadtest.stats import (
+from loadtest.plan import LoadPlan, PlanError, parse_mix, parse_range
+from loadtest.player_socket import PendingCall, PlayerSocket
+from loadtest.stats import (
     LatencyBook,
     arrival_offsets,
     decode,
@@ -21,7 +21,7 @@ from server.loadtest.stats import (
     record_seconds,
     summarize,
 )
-from server.loadtest.worker import LoadWorker
+from loadtest.worker import LoadWorker
 
 
 def test_fixed_schedule_is_evenly_spaced_at_the_rate() -> None:

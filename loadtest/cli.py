@@ -1,4 +1,4 @@
-"""`thisthat loadtest` / `python -m server.loadtest`: options, players, the run, and the report."""
+"""`thisthat loadtest` / `python -m loadtest`: options, players, the run, and the report."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import aiohttp
 import orjson
 import uvloop
 
-from server.loadtest.plan import DEFAULT_MIX, LoadPlan, PlanError, parse_mix, parse_range
-from server.loadtest.system import raise_open_file_limit
+from loadtest.plan import DEFAULT_MIX, LoadPlan, PlanError, parse_mix, parse_range
+from loadtest.system import raise_open_file_limit
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -136,8 +136,8 @@ def run_audit() -> int:
 
 async def command(args: argparse.Namespace) -> int:
     # Imported here so `thisthat --help` works without the loadtest extra (hdrh).
-    from server.loadtest.plots import write_plots
-    from server.loadtest.runner import format_report, run_load
+    from loadtest.plots import write_plots
+    from loadtest.runner import format_report, run_load
 
     if args.players_file:
         players, file_url = load_players(args.players_file, args.players)

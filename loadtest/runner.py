@@ -12,9 +12,9 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from server.loadtest.plan import LoadPlan
-from server.loadtest.stats import merge, merge_books, new_histogram, summarize
-from server.loadtest.worker import run_worker
+from loadtest.plan import LoadPlan
+from loadtest.stats import merge, merge_books, new_histogram, summarize
+from loadtest.worker import run_worker
 
 Printer = Callable[[str], None]
 

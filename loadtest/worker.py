@@ -20,16 +20,16 @@ from typing import Any
 import aiohttp
 import uvloop
 
-from server.loadtest.plan import OPERATIONS, LoadPlan
-from server.loadtest.player_socket import ConnectRefused, PendingCall, PlayerSocket
-from server.loadtest.stats import (
+from loadtest.plan import OPERATIONS, LoadPlan
+from loadtest.player_socket import ConnectRefused, PendingCall, PlayerSocket
+from loadtest.stats import (
     LatencyBook,
     arrival_offsets,
     encode,
     new_histogram,
     record_seconds,
 )
-from server.loadtest.system import raise_open_file_limit
+from loadtest.system import raise_open_file_limit
 
 TIMEOUT_ANSWER: dict[str, Any] = {"ok": False, "error": {"code": "TIMEOUT"}}
 DISCONNECTED_ANSWER: dict[str, Any] = {"ok": False, "error": {"code": "DISCONNECTED"}}
