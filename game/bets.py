@@ -14,7 +14,14 @@ from decimal import Decimal
 from enum import StrEnum
 
 from game.clock import ensure_utc
-from game.errors import ErrorCode, GameError
+from game.errors import (
+    BalanceCapExceeded,
+    BetAmountOutOfRange,
+    InsufficientCredits,
+    MarketClosed,
+    OddsChanged,
+    OddsStale,
+)
 from game.markets import MarketStatus
 from game.money import MAX_ODDS, MIN_ODDS, floor_cents, has_at_most_decimals
 from game.rules import GameRules
@@ -28,10 +35,6 @@ class BetStatus(StrEnum):
     REFUNDED = "refunded"
 
 
-def _fmt(value: Decimal) -> str:
-    return f"{value:.2f}"
-
-
 def validate_amount(amount: Decimal, rules: GameRules) -> Decimal:
     """The stake as 2-decimal credits, or BET_AMOUNT_OUT_OF_RANGE naming the allowed range."""
     in_range = (
@@ -40,13 +43,7 @@ def validate_amount(amount: Decimal, rules: GameRules) -> Decimal:
         and rules.min_bet_amount <= amount <= rules.max_bet_amount
     )
     if not in_range:
-        raise GameError(
-            ErrorCode.BET_AMOUNT_OUT_OF_RANGE,
-            f"amount must be between {_fmt(rules.min_bet_amount)} and "
-            f"{_fmt(rules.max_bet_amount)} with at most 2 decimals",
-            min=rules.min_bet_amount,
-            max=rules.max_bet_amount,
-        )
+        raise BetAmountOutOfRange(rules.min_bet_amount, rules.max_bet_amount)
     return floor_cents(amount)
 
 
@@ -65,11 +62,7 @@ def check_odds(current: Decimal, expected: Decimal | None, max_slippage: Decimal
     if expected is None:
         return
     if current > expected + max_slippage:
-        raise GameError(
-            ErrorCode.ODDS_CHANGED,
-            f"odds moved to {current} (expected at most {expected + max_slippage})",
-            currentOdds=current,
-        )
+        raise OddsChanged(current, expected + max_slippage)
 
 
 def odds_are_stale(odds_updated_at: datetime, now: datetime, max_age_s: float) -> bool:
@@ -80,13 +73,10 @@ def odds_are_stale(odds_updated_at: datetime, now: datetime, max_age_s: float) -
 def check_fresh(odds_updated_at: datetime | None, now: datetime, rules: GameRules) -> None:
     """Refuse (ODDS_STALE) odds never read or older than `odds_max_age_s`."""
     if odds_updated_at is None:
-        raise GameError(ErrorCode.ODDS_STALE, "no odds have been read for this market yet")
+        raise OddsStale(None, rules.odds_max_age_s)
     if odds_are_stale(odds_updated_at, now, rules.odds_max_age_s):
         age_s = (ensure_utc(now) - ensure_utc(odds_updated_at)).total_seconds()
-        raise GameError(
-            ErrorCode.ODDS_STALE,
-            f"odds are {age_s:.0f}s old (limit {rules.odds_max_age_s:.0f}s)",
-        )
+        raise OddsStale(f"{age_s:.0f}", rules.odds_max_age_s)
 
 
 def check_market_open(
@@ -97,13 +87,11 @@ def check_market_open(
     A market whose end time is exactly `now` has ended.
     """
     if status is not MarketStatus.OPEN:
-        raise GameError(ErrorCode.MARKET_CLOSED, f"market is {status.value}; bets are closed")
+        raise MarketClosed(f"market is {status.value}")
     if ends_at is not None and ensure_utc(now) >= ensure_utc(ends_at):
-        raise GameError(ErrorCode.MARKET_CLOSED, "market is past its end time; bets are closed")
+        raise MarketClosed("market is past its end time")
     if not accepting_orders:
-        raise GameError(
-            ErrorCode.MARKET_CLOSED, "market is not accepting orders upstream; bets are closed"
-        )
+        raise MarketClosed("market is not accepting orders upstream")
 
 
 def check_funds_and_cap(
@@ -120,15 +108,7 @@ def check_funds_and_cap(
     ever push a balance above it. Exactly at the cap is allowed.
     """
     if balance < amount:
-        raise GameError(
-            ErrorCode.INSUFFICIENT_CREDITS,
-            f"balance {_fmt(balance)} is below {_fmt(amount)}",
-            balance=balance,
-        )
+        raise InsufficientCredits(balance, amount)
     worst_case = (balance - amount) + open_potential_payout + payout
     if worst_case > max_balance:
-        raise GameError(
-            ErrorCode.BALANCE_CAP_EXCEEDED,
-            f"if every open bet won, the balance would reach {_fmt(worst_case)}, "
-            f"above the cap of {_fmt(max_balance)}",
-        )
+        raise BalanceCapExceeded.for_bet(worst_case, max_balance)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
-from game.clock import ensure_utc, iso_z
-from game.errors import ErrorCode, GameError
+from game.clock import ensure_utc
+from game.errors import BalanceCapExceeded, RewardAlreadyClaimed
 
 
 def reward_day(now: datetime) -> date:
@@ -23,17 +23,9 @@ def next_claim_at(now: datetime) -> datetime:
 def check_reward(balance: Decimal, reward: Decimal, max_balance: Decimal) -> None:
     """Refuse (BALANCE_CAP_EXCEEDED) a reward that would lift the balance above the cap."""
     if balance + reward > max_balance:
-        raise GameError(
-            ErrorCode.BALANCE_CAP_EXCEEDED,
-            f"a reward of {reward:.2f} would take the balance {balance:.2f} "
-            f"above the cap of {max_balance:.2f}",
-        )
+        raise BalanceCapExceeded.for_reward(reward, max_balance)
 
 
-def reward_already_claimed(now: datetime) -> GameError:
+def reward_already_claimed(now: datetime) -> RewardAlreadyClaimed:
     """The REWARD_ALREADY_CLAIMED refusal, telling the client when to come back."""
-    return GameError(
-        ErrorCode.REWARD_ALREADY_CLAIMED,
-        "daily reward already claimed today (UTC)",
-        nextClaimAt=iso_z(next_claim_at(now)),
-    )
+    return RewardAlreadyClaimed(next_claim_at(now))

@@ -23,8 +23,8 @@ import orjson
 import redis.asyncio as redis
 from aiohttp import web
 
-from game.errors import ErrorCode, GameError
 from server import appkeys, feed, playground
+from server.errors import AuthRequired
 from server.jobs import spawn, stop_if_cancelled
 from server.rest import json_response
 from server.wire import dumps_bytes
@@ -171,7 +171,7 @@ async def admin_state(request: web.Request) -> web.Response:
     if scheme.lower() != "bearer" or not hmac.compare_digest(
         presented.strip().encode(), expected.encode()
     ):
-        raise GameError(ErrorCode.AUTH_REQUIRED, "send Authorization: Bearer <ADMIN_TOKEN>")
+        raise AuthRequired("send Authorization: Bearer <ADMIN_TOKEN>")
     return json_response(await request.app[ADMIN].state())
 
 

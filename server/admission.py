@@ -13,14 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from game.errors import ErrorCode, GameError
+from game.errors import ServerBusy
 from server import metrics
-
-
-def busy(retry_after_ms: int) -> GameError:
-    return GameError(
-        ErrorCode.RATE_LIMITED, "the server is busy; retry shortly", retryAfterMs=retry_after_ms
-    )
 
 
 @dataclass
@@ -39,7 +33,7 @@ class QueueAdmission:
         if self.overloaded:
             self.refused += 1
             metrics.BETS_SHED.inc()
-            raise busy(self.retry_after_ms)
+            raise ServerBusy(self.retry_after_ms)
 
     def dequeued(self, waited_s: float, now: float) -> None:
         """Called for the head of each batch: how long it waited decides the state."""
@@ -52,10 +46,10 @@ class QueueAdmission:
         elif now - self._above_since >= self.interval_s:
             self.overloaded = True
 
-    def expired_bet(self, waited_s: float) -> GameError | None:
+    def expired_bet(self, waited_s: float) -> ServerBusy | None:
         """The refusal for a bet that waited past the deadline, else None."""
         if waited_s <= self.deadline_s:
             return None
         self.expired += 1
         metrics.BETS_SHED.inc()
-        return busy(self.retry_after_ms)
+        return ServerBusy(self.retry_after_ms)

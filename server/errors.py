@@ -1,4 +1,8 @@
-"""One mapping from errors to the REST body and the Socket.IO ack; unknown errors become INTERNAL_ERROR."""
+"""Transport refusals (tokens, origins, routes, dependencies), and the one mapping of every refusal
+to the REST body and the Socket.IO ack; unknown errors become INTERNAL_ERROR.
+
+Game refusals are declared in game/errors.py; these belong to the transport and never leave server/.
+"""
 
 from __future__ import annotations
 
@@ -12,32 +16,79 @@ import msgspec
 import redis.asyncio as redis
 from aiohttp import web
 
-from game.errors import ErrorCode, GameError
+from game.errors import ErrorCode, GameError, ValidationFailed
 from server.metrics import REDIS_ERRORS
+from server.wire import dumps_bytes
 
 logger = logging.getLogger("thisthat.errors")
 
-HTTP_STATUS: dict[ErrorCode, int] = {
-    ErrorCode.VALIDATION_ERROR: 400,
-    ErrorCode.BET_AMOUNT_OUT_OF_RANGE: 400,
-    ErrorCode.AUTH_REQUIRED: 401,
-    ErrorCode.TOKEN_INVALID: 401,
-    ErrorCode.TOKEN_EXPIRED: 401,
-    ErrorCode.INVALID_CREDENTIALS: 401,
-    ErrorCode.REFRESH_TOKEN_REUSED: 401,
-    ErrorCode.FORBIDDEN_ORIGIN: 403,
-    ErrorCode.NOT_FOUND: 404,
-    ErrorCode.MARKET_NOT_FOUND: 404,
-    ErrorCode.USERNAME_TAKEN: 409,
-    ErrorCode.REWARD_ALREADY_CLAIMED: 409,
-    ErrorCode.RATE_LIMITED: 429,
-    ErrorCode.NOT_READY: 503,
-    ErrorCode.INTERNAL_ERROR: 500,
-}
+
+class AuthRequired(GameError):
+    code = ErrorCode.AUTH_REQUIRED
+    http_status = 401
 
 
-def validation_error(error: msgspec.ValidationError | str) -> GameError:
-    """msgspec says e.g. "Expected `int` <= 200 - at `$.limit`"; the field goes into details."""
+class TokenInvalid(GameError):
+    code = ErrorCode.TOKEN_INVALID
+    http_status = 401
+
+
+class TokenExpired(GameError):
+    code = ErrorCode.TOKEN_EXPIRED
+    http_status = 401
+
+
+class RefreshTokenReused(GameError):
+    code = ErrorCode.REFRESH_TOKEN_REUSED
+    http_status = 401
+
+    def __init__(self) -> None:
+        super().__init__("refresh token was already used; sign in again")
+
+
+class ForbiddenOrigin(GameError):
+    code = ErrorCode.FORBIDDEN_ORIGIN
+    http_status = 403
+
+    def __init__(self, origin: str) -> None:
+        super().__init__(f"origin {origin} is not allowed")
+
+
+class RouteNotFound(GameError):
+    code = ErrorCode.NOT_FOUND
+    http_status = 404
+
+
+class UnknownEvent(GameError):
+    code = ErrorCode.UNKNOWN_EVENT
+    http_status = 400
+
+    def __init__(self, event: str) -> None:
+        super().__init__(f"unknown event {event[:100]!r}")
+
+
+class NotReady(GameError):
+    code = ErrorCode.NOT_READY
+    http_status = 503
+
+    def __init__(self) -> None:
+        super().__init__("a dependency is unavailable; retry shortly")
+
+
+class InternalError(GameError):
+    code = ErrorCode.INTERNAL_ERROR
+    http_status = 500
+
+    def __init__(self) -> None:
+        super().__init__("internal error; it has been logged")
+
+
+def validation_error(error: msgspec.ValidationError) -> ValidationFailed:
+    """The field a msgspec refusal names, e.g. "Expected `int` <= 200 - at `$.limit`".
+
+    msgspec reports the path only inside its message text (ValidationError has no path
+    attribute), so this is the one place that reads it back out.
+    """
     text = str(error)
     field = None
     if " - at `$." in text:
@@ -46,8 +97,8 @@ def validation_error(error: msgspec.ValidationError | str) -> GameError:
     elif "unknown field `" in text or "missing required field `" in text:
         field = text.split("`")[1]
     if not field:
-        return GameError(ErrorCode.VALIDATION_ERROR, text)
-    return GameError(ErrorCode.VALIDATION_ERROR, f"{field}: {text}", details={"field": field})
+        return ValidationFailed(text)
+    return ValidationFailed(f"{field}: {text}", field)
 
 
 # A dependency that is down or unreachable: the client should retry later.
@@ -62,25 +113,41 @@ UNAVAILABLE = (
 )
 
 
-def not_ready() -> GameError:
-    return GameError(ErrorCode.NOT_READY, "a dependency is unavailable; retry shortly")
+def refusal_for(error: Exception, channel: str, **context: Any) -> GameError:
+    """What the client hears about `error`: a refusal as itself, a dependency outage as
+    NOT_READY (logged as a warning), anything else as INTERNAL_ERROR (logged with its trace).
+
+    `channel` ("rest" or "events") labels the Redis error counter.
+    """
+    if isinstance(error, GameError):
+        return error
+    if isinstance(error, UNAVAILABLE):
+        if isinstance(error, redis.RedisError):
+            REDIS_ERRORS.labels(channel).inc()
+        logger.warning("refused: dependency unavailable", exc_info=error, extra=context)
+        return NotReady()
+    logger.exception("unhandled error", exc_info=error, extra=context)
+    return InternalError()
 
 
-def internal_error() -> GameError:
-    return GameError(ErrorCode.INTERNAL_ERROR, "internal error; it has been logged")
+def error_body(error: GameError) -> dict[str, Any]:
+    """The error object both transports carry: `{"code", "message", ...fields}`."""
+    return error.to_dict()
+
+
+def ack_error(error: GameError) -> dict[str, Any]:
+    return {"ok": False, "error": error_body(error)}
 
 
 def error_response(error: GameError, headers: dict[str, str] | None = None) -> web.Response:
-    from server.wire import dumps_bytes
-
-    status = HTTP_STATUS.get(error.code, 400)
+    status = error.http_status
     headers = dict(headers or {})
     retry_after_ms = error.details.get("retryAfterMs")
     if status == 429 and retry_after_ms is not None:
         headers["Retry-After"] = str(max(1, -(-int(retry_after_ms) // 1000)))
     return web.Response(
         status=status,
-        body=dumps_bytes({"error": error.to_dict()}),
+        body=dumps_bytes({"error": error_body(error)}),
         content_type="application/json",
         headers=headers,
     )
@@ -92,27 +159,11 @@ async def error_middleware(
 ) -> web.StreamResponse:
     try:
         return await handler(request)
-    except GameError as error:
-        return error_response(error)
     except web.HTTPException as http_error:
         if http_error.status == 404:
-            return error_response(
-                GameError(ErrorCode.NOT_FOUND, f"no route {request.method} {request.path}")
-            )
+            return error_response(RouteNotFound(f"no route {request.method} {request.path}"))
         if http_error.status == 405:
-            return error_response(
-                GameError(ErrorCode.NOT_FOUND, f"{request.method} not allowed on {request.path}")
-            )
+            return error_response(RouteNotFound(f"{request.method} not allowed on {request.path}"))
         raise
-    except UNAVAILABLE as error:
-        if isinstance(error, redis.RedisError):
-            REDIS_ERRORS.labels("rest").inc()
-        logger.warning("dependency unavailable", exc_info=True, extra={"path": request.path})
-        return error_response(not_ready())
-    except Exception:
-        logger.exception("unhandled error", extra={"path": request.path, "method": request.method})
-        return error_response(internal_error())
-
-
-def ack_error(error: GameError) -> dict[str, Any]:
-    return {"ok": False, "error": error.to_dict()}
+    except Exception as error:  # noqa: BLE001 - every error becomes a refusal, logged above
+        return error_response(refusal_for(error, "rest", path=request.path, method=request.method))

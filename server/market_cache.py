@@ -20,7 +20,7 @@ import redis.asyncio as redis
 from aiohttp import web
 
 from game.bets import odds_are_stale
-from game.errors import ErrorCode, GameError
+from game.errors import MarketNotFound
 from server import metrics
 from server.jobs import stop_if_cancelled
 from server.views import Row, decode_cursor, encode_cursor, market_view
@@ -120,7 +120,7 @@ def parse_market_id(market_id: str) -> uuid.UUID:
     try:
         return uuid.UUID(market_id)
     except ValueError as error:
-        raise GameError(ErrorCode.MARKET_NOT_FOUND, f"no market {market_id}") from error
+        raise MarketNotFound(market_id) from error
 
 
 async def lookup(pool: asyncpg.Pool, cache: MarketCache, market_id: str) -> dict[str, Any]:
@@ -129,7 +129,7 @@ async def lookup(pool: asyncpg.Pool, cache: MarketCache, market_id: str) -> dict
     if row is None:
         stored = await market_store.get_market(pool, parse_market_id(market_id))
         if stored is None:
-            raise GameError(ErrorCode.MARKET_NOT_FOUND, f"no market {market_id}")
+            raise MarketNotFound(market_id)
         cache.apply([stored])
         row = cache.row(market_id)
         assert row is not None

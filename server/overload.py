@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from game.errors import ErrorCode, GameError
+from game.errors import ServerBusy
 from server import metrics
 
 PROBE_INTERVAL_S = 0.05
@@ -44,11 +44,7 @@ class LoopLag:
         if self.lag_s > self.limit_s:
             self.shed += 1
             metrics.BETS_SHED.inc()
-            raise GameError(
-                ErrorCode.RATE_LIMITED,
-                "the server is busy; retry shortly",
-                retryAfterMs=RETRY_AFTER_MS,
-            )
+            raise ServerBusy(RETRY_AFTER_MS)
 
 
 async def loop_lag_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -15,7 +15,7 @@ from aiohttp import web
 from game.errors import ErrorCode, GameError
 from server import appkeys, engineio_poll, metrics, origins
 from server.client_address import client_ip
-from server.errors import ack_error
+from server.errors import UnknownEvent, ack_error
 from server.jobs import spawn, stop_if_cancelled
 from server.rooms import user_room
 from server.router import dispatch, router
@@ -95,7 +95,7 @@ def create_socket_server(app: web.Application, redis_url: str) -> socketio.Async
 async def _unknown_event(event: str, sid: str, *_: object) -> dict[str, Any]:
     metrics.ERRORS.labels(ErrorCode.UNKNOWN_EVENT.value).inc()
     logger.debug("unknown event", extra={"sid": sid, "event": event[:100]})
-    return ack_error(GameError(ErrorCode.UNKNOWN_EVENT, f"unknown event {event[:100]!r}"))
+    return ack_error(UnknownEvent(event))
 
 
 def _make_handler(app: web.Application, route: Any) -> Any:

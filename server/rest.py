@@ -13,10 +13,17 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from game.errors import ErrorCode, GameError
+from game.errors import InvalidCredentials, RateLimited, UserGone, ValidationFailed
 from server import appkeys, metrics, origins, scrape
 from server.client_address import client_ip
-from server.errors import error_response
+from server.errors import (
+    AuthRequired,
+    ForbiddenOrigin,
+    RefreshTokenReused,
+    TokenExpired,
+    TokenInvalid,
+    error_response,
+)
 from server.schemas import Credentials, RefreshRequest, parse
 from server.tokens import token_hash
 from server.views import user_view
@@ -38,15 +45,13 @@ async def read_json(request: web.Request) -> object:
     try:
         return orjson.loads(await request.read())
     except orjson.JSONDecodeError as error:
-        raise GameError(ErrorCode.VALIDATION_ERROR, "body must be a JSON object") from error
+        raise ValidationFailed("body must be a JSON object") from error
 
 
 async def limit(request: web.Request, scope: str, subject: str, rule: tuple[int, int]) -> None:
     wait_ms = await request.app[appkeys.LIMITER].hit(scope, subject, *rule)
     if wait_ms:
-        raise GameError(
-            ErrorCode.RATE_LIMITED, "too many attempts; slow down", retryAfterMs=wait_ms
-        )
+        raise RateLimited("too many attempts; slow down", wait_ms)
 
 
 async def _issue_session(app: web.Application, user: Any) -> dict[str, Any]:
@@ -99,7 +104,7 @@ async def login(request: web.Request) -> web.Response:
     if not await app[appkeys.PASSWORDS].verify(
         body.password, row["password_hash"] if row else None
     ):
-        raise GameError(ErrorCode.INVALID_CREDENTIALS, "unknown username or wrong password")
+        raise InvalidCredentials()
     assert row is not None
     logger.info("login", extra={"userId": str(row["id"])})
     return json_response(await _issue_session(app, row))
@@ -135,17 +140,15 @@ async def refresh(request: web.Request) -> web.Response:
             logger.warning(
                 "refresh token reused; family revoked", extra={"userId": str(old.user_id)}
             )
-            raise GameError(
-                ErrorCode.REFRESH_TOKEN_REUSED, "refresh token was already used; sign in again"
-            )
+            raise RefreshTokenReused()
         if outcome is accounts.RotationOutcome.EXPIRED:
-            raise GameError(ErrorCode.TOKEN_EXPIRED, "refresh token expired")
+            raise TokenExpired("refresh token expired")
         if outcome is not accounts.RotationOutcome.ROTATED:
-            raise GameError(ErrorCode.TOKEN_INVALID, "refresh token is not valid")
+            raise TokenInvalid("refresh token is not valid")
         assert row is not None
         user = await accounts.get_user(connection, row["user_id"])
     if user is None:
-        raise GameError(ErrorCode.TOKEN_INVALID, "user no longer exists")
+        raise UserGone()
     access = tokens.issue("access", user["id"], now, username=user["username"])
     return json_response(
         {
@@ -168,11 +171,11 @@ async def me(request: web.Request) -> web.Response:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
-        raise GameError(ErrorCode.AUTH_REQUIRED, "send Authorization: Bearer <access token>")
+        raise AuthRequired("send Authorization: Bearer <access token>")
     claims = request.app[appkeys.TOKENS].verify(token.strip(), "access", datetime.now(UTC))
     user = await accounts.get_user(request.app[appkeys.DB_POOL], claims.user_id)
     if user is None:
-        raise GameError(ErrorCode.TOKEN_INVALID, "user no longer exists")
+        raise UserGone()
     return json_response({"user": user_view(user)})
 
 
@@ -230,9 +233,7 @@ async def cors_middleware(
     origin = request.headers.get("Origin")
     allowed = request.app[appkeys.SETTINGS].cors_origins
     if origin is not None and not origins.is_allowed(origin, allowed, request.scheme, request.host):
-        return error_response(
-            GameError(ErrorCode.FORBIDDEN_ORIGIN, f"origin {origin} is not allowed")
-        )
+        return error_response(ForbiddenOrigin(origin))
     if request.method == "OPTIONS" and origin is not None:
         response: web.StreamResponse = web.Response(status=204)
     else:

@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
-import redis.asyncio as redis
 from aiohttp import web
 
-from game.errors import ErrorCode, GameError
+from game.errors import RateLimited
 from server import appkeys, metrics
-from server.errors import UNAVAILABLE, ack_error, internal_error, not_ready
+from server.errors import AuthRequired, TokenExpired, ack_error, refusal_for
 from server.schemas import Payload, parse
 from server.sessions import SocketSession
 
@@ -79,9 +78,9 @@ async def dispatch(
     try:
         session = app[appkeys.SESSIONS].get(sid)
         if session is None:
-            raise GameError(ErrorCode.AUTH_REQUIRED, "socket is not authenticated")
+            raise AuthRequired("socket is not authenticated")
         if route.live_token and session.expires_at <= datetime.now(UTC):
-            raise GameError(ErrorCode.TOKEN_EXPIRED, "access token expired; send auth:refresh")
+            raise TokenExpired("access token expired; send auth:refresh")
         if route.limit_scope == "bets":
             # Bets are the heavy event: shed them first, before they cost Redis or database work.
             app[appkeys.LOOP_LAG].admit()
@@ -89,24 +88,11 @@ async def dispatch(
         payload = parse(route.schema, data)
         result = await route.handler(EventContext(app, session), payload)
         return {"ok": True, "data": result}
-    except GameError as error:
-        outcome = error.code.value
+    except Exception as error:  # noqa: BLE001 - every error becomes a refusal (logged if unknown)
+        refusal = refusal_for(error, "events", event=route.name, sid=sid)
+        outcome = refusal.code.value
         metrics.ERRORS.labels(outcome).inc()
-        return ack_error(error)
-    except UNAVAILABLE as error:
-        outcome = ErrorCode.NOT_READY.value
-        if isinstance(error, redis.RedisError):
-            metrics.REDIS_ERRORS.labels("events").inc()
-        metrics.ERRORS.labels(outcome).inc()
-        logger.warning(
-            "event refused: dependency unavailable", exc_info=True, extra={"event": route.name}
-        )
-        return ack_error(not_ready())
-    except Exception:
-        outcome = ErrorCode.INTERNAL_ERROR.value
-        metrics.ERRORS.labels(outcome).inc()
-        logger.exception("event failed", extra={"event": route.name, "sid": sid})
-        return ack_error(internal_error())
+        return ack_error(refusal)
     finally:
         _count(route.name, outcome, time.perf_counter() - started)
 
@@ -136,8 +122,4 @@ def _check_rate(app: web.Application, route: Route[Any], session: SocketSession)
     )
     wait_ms = app[appkeys.EVENT_LIMITER].hit(route.limit_scope, session.user_id, limit, window)
     if wait_ms:
-        raise GameError(
-            ErrorCode.RATE_LIMITED,
-            f"too many {route.limit_scope}; retry in {wait_ms} ms",
-            retryAfterMs=wait_ms,
-        )
+        raise RateLimited(f"too many {route.limit_scope}; retry in {wait_ms} ms", wait_ms)

@@ -11,7 +11,7 @@ from typing import Annotated, Literal, TypeVar
 
 import msgspec
 
-from game.errors import ErrorCode, GameError
+from game.errors import ValidationFailed
 from game.money import MAX_ODDS, MIN_ODDS
 from server.errors import validation_error
 
@@ -24,7 +24,15 @@ Password = Annotated[
 Limit200 = Annotated[int, msgspec.Meta(ge=1, le=200)]
 Limit100 = Annotated[int, msgspec.Meta(ge=1, le=100)]
 Cursor = Annotated[str, msgspec.Meta(max_length=200)]
-Id = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-fA-F-]{36}$", description="a UUID")]
+# Every string this pattern admits is a UUID, so a malformed id is VALIDATION_ERROR at the edge,
+# the same in every event, and a handler may call uuid.UUID on it without a second check.
+Id = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+        description="a UUID",
+    ),
+]
 ClientBetId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 Period = Literal["all", "week", "day"]
 # Sent as a JSON number or a decimal string ("12.50"); read exactly, never as a float.
@@ -45,11 +53,7 @@ class Credentials(Payload):
     def check_password_bytes(self) -> None:
         """The 8-72 byte rule is in bytes (bcrypt's limit), which a string schema cannot express."""
         if not 8 <= len(self.password.encode()) <= 72:
-            raise GameError(
-                ErrorCode.VALIDATION_ERROR,
-                "password must be 8-72 bytes of UTF-8",
-                details={"field": "password"},
-            )
+            raise ValidationFailed("password must be 8-72 bytes of UTF-8", "password")
 
 
 class RefreshRequest(Payload):

@@ -11,7 +11,7 @@ from typing import Any, Final, Literal
 
 import jwt
 
-from game.errors import ErrorCode, GameError
+from server.errors import AuthRequired, TokenExpired, TokenInvalid
 
 # Hard-coded: the algorithm is never taken from the token header, so `alg: none` and
 # key-confusion tricks are refused by construction.
@@ -93,9 +93,9 @@ class TokenService:
     ) -> TokenClaims:
         """Claims of a valid token of that type, or TOKEN_INVALID / TOKEN_EXPIRED / AUTH_REQUIRED."""
         if not token:
-            raise GameError(ErrorCode.AUTH_REQUIRED, "a token is required")
+            raise AuthRequired("a token is required")
         if not isinstance(token, str):
-            raise GameError(ErrorCode.TOKEN_INVALID, "token must be a string")
+            raise TokenInvalid("token must be a string")
         try:
             payload = jwt.decode(
                 token,
@@ -107,20 +107,20 @@ class TokenService:
                 leeway=0,
             )
         except jwt.ExpiredSignatureError as error:
-            raise GameError(ErrorCode.TOKEN_EXPIRED, f"{token_type} token expired") from error
+            raise TokenExpired(f"{token_type} token expired") from error
         except jwt.PyJWTError as error:
-            raise GameError(ErrorCode.TOKEN_INVALID, f"invalid {token_type} token") from error
+            raise TokenInvalid(f"invalid {token_type} token") from error
         if payload.get("typ") != token_type:
-            raise GameError(ErrorCode.TOKEN_INVALID, f"not a {token_type} token")
+            raise TokenInvalid(f"not a {token_type} token")
         try:
             user_id = uuid.UUID(payload["sub"])
             token_id = uuid.UUID(payload["jti"])
             family = uuid.UUID(payload["fam"]) if "fam" in payload else None
         except (ValueError, TypeError) as error:
-            raise GameError(ErrorCode.TOKEN_INVALID, f"invalid {token_type} token") from error
+            raise TokenInvalid(f"invalid {token_type} token") from error
         expires_at = datetime.fromtimestamp(payload["exp"], UTC)
         if now is not None and expires_at <= now:
-            raise GameError(ErrorCode.TOKEN_EXPIRED, f"{token_type} token expired")
+            raise TokenExpired(f"{token_type} token expired")
         return TokenClaims(user_id, token_type, token_id, expires_at, family, payload.get("name"))
 
 

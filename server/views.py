@@ -8,7 +8,7 @@ from typing import Any, TypeAlias
 
 import asyncpg
 
-from game.errors import ErrorCode, GameError
+from game.errors import NotACursor
 
 # A database row or a plain mapping (cached rows are dicts).
 Row: TypeAlias = Mapping[str, Any] | asyncpg.Record
@@ -48,17 +48,9 @@ def decode_cursor(cursor: str, count: int) -> list[str]:
         padded = cursor + "=" * (-len(cursor) % 4)
         parts = base64.urlsafe_b64decode(padded.encode()).decode().split("|")
     except (ValueError, UnicodeDecodeError) as error:
-        raise GameError(
-            ErrorCode.VALIDATION_ERROR,
-            "cursor: not a cursor from this server",
-            details={"field": "cursor"},
-        ) from error
+        raise NotACursor() from error
     if len(parts) != count:
-        raise GameError(
-            ErrorCode.VALIDATION_ERROR,
-            "cursor: not a cursor from this server",
-            details={"field": "cursor"},
-        )
+        raise NotACursor()
     return parts
 
 

@@ -10,7 +10,7 @@ from typing import Final
 
 import asyncpg
 
-from game.errors import ErrorCode, GameError
+from game.errors import UsernameTaken
 from storage.database import Connection, Executor
 
 INSERT_USER_WITH_BONUS: Final = """
@@ -70,7 +70,7 @@ async def create_user(
             INSERT_USER_WITH_BONUS, username, password_hash, starting_credits, is_load_test
         )
     except asyncpg.UniqueViolationError as error:
-        raise GameError(ErrorCode.USERNAME_TAKEN, f"username {username!r} is taken") from error
+        raise UsernameTaken(username) from error
     assert row is not None
     return row
 

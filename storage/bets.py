@@ -15,7 +15,16 @@ from typing import Any, Final, Literal
 import asyncpg
 
 from game.bets import validate_amount
-from game.errors import ErrorCode, GameError
+from game.errors import (
+    BalanceCapExceeded,
+    GameError,
+    InsufficientCredits,
+    MarketClosed,
+    MarketNotFound,
+    OddsChanged,
+    OddsStale,
+    UserGone,
+)
 from game.markets import Side
 from game.rules import GameRules
 from storage.database import Executor
@@ -187,36 +196,22 @@ async def _fetch_again_on_deadlock(pool: Executor, query: str, *args: Any) -> li
 
 
 def _refusal(code: str, row: asyncpg.Record, stake: Decimal, rules: GameRules) -> GameError:
+    """The catalogue's refusal for the outcome code `place_bet`/`place_bets` answered."""
     detail = row["detail"]
     if code == "market_not_found":
-        return GameError(ErrorCode.MARKET_NOT_FOUND, "no such market")
+        return MarketNotFound()
     if code == "market_closed":
-        return GameError(ErrorCode.MARKET_CLOSED, f"{detail}; bets are closed")
+        return MarketClosed(detail)
     if code == "odds_stale":
-        return GameError(
-            ErrorCode.ODDS_STALE, f"odds are {detail}s old (limit {rules.odds_max_age_s:.0f}s)"
-        )
+        return OddsStale(detail, rules.odds_max_age_s)
     if code == "odds_changed":
-        return GameError(
-            ErrorCode.ODDS_CHANGED,
-            f"odds moved to {row['current_odds']} (expected at most {detail})",
-            currentOdds=row["current_odds"],
-        )
+        return OddsChanged(row["current_odds"], detail)
     if code == "insufficient_credits":
-        balance = row["new_balance"]
-        return GameError(
-            ErrorCode.INSUFFICIENT_CREDITS,
-            f"balance {balance:.2f} is below {stake:.2f}",
-            balance=balance,
-        )
+        return InsufficientCredits(row["new_balance"], stake)
     if code == "balance_cap_exceeded":
-        return GameError(
-            ErrorCode.BALANCE_CAP_EXCEEDED,
-            f"if every open bet won, the balance would reach {Decimal(detail):.2f}, "
-            f"above the cap of {rules.max_balance:.2f}",
-        )
+        return BalanceCapExceeded.for_bet(Decimal(detail), rules.max_balance)
     if code == "user_not_found":
-        return GameError(ErrorCode.AUTH_REQUIRED, "user no longer exists")
+        return UserGone()
     raise AssertionError(f"place_bet answered an unknown code {code!r}")
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import date
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Final
 
 import asyncpg
 
+from game.errors import BalanceCapExceeded, RewardAlreadyClaimed
+from game.rewards import next_claim_at
 from storage.database import Executor
 
 INSERT_REWARD_CLAIM: Final = """
@@ -47,18 +49,11 @@ LIMIT $3
 """
 
 
-class RewardRefused(Exception):
-    """The reward was not paid; `already_claimed` tells which rule refused it."""
-
-    def __init__(self, already_claimed: bool) -> None:
-        super().__init__("already claimed" if already_claimed else "balance cap")
-        self.already_claimed = already_claimed
-
-
 async def claim_daily_reward(
     pool: asyncpg.Pool, user_id: uuid.UUID, day: date, amount: Decimal, max_balance: Decimal
 ) -> Decimal:
-    """Pay the reward once per (user, UTC day); returns the new balance.
+    """Pay the reward once per (user, UTC day); returns the new balance, or raises
+    RewardAlreadyClaimed (that day is taken) or BalanceCapExceeded (nothing is paid then).
 
     The unique (user, day) key and the balance update share one transaction: of many concurrent
     claims, one inserts the key and the others wait on it, then find it taken.
@@ -66,11 +61,11 @@ async def claim_daily_reward(
     async with pool.acquire() as connection, connection.transaction():
         claimed = await connection.fetchval(INSERT_REWARD_CLAIM, user_id, day, amount)
         if claimed is None:
-            raise RewardRefused(already_claimed=True)
+            raise RewardAlreadyClaimed(next_claim_at(datetime.combine(day, time(0), UTC)))
         balance = await connection.fetchval(CREDIT_REWARD, user_id, amount, max_balance)
         if balance is None:
             # Raising rolls the claim back: a refused reward can be claimed later the same day.
-            raise RewardRefused(already_claimed=False)
+            raise BalanceCapExceeded.for_reward(amount, max_balance)
         return Decimal(balance)
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from game.errors import ErrorCode, GameError
-from game.rewards import next_claim_at, reward_already_claimed, reward_day
+from game.errors import NotACursor, UserGone
+from game.rewards import next_claim_at, reward_day
 from server import appkeys
+from server.errors import TokenInvalid
 from server.rooms import emit_balance
 from server.router import EventContext, router
 from server.schemas import AuthRefresh, Empty, WalletHistory
@@ -19,7 +20,7 @@ from storage import accounts, wallet
 async def handle_wallet_get(ctx: EventContext, payload: Empty) -> dict[str, Any]:
     row = await wallet.get_wallet(ctx.app[appkeys.DB_POOL], ctx.session.user_id)
     if row is None:
-        raise GameError(ErrorCode.AUTH_REQUIRED, "user no longer exists")
+        raise UserGone()
     return {
         "balance": row["balance"],
         "openStake": row["open_stake"],
@@ -33,11 +34,7 @@ async def handle_wallet_history(ctx: EventContext, payload: WalletHistory) -> di
     if payload.cursor is not None:
         (seq,) = decode_cursor(payload.cursor, 1)
         if not seq.isdigit():
-            raise GameError(
-                ErrorCode.VALIDATION_ERROR,
-                "cursor: not a cursor from this server",
-                details={"field": "cursor"},
-            )
+            raise NotACursor()
         before = int(seq)
     rows = await wallet.history_page(
         ctx.app[appkeys.DB_POOL], ctx.session.user_id, before, payload.limit
@@ -51,21 +48,13 @@ async def handle_wallet_history(ctx: EventContext, payload: WalletHistory) -> di
 async def handle_reward_claim(ctx: EventContext, payload: Empty) -> dict[str, Any]:
     rules = ctx.app[appkeys.RULES]
     now = datetime.now(UTC)
-    try:
-        balance = await wallet.claim_daily_reward(
-            ctx.app[appkeys.DB_POOL],
-            ctx.session.user_id,
-            reward_day(now),
-            rules.daily_reward_credits,
-            rules.max_balance,
-        )
-    except wallet.RewardRefused as refused:
-        if refused.already_claimed:
-            raise reward_already_claimed(now) from None
-        raise GameError(
-            ErrorCode.BALANCE_CAP_EXCEEDED,
-            f"a reward of {rules.daily_reward_credits} would take the balance above {rules.max_balance}",
-        ) from None
+    balance = await wallet.claim_daily_reward(
+        ctx.app[appkeys.DB_POOL],
+        ctx.session.user_id,
+        reward_day(now),
+        rules.daily_reward_credits,
+        rules.max_balance,
+    )
     emit_balance(ctx.app[appkeys.PUSHES], ctx.session.user_id, balance, "reward")
     return {
         "amount": rules.daily_reward_credits,
@@ -78,7 +67,7 @@ async def handle_reward_claim(ctx: EventContext, payload: Empty) -> dict[str, An
 async def handle_auth_refresh(ctx: EventContext, payload: AuthRefresh) -> dict[str, Any]:
     claims = ctx.app[appkeys.TOKENS].verify(payload.token, "access", datetime.now(UTC))
     if claims.user_id != ctx.session.user_id:
-        raise GameError(ErrorCode.TOKEN_INVALID, "token belongs to another user")
+        raise TokenInvalid("token belongs to another user")
     ctx.app[appkeys.SESSIONS].renew(ctx.sid, claims.expires_at)
     return {"expiresAt": claims.expires_at}
 
@@ -87,7 +76,7 @@ async def handle_auth_refresh(ctx: EventContext, payload: AuthRefresh) -> dict[s
 async def handle_sync(ctx: EventContext, payload: Empty) -> dict[str, Any]:
     user = await accounts.get_user(ctx.app[appkeys.DB_POOL], ctx.session.user_id)
     if user is None:
-        raise GameError(ErrorCode.AUTH_REQUIRED, "user no longer exists")
+        raise UserGone()
     state: dict[str, Any] = {"user": user_view(user), "openBets": [], "markets": []}
     for contribute in SYNC_PARTS:
         state.update(await contribute(ctx))

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from game.bets import validate_amount
-from game.errors import ErrorCode, GameError
+from game.errors import GameError, NotACursor
 from game.markets import Side
 from server import appkeys, metrics
 from server.events.account import SYNC_PARTS
@@ -24,7 +24,7 @@ async def handle_bet_place(ctx: EventContext, payload: BetPlace) -> dict[str, An
     rules = ctx.app[appkeys.RULES]
     request = BetRequest(
         user_id=ctx.session.user_id,
-        market_id=_market_id(payload.marketId),
+        market_id=uuid.UUID(payload.marketId),
         client_bet_id=payload.clientBetId,
         side=Side(payload.side),
         amount=payload.amount,
@@ -52,15 +52,6 @@ async def handle_bet_place(ctx: EventContext, payload: BetPlace) -> dict[str, An
     return {"bet": bet_view(placed.bet), "balance": placed.balance}
 
 
-def _market_id(text: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        raise GameError(
-            ErrorCode.VALIDATION_ERROR, "marketId: not a UUID", details={"field": "marketId"}
-        ) from None
-
-
 @router.event("bets:list", BetsList)
 async def handle_bets_list(ctx: EventContext, payload: BetsList) -> dict[str, Any]:
     cursor = None
@@ -69,11 +60,7 @@ async def handle_bets_list(ctx: EventContext, payload: BetsList) -> dict[str, An
         try:
             cursor = (datetime.fromisoformat(placed_at), uuid.UUID(bet_id))
         except ValueError:
-            raise GameError(
-                ErrorCode.VALIDATION_ERROR,
-                "cursor: not a cursor from this server",
-                details={"field": "cursor"},
-            ) from None
+            raise NotACursor() from None
     rows = await bets.list_bets(
         ctx.app[appkeys.DB_POOL], ctx.session.user_id, payload.status, cursor, payload.limit
     )
