@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import tempfile
 import time
+import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -17,9 +18,9 @@ import aiohttp
 import asyncpg
 import orjson
 
-from feeds.poller import MarketPoller
 from feeds.polymarket import PolymarketClient
 from game.markets import Resolution
+from services.market_feed import MarketPoller
 from storage import database
 from storage.embedded import EmbeddedServices
 from tests.fake_polymarket import FakePolymarket
@@ -38,10 +39,10 @@ class CountingListener:
     async def odds_touched(self, market_ids: Sequence[object], at: datetime) -> None:
         return None
 
-    async def market_closed(self, row: asyncpg.Record) -> None:
-        return None
+    async def close(self, market_id: uuid.UUID) -> bool:
+        return False
 
-    async def market_resolved(self, row: asyncpg.Record, resolution: Resolution) -> None:
+    async def resolve(self, market_id: uuid.UUID, resolution: Resolution) -> None:
         return None
 
 

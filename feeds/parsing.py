@@ -43,10 +43,6 @@ class ParseStats:
         else:
             self.skipped += 1
 
-    def merge(self, other: ParseStats) -> None:
-        self.parsed += other.parsed
-        self.skipped += other.skipped
-
 
 # --- small readers: each answers None rather than raising ---------------------------------
 

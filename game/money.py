@@ -10,14 +10,6 @@ MIN_ODDS = Decimal("0.0001")
 MAX_ODDS = Decimal("0.9999")
 
 
-def credits(value: Decimal | int | str) -> Decimal:
-    """An exact credit amount with 2 decimals; refuses values that need more."""
-    amount = Decimal(value)
-    if amount != amount.quantize(CENT):
-        raise ValueError(f"{value} has more than 2 decimals")
-    return amount.quantize(CENT)
-
-
 def has_at_most_decimals(value: Decimal, places: int) -> bool:
     try:
         return value == value.quantize(Decimal(1).scaleb(-places))

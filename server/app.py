@@ -9,22 +9,21 @@ import aiojobs.aiohttp
 import redis.asyncio as redis
 from aiohttp import web
 
-import server.events  # noqa: F401 - registers every socket event handler
 from game.rules import GameRules
-from server import admin, apidocs, appkeys, metrics, playground, rest, scrape
-from server.bet_batcher import bet_batcher_ctx
+from server import admin, apidocs, appkeys, engineio_poll, metrics, playground, rest, scrape
+from server.application import services_ctx
 from server.errors import error_middleware
 from server.event_limits import EventLimiter
+from server.events import register_all as register_events
 from server.feed import feed_ctx
 from server.market_cache import market_cache_ctx
 from server.overload import loop_lag_ctx
 from server.passwords import PasswordHasher
 from server.pushes import pushes_ctx
-from server.realtime import create_socket_server, socket_ctx
-from server.router import router
+from server.realtime import create_socket_server, socket_ctx, use_game_websocket
+from server.router import EVENTS, EventRouter
 from server.sessions import SocketSessions
 from server.settings import Settings
-from server.settlement import settlement_ctx
 from server.tokens import TokenService
 from storage import database
 from storage.ratelimit import RateLimiter
@@ -106,10 +105,14 @@ def create_app(settings: Settings) -> web.Application:
     app[appkeys.SESSIONS] = SocketSessions(settings.token_expiry_warning_s)
     app[appkeys.EVENT_LIMITER] = EventLimiter(enabled=settings.rate_limit_enabled)
     app[rest.READINESS_CHECKS] = {}
-    app[appkeys.LEADERBOARD_TRAILING] = set()
     app[scrape.SCRAPE_STATE] = scrape.ScrapeState()
+    # Library patches and the game's events: explicit here, never a side effect of an import.
+    engineio_poll.install()
+    events = EventRouter()
+    register_events(events)
+    app[EVENTS] = events
     rest.add_routes(app)
-    apidocs.add_routes(app, router)
+    apidocs.add_routes(app, events)
     playground.add_routes(app)
     admin.add_routes(app)
 
@@ -118,16 +121,17 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(passwords_ctx)
     aiojobs.aiohttp.setup(app, limit=None, close_timeout=5)
-    sio = create_socket_server(app, settings.redis_url)
+    sio = create_socket_server(app, settings.redis_url, events)
+    use_game_websocket(sio)
     sio.attach(app)
     app[appkeys.SIO] = sio
     app.cleanup_ctx.append(socket_ctx)
     app.cleanup_ctx.append(loop_lag_ctx)
     app.cleanup_ctx.append(pushes_ctx)
     app.cleanup_ctx.append(market_cache_ctx)
-    app.cleanup_ctx.append(bet_batcher_ctx)
-    # Finishes settlements a dead process left half done; needs the market cache, precedes the feed.
-    app.cleanup_ctx.append(settlement_ctx)
+    # The use cases, their bet batch workers, and the finishing of settlements a dead process
+    # left half done; needs the market cache and the pushes, precedes the feed.
+    app.cleanup_ctx.append(services_ctx)
     app.cleanup_ctx.append(feed_ctx)
     app.cleanup_ctx.append(admin.admin_ctx)
     return app

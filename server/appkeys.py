@@ -8,7 +8,6 @@ import socketio
 from aiohttp import web
 
 from game.rules import GameRules
-from server.bet_batcher import BetBatcher
 from server.event_limits import EventLimiter
 from server.market_cache import MarketCache
 from server.overload import LoopLag
@@ -21,7 +20,6 @@ from storage.ratelimit import RateLimiter
 
 SETTINGS = web.AppKey("settings", Settings)
 RULES = web.AppKey("rules", GameRules)
-SERVICE_URLS = web.AppKey("service_urls", tuple)  # (database_url, redis_url) actually in use
 DB_POOL = web.AppKey("db_pool", asyncpg.Pool)
 REDIS = web.AppKey("redis", redis.Redis)
 SIO = web.AppKey("sio", socketio.AsyncServer)
@@ -31,8 +29,5 @@ LIMITER = web.AppKey("limiter", RateLimiter)
 EVENT_LIMITER = web.AppKey("event_limiter", EventLimiter)
 SESSIONS = web.AppKey("sessions", SocketSessions)
 MARKET_CACHE = web.AppKey("market_cache", MarketCache)
-# Periods with a trailing `leaderboard:update` push scheduled on this node (server.leaderboard_push).
-LEADERBOARD_TRAILING = web.AppKey("leaderboard_trailing", set)
-BET_BATCHER = web.AppKey("bet_batcher", BetBatcher)
 PUSHES = web.AppKey("pushes", Pushes)
 LOOP_LAG = web.AppKey("loop_lag", LoopLag)

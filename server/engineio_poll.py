@@ -3,8 +3,8 @@
 python-engineio's socket writer waits for its next outgoing packet with `asyncio.wait_for`,
 which on Python 3.11 wraps the wait in a new task for every packet: for every ack, every
 `balance` push, and every recipient of an odds tick. `asyncio.timeout` gives the same timeout
-and the same answers (QueueEmpty on timeout or cancel) without that task. Installed once, at
-import of the Socket.IO server module.
+and the same answers (QueueEmpty on timeout or cancel) without that task. `install()` is called
+once, by create_app.
 """
 
 from __future__ import annotations

@@ -1,40 +1,36 @@
-"""Runs the feed on exactly one node: a Redis lease elects the poller, the jobs run while it holds it.
+"""Runs the feed on exactly one node: leader election (a Redis lease, storage/feed_status.py) and
+the schedule of the feed jobs while this node holds it.
 
-FEED=polymarket polls the live APIs, FEED=replay:<file> plays a timeline into the same storage
-and pushes, FEED=off runs nothing. Every node reports the feed's health in /readyz from Redis.
+FEED=polymarket runs the poller (services/market_feed.py), FEED=replay:<file> plays a timeline
+through the same use cases (services/markets.py), FEED=off runs nothing. Every node reports the
+feed's health in /readyz from Redis.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
 import aiohttp
 import asyncpg
-import orjson
 import redis.asyncio as redis
 from aiohttp import web
 
 from feeds import replay
-from feeds.poller import MarketPoller, PollReport
 from feeds.polymarket import PolymarketClient
-from game.markets import Resolution
 from server import appkeys, metrics
+from server.application import SERVICES
 from server.jobs import spawn, stop_if_cancelled
-from server.market_cache import MarketCache, is_stale, publish_changes
+from server.market_cache import is_stale
 from server.rest import READINESS_CHECKS
-from server.rooms import market_room
-from server.views import market_view
+from services.market_feed import MarketPoller, PollReport
 from storage import keys
-from storage import markets as market_store
+from storage.feed_status import FeedStatus, Lease
 
 logger = logging.getLogger("thisthat.feed")
 
@@ -50,142 +46,6 @@ TRANSIENT_ERRORS: Final = (
     redis.TimeoutError,
 )
 REPLAY_RETRY_MAX_S: Final = 5.0
-
-# Renew only if we still own the lease; answers 1 when renewed.
-RENEW_LEASE: Final = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-    return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-"""
-RELEASE_LEASE: Final = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-    return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
-
-
-class Lease:
-    """A lock with expiry in Redis: held while renewed, taken over by another node when it lapses."""
-
-    def __init__(self, client: redis.Redis, key: str, ttl_s: float) -> None:
-        self.client = client
-        self.key = key
-        self.ttl_ms = int(ttl_s * 1000)
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._renew = client.register_script(RENEW_LEASE)
-        self._release = client.register_script(RELEASE_LEASE)
-
-    async def acquire(self) -> bool:
-        return bool(await self.client.set(self.key, self.owner, nx=True, px=self.ttl_ms))
-
-    async def renew(self) -> bool:
-        return bool(await self._renew(keys=[self.key], args=[self.owner, self.ttl_ms]))
-
-    async def release(self) -> None:
-        await self._release(keys=[self.key], args=[self.owner])
-
-
-class ServerFeedListener:
-    """What the server does when the feed changes markets: cache, announce to nodes, push to sockets."""
-
-    def __init__(self, app: web.Application) -> None:
-        self.app = app
-
-    @property
-    def cache(self) -> MarketCache:
-        return self.app[appkeys.MARKET_CACHE]
-
-    async def markets_changed(self, rows: Sequence[asyncpg.Record]) -> None:
-        self.cache.apply(rows)
-        await publish_changes(self.app[appkeys.REDIS], self.cache, [row["id"] for row in rows])
-
-    async def odds_changed(self, rows: Sequence[asyncpg.Record], at: datetime) -> None:
-        self.cache.apply(rows)
-        await publish_changes(self.app[appkeys.REDIS], self.cache, [row["id"] for row in rows])
-        pushes = self.app[appkeys.PUSHES]
-        for row in rows:
-            # Odds are state: only changes are pushed; a (re)subscribe gets the snapshot.
-            pushes.emit(
-                "odds",
-                {
-                    "marketId": str(row["id"]),
-                    "thisOdds": row["this_odds"],
-                    "thatOdds": row["that_odds"],
-                    "at": at,
-                },
-                market_room(row["id"]),
-            )
-        metrics.ODDS_TICKS.inc(len(rows))
-
-    async def odds_touched(self, market_ids: Sequence[uuid.UUID], at: datetime) -> None:
-        # Unchanged odds were read again: they are fresh, here and (after a reload) on other nodes.
-        self.cache.touch(market_ids, at)
-        await publish_changes(self.app[appkeys.REDIS], self.cache, market_ids)
-
-    async def market_closed(self, row: asyncpg.Record) -> None:
-        self.cache.apply([row])
-        await publish_changes(self.app[appkeys.REDIS], self.cache, [row["id"]])
-        self.app[appkeys.PUSHES].emit(
-            "market:update", {"market": market_view(row)}, market_room(row["id"])
-        )
-
-    async def market_resolved(self, row: asyncpg.Record, resolution: Resolution) -> None:
-        from server.settlement import settle_and_announce
-
-        await settle_and_announce(self.app, row["id"], resolution)
-
-
-class FeedStatus:
-    """Per-job health, kept in Redis so /readyz on any node can report the poller's state."""
-
-    def __init__(self, client: redis.Redis) -> None:
-        self.client = client
-
-    async def record(
-        self, job: str, ok: bool, report: PollReport | None = None, error: str | None = None
-    ) -> None:
-        raw = await self.client.hget(keys.FEED_STATUS, job)
-        state: dict[str, Any] = orjson.loads(raw) if raw else {"consecutiveFailures": 0}
-        if ok:
-            state["lastSuccessAt"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-            state["consecutiveFailures"] = 0
-            state.pop("lastError", None)
-            if report is not None:
-                state["last"] = {
-                    "seen": report.seen,
-                    "changed": report.changed,
-                    "skipped": report.skipped,
-                    "requests": report.requests,
-                    "seconds": round(report.seconds, 3),
-                }
-        else:
-            state["consecutiveFailures"] = int(state.get("consecutiveFailures", 0)) + 1
-            state["lastError"] = error
-        await self.client.hset(keys.FEED_STATUS, job, orjson.dumps(state))
-
-    async def begin(self, jobs: Sequence[str]) -> None:
-        """A new leader's jobs replace whatever an earlier run recorded."""
-        fresh = {job: orjson.dumps({"state": "running", "consecutiveFailures": 0}) for job in jobs}
-        async with self.client.pipeline(transaction=True) as pipe:
-            pipe.delete(keys.FEED_STATUS)
-            if fresh:
-                pipe.hset(keys.FEED_STATUS, mapping=fresh)  # type: ignore[arg-type]  # bytes values
-            await pipe.execute()
-
-    async def ended(self, job: str, error: str | None) -> None:
-        raw = await self.client.hget(keys.FEED_STATUS, job)
-        state: dict[str, Any] = orjson.loads(raw) if raw else {"consecutiveFailures": 0}
-        state["state"] = "finished" if error is None else "died"
-        state["endedAt"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-        if error is not None:
-            state["lastError"] = error
-        await self.client.hset(keys.FEED_STATUS, job, orjson.dumps(state))
-
-    async def read(self) -> dict[str, Any]:
-        raw = await self.client.hgetall(keys.FEED_STATUS)
-        return {str(job): orjson.loads(value) for job, value in raw.items()}
 
 
 async def run_every(
@@ -232,42 +92,6 @@ async def run_every(
         await asyncio.sleep(max(0.0, interval_s - (time.perf_counter() - started)))
 
 
-async def replay_sink_for(
-    app: web.Application, listener: ServerFeedListener
-) -> Callable[[replay.ReplayEvent], Awaitable[None]]:
-    pool = app[appkeys.DB_POOL]
-
-    async def sink(event: replay.ReplayEvent) -> None:
-        now = datetime.now(UTC)
-        if isinstance(event, replay.MarketEvent):
-            changed = await market_store.upsert_listings(pool, [event.listing], now)
-            if changed:
-                await listener.markets_changed(changed)
-            return
-        row = await market_store.get_by_source_id(pool, event.source_id)
-        if row is None:
-            logger.warning(
-                "replay event for an unknown market", extra={"sourceId": event.source_id}
-            )
-            return
-        if isinstance(event, replay.OddsEvent):
-            changed = await market_store.record_odds(
-                pool, [(row["id"], event.this_odds, event.that_odds)], now
-            )
-            if changed:
-                await listener.odds_changed(changed, now)
-        elif isinstance(event, replay.CloseEvent):
-            closed = await market_store.close_market(pool, row["id"])
-            if closed is not None:
-                await listener.market_closed(closed)
-        elif isinstance(event, replay.ResolveEvent):
-            await listener.market_resolved(row, event.resolution)
-        elif isinstance(event, replay.RemoveEvent):
-            await listener.market_resolved(row, Resolution.CANCELLED)
-
-    return sink
-
-
 def patient(sink: replay.ReplaySink, status: FeedStatus) -> replay.ReplaySink:
     """The sink, retrying an event while the database or Redis is away, with a log line when it
     goes and when it is back; any other error ends the replay (and is reported as its death)."""
@@ -294,35 +118,10 @@ def patient(sink: replay.ReplaySink, status: FeedStatus) -> replay.ReplaySink:
     return deliver
 
 
-async def _replay_first_pass(app: web.Application, events: Sequence[replay.ReplayEvent]) -> int:
-    """0, or with --reset-replay the first pass whose market ids this database has never seen."""
-    if not app.get(RESET_REPLAY, False):
-        return 0
-    known = {event.source_id for event in events if isinstance(event, replay.MarketEvent)}
-    stored = await market_store.source_ids_from(app[appkeys.DB_POOL], sorted(known))
-    passes = [replay.pass_of(source_id) for source_id in stored]
-    first = max(passes, default=-1) + 1
-    logger.info("replay starts over as new markets", extra={"pass": first})
-    return first
-
-
-async def keep_replay_odds_fresh(app: web.Application, listener: ServerFeedListener) -> PollReport:
-    """A replayed market's odds are as fresh as the replay: every pass counts as a read."""
-    report = PollReport("odds")
-    ids = [row["id"] for row in await market_store.open_markets(app[appkeys.DB_POOL])]
-    now = datetime.now(UTC)
-    await market_store.touch_odds(app[appkeys.DB_POOL], ids, now)
-    if ids:
-        await listener.odds_touched(ids, now)
-    report.seen = len(ids)
-    return report
-
-
 async def lead(app: web.Application, lease: Lease, http: aiohttp.ClientSession) -> None:
     """Wait for the lease, run the jobs while it is held, stop them when it is lost."""
     settings = app[appkeys.SETTINGS]
     status = FeedStatus(app[appkeys.REDIS])
-    listener = ServerFeedListener(app)
     renew_every = lease.ttl_ms / 1000 / 3
     # The replay pass chosen the first time this node leads; taking the lease again reuses it.
     chosen_pass: dict[str, int] = {}
@@ -342,7 +141,7 @@ async def lead(app: web.Application, lease: Lease, http: aiohttp.ClientSession) 
         )
         jobs: list[asyncio.Task[None]] = []
         try:
-            jobs = await _start_jobs(app, status, listener, http, chosen_pass)
+            jobs = await _start_jobs(app, status, http, chosen_pass)
         except Exception as error:  # noqa: BLE001 - reported on /readyz; the node keeps serving
             stop_if_cancelled()
             logger.error("the feed could not start", extra={"error": repr(error)}, exc_info=True)
@@ -403,16 +202,18 @@ async def _job_ended(job: asyncio.Task[None], status: FeedStatus) -> None:
 async def _start_jobs(
     app: web.Application,
     status: FeedStatus,
-    listener: ServerFeedListener,
     http: aiohttp.ClientSession,
     chosen_pass: dict[str, int],
 ) -> list[asyncio.Task[None]]:
     settings = app[appkeys.SETTINGS]
+    markets = app[SERVICES].markets
     if settings.feed.startswith("replay:"):
         events = replay.load_timeline(Path(settings.feed.removeprefix("replay:")))
-        sink = patient(await replay_sink_for(app, listener), status)
+        sink = patient(markets.apply_replay_event, status)
         if "replay" not in chosen_pass:
-            chosen_pass["replay"] = await _replay_first_pass(app, events)
+            chosen_pass["replay"] = await markets.replay_first_pass(
+                events, app.get(RESET_REPLAY, False)
+            )
         first_pass = chosen_pass["replay"]
         await status.begin(["replay", "odds"])
 
@@ -437,7 +238,7 @@ async def _start_jobs(
                 run_every(
                     "odds",
                     settings.feed_odds_interval_s,
-                    lambda: keep_replay_odds_fresh(app, listener),
+                    markets.keep_replay_odds_fresh,
                     status,
                 ),
                 name="feed-odds",
@@ -451,7 +252,7 @@ async def _start_jobs(
         timeout_s=settings.feed_timeout_s,
     )
     poller = MarketPoller(
-        app[appkeys.DB_POOL], client, listener, max_markets=settings.feed_max_markets
+        app[appkeys.DB_POOL], client, markets, max_markets=settings.feed_max_markets
     )
     await status.begin(["markets", "odds", "resolution"])
     # The odds and resolution jobs need the list first; run one listing pass before starting them.

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from game.errors import ServerBusy
 from server import metrics
+from services import metrics as service_metrics
 
 PROBE_INTERVAL_S = 0.05
 LAG_LIMIT_S = 0.5
@@ -43,7 +44,7 @@ class LoopLag:
         """Raise RATE_LIMITED while the server is too far behind to answer in time."""
         if self.lag_s > self.limit_s:
             self.shed += 1
-            metrics.BETS_SHED.inc()
+            service_metrics.BETS_SHED.inc()
             raise ServerBusy(RETRY_AFTER_MS)
 
 

@@ -13,12 +13,12 @@ import socketio
 from aiohttp import web
 
 from game.errors import ErrorCode, GameError
-from server import appkeys, engineio_poll, metrics, origins
+from server import appkeys, metrics, origins
 from server.client_address import client_ip
 from server.errors import UnknownEvent, ack_error
 from server.jobs import spawn, stop_if_cancelled
 from server.rooms import user_room
-from server.router import dispatch, router
+from server.router import EventRouter, dispatch
 from server.sessions import SocketSession
 from server.socketio_server import GameSocketServer
 from server.websocket import WireLimits, websocket_class
@@ -26,8 +26,6 @@ from server.wire import OrjsonModule
 from storage import accounts, keys
 
 logger = logging.getLogger("thisthat.realtime")
-
-engineio_poll.install()
 
 SWEEP_INTERVAL_S = 1.0
 
@@ -51,7 +49,9 @@ class RedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]  # untyped
         self.connected = True
 
 
-def create_socket_server(app: web.Application, redis_url: str) -> socketio.AsyncServer:
+def create_socket_server(
+    app: web.Application, redis_url: str, router: EventRouter
+) -> socketio.AsyncServer:
     settings = app[appkeys.SETTINGS]
     sio = GameSocketServer(
         async_mode="aiohttp",
@@ -66,8 +66,6 @@ def create_socket_server(app: web.Application, redis_url: str) -> socketio.Async
         logger=False,
         engineio_logger=False,
     )
-    # Sockets on the websocket transport write their own frames (server/websocket.py).
-    sio.eio._async = {**sio.eio._async, "websocket": websocket_class(WireLimits())}
 
     async def connect(sid: str, environ: dict[str, Any], auth: object = None) -> None:
         request = environ.get("aiohttp.request")
@@ -90,6 +88,11 @@ def create_socket_server(app: web.Application, redis_url: str) -> socketio.Async
     # Any other event name: an error ack, so a client that asked for one is not left waiting.
     sio.on("*", _unknown_event)
     return sio
+
+
+def use_game_websocket(sio: socketio.AsyncServer) -> None:
+    """Sockets on the websocket transport write their own frames (server/websocket.py)."""
+    sio.eio._async = {**sio.eio._async, "websocket": websocket_class(WireLimits())}
 
 
 async def _unknown_event(event: str, sid: str, *_: object) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 from aiohttp import web
 
@@ -51,23 +51,35 @@ class Route(Generic[P]):
     live_token: bool
 
 
+# A part of the game adds its share of the `sync` answer (open bets, subscribed markets).
+SyncPart = Callable[[EventContext], Awaitable[dict[str, Any]]]
+
+
 class EventRouter:
+    """The events this server answers, filled by each part's `register` in create_app."""
+
     def __init__(self) -> None:
         self.routes: dict[str, Route[Any]] = {}
+        self.sync_parts: list[SyncPart] = []
 
-    def event(
-        self, name: str, schema: type[P], *, limit_scope: str = "events", live_token: bool = True
-    ) -> Callable[[Handler[P]], Handler[P]]:
-        def register(handler: Handler[P]) -> Handler[P]:
-            if name in self.routes:
-                raise ValueError(f"event {name!r} registered twice")
-            self.routes[name] = Route(name, schema, handler, limit_scope, live_token)
-            return handler
+    def add(
+        self,
+        name: str,
+        schema: type[P],
+        handler: Handler[P],
+        *,
+        limit_scope: str = "events",
+        live_token: bool = True,
+    ) -> None:
+        if name in self.routes:
+            raise ValueError(f"event {name!r} registered twice")
+        self.routes[name] = Route(name, schema, handler, limit_scope, live_token)
 
-        return register
+    def add_sync_part(self, part: SyncPart) -> None:
+        self.sync_parts.append(part)
 
 
-router = EventRouter()
+EVENTS: Final = web.AppKey("events", EventRouter)
 
 
 async def dispatch(

@@ -64,7 +64,7 @@ async def _redis_state(client: redis.Redis) -> None:
     metrics.REDIS_UP.set(1)
     metrics.AUDIT_LAST_RUN.set(audited_at)
     metrics.AUDIT_VIOLATIONS.set(violations)
-    # FeedStatus (server.feed) writes one JSON object per job; the poller may be another node.
+    # FeedStatus (storage.feed_status) writes one JSON object per job; the poller may be another node.
     for job, raw in jobs.items():
         state = orjson.loads(raw)
         last = state.get("lastSuccessAt")

@@ -19,7 +19,6 @@ class SocketSession:
     username: str
     expires_at: datetime
     markets: set[str] = field(default_factory=set)  # subscribed market ids
-    leaderboards: set[str] = field(default_factory=set)  # subscribed periods
 
 
 class SocketSessions:

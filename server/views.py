@@ -9,6 +9,7 @@ from typing import Any, TypeAlias
 import asyncpg
 
 from game.errors import NotACursor
+from storage.leaderboards import Standing
 
 # A database row or a plain mapping (cached rows are dicts).
 Row: TypeAlias = Mapping[str, Any] | asyncpg.Record
@@ -87,4 +88,13 @@ def bet_view(row: Row) -> dict[str, Any]:
         "payout": row["payout"],
         "placedAt": row["placed_at"],
         "settledAt": row["settled_at"],
+    }
+
+
+def entry_view(standing: Standing) -> dict[str, Any]:
+    return {
+        "rank": standing.rank,
+        "userId": standing.user_id,
+        "username": standing.username,
+        "pnl": standing.pnl,
     }

@@ -9,7 +9,6 @@ PREFIX: Final = "tt:"
 SOCKETIO_CHANNEL: Final = PREFIX + "socketio"
 FEED_LOCK: Final = PREFIX + "feed:lock"
 FEED_STATUS: Final = PREFIX + "feed:status"
-MARKETS_VERSION: Final = PREFIX + "markets:version"
 # node id -> JSON heartbeat of that node (sockets, rooms), read by the admin view.
 NODES: Final = PREFIX + "nodes"
 

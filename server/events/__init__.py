@@ -1,3 +1,12 @@
-"""Socket.IO event handlers, one module per part of the game; importing them registers them."""
+"""Socket.IO event handlers, one module per part of the game, each with its `register`."""
 
-from server.events import account, bets, leaderboard, markets  # noqa: F401
+from server.events import account, bets, leaderboard, markets
+from server.router import EventRouter
+
+
+def register_all(router: EventRouter) -> None:
+    """Every event of the game and every part of `sync`; the account's `sync` comes first."""
+    account.register(router)
+    bets.register(router)
+    leaderboard.register(router)
+    markets.register(router)

@@ -5,22 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from game.errors import NotACursor, UserGone
-from game.rewards import next_claim_at, reward_day
+from game.errors import NotACursor
 from server import appkeys
+from server.application import SERVICES
 from server.errors import TokenInvalid
-from server.rooms import emit_balance
-from server.router import EventContext, router
+from server.router import EVENTS, EventContext, EventRouter
 from server.schemas import AuthRefresh, Empty, WalletHistory
 from server.views import decode_cursor, encode_cursor, ledger_entry_view, user_view
-from storage import accounts, wallet
 
 
-@router.event("wallet:get", Empty)
 async def handle_wallet_get(ctx: EventContext, payload: Empty) -> dict[str, Any]:
-    row = await wallet.get_wallet(ctx.app[appkeys.DB_POOL], ctx.session.user_id)
-    if row is None:
-        raise UserGone()
+    row = await ctx.app[SERVICES].wallet.wallet(ctx.session.user_id)
     return {
         "balance": row["balance"],
         "openStake": row["open_stake"],
@@ -28,7 +23,6 @@ async def handle_wallet_get(ctx: EventContext, payload: Empty) -> dict[str, Any]
     }
 
 
-@router.event("wallet:history", WalletHistory)
 async def handle_wallet_history(ctx: EventContext, payload: WalletHistory) -> dict[str, Any]:
     before = None
     if payload.cursor is not None:
@@ -36,34 +30,17 @@ async def handle_wallet_history(ctx: EventContext, payload: WalletHistory) -> di
         if not seq.isdigit():
             raise NotACursor()
         before = int(seq)
-    rows = await wallet.history_page(
-        ctx.app[appkeys.DB_POOL], ctx.session.user_id, before, payload.limit
-    )
+    rows = await ctx.app[SERVICES].wallet.history(ctx.session.user_id, before, payload.limit)
     page = rows[: payload.limit]
     next_cursor = encode_cursor(page[-1]["seq"]) if len(rows) > payload.limit else None
     return {"entries": [ledger_entry_view(row) for row in page], "nextCursor": next_cursor}
 
 
-@router.event("reward:claim", Empty)
 async def handle_reward_claim(ctx: EventContext, payload: Empty) -> dict[str, Any]:
-    rules = ctx.app[appkeys.RULES]
-    now = datetime.now(UTC)
-    balance = await wallet.claim_daily_reward(
-        ctx.app[appkeys.DB_POOL],
-        ctx.session.user_id,
-        reward_day(now),
-        rules.daily_reward_credits,
-        rules.max_balance,
-    )
-    emit_balance(ctx.app[appkeys.PUSHES], ctx.session.user_id, balance, "reward")
-    return {
-        "amount": rules.daily_reward_credits,
-        "balance": balance,
-        "nextClaimAt": next_claim_at(now),
-    }
+    paid = await ctx.app[SERVICES].wallet.claim_daily_reward(ctx.session.user_id, datetime.now(UTC))
+    return {"amount": paid.amount, "balance": paid.balance, "nextClaimAt": paid.next_claim_at}
 
 
-@router.event("auth:refresh", AuthRefresh, live_token=False)
 async def handle_auth_refresh(ctx: EventContext, payload: AuthRefresh) -> dict[str, Any]:
     claims = ctx.app[appkeys.TOKENS].verify(payload.token, "access", datetime.now(UTC))
     if claims.user_id != ctx.session.user_id:
@@ -72,16 +49,17 @@ async def handle_auth_refresh(ctx: EventContext, payload: AuthRefresh) -> dict[s
     return {"expiresAt": claims.expires_at}
 
 
-@router.event("sync", Empty)
 async def handle_sync(ctx: EventContext, payload: Empty) -> dict[str, Any]:
-    user = await accounts.get_user(ctx.app[appkeys.DB_POOL], ctx.session.user_id)
-    if user is None:
-        raise UserGone()
+    user = await ctx.app[SERVICES].wallet.user(ctx.session.user_id)
     state: dict[str, Any] = {"user": user_view(user), "openBets": [], "markets": []}
-    for contribute in SYNC_PARTS:
+    for contribute in ctx.app[EVENTS].sync_parts:
         state.update(await contribute(ctx))
     return state
 
 
-# Other parts of the game (bets, markets) add their share of `sync` here.
-SYNC_PARTS: list[Any] = []
+def register(router: EventRouter) -> None:
+    router.add("wallet:get", Empty, handle_wallet_get)
+    router.add("wallet:history", WalletHistory, handle_wallet_history)
+    router.add("reward:claim", Empty, handle_reward_claim)
+    router.add("auth:refresh", AuthRefresh, handle_auth_refresh, live_token=False)
+    router.add("sync", Empty, handle_sync)

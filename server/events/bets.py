@@ -6,22 +6,16 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from game.bets import validate_amount
-from game.errors import GameError, NotACursor
+from game.errors import NotACursor
 from game.markets import Side
-from server import appkeys, metrics
-from server.events.account import SYNC_PARTS
-from server.rooms import emit_balance
-from server.router import EventContext, router
+from server.application import SERVICES
+from server.router import EventContext, EventRouter
 from server.schemas import BetPlace, BetsList
 from server.views import bet_view, decode_cursor, encode_cursor
-from storage import bets
 from storage.bets import BetRequest
 
 
-@router.event("bet:place", BetPlace, limit_scope="bets")
 async def handle_bet_place(ctx: EventContext, payload: BetPlace) -> dict[str, Any]:
-    rules = ctx.app[appkeys.RULES]
     request = BetRequest(
         user_id=ctx.session.user_id,
         market_id=uuid.UUID(payload.marketId),
@@ -31,28 +25,10 @@ async def handle_bet_place(ctx: EventContext, payload: BetPlace) -> dict[str, An
         expected_odds=payload.expectedOdds,
         max_slippage=payload.maxSlippage,
     )
-    try:
-        stake = validate_amount(payload.amount, rules)
-    except GameError:
-        # The slow path knows whether this is a repeat of a placed bet (answered whatever its
-        # payload) or a refusal.
-        placed = await bets.place_bet(ctx.app[appkeys.DB_POOL], rules=rules, **request.fields())
-    else:
-        placed = await ctx.app[appkeys.BET_BATCHER].place(request.with_amount(stake))
-    if placed.created:
-        # Only a new bet moved the balance; a repeat of its clientBetId changed nothing.
-        metrics.BETS_PLACED.inc()
-        emit_balance(
-            ctx.app[appkeys.PUSHES],
-            ctx.session.user_id,
-            placed.balance,
-            "bet",
-            skip_sid=ctx.sid,
-        )
+    placed = await ctx.app[SERVICES].betting.place(request, asker=ctx.sid)
     return {"bet": bet_view(placed.bet), "balance": placed.balance}
 
 
-@router.event("bets:list", BetsList)
 async def handle_bets_list(ctx: EventContext, payload: BetsList) -> dict[str, Any]:
     cursor = None
     if payload.cursor is not None:
@@ -61,8 +37,8 @@ async def handle_bets_list(ctx: EventContext, payload: BetsList) -> dict[str, An
             cursor = (datetime.fromisoformat(placed_at), uuid.UUID(bet_id))
         except ValueError:
             raise NotACursor() from None
-    rows = await bets.list_bets(
-        ctx.app[appkeys.DB_POOL], ctx.session.user_id, payload.status, cursor, payload.limit
+    rows = await ctx.app[SERVICES].betting.page(
+        ctx.session.user_id, payload.status, cursor, payload.limit
     )
     page = rows[: payload.limit]
     next_cursor = None
@@ -73,8 +49,11 @@ async def handle_bets_list(ctx: EventContext, payload: BetsList) -> dict[str, An
 
 
 async def sync_open_bets(ctx: EventContext) -> dict[str, Any]:
-    rows = await bets.open_bets(ctx.app[appkeys.DB_POOL], ctx.session.user_id)
+    rows = await ctx.app[SERVICES].betting.open_bets(ctx.session.user_id)
     return {"openBets": [bet_view(row) for row in rows]}
 
 
-SYNC_PARTS.append(sync_open_bets)
+def register(router: EventRouter) -> None:
+    router.add("bet:place", BetPlace, handle_bet_place, limit_scope="bets")
+    router.add("bets:list", BetsList, handle_bets_list)
+    router.add_sync_part(sync_open_bets)

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
-from game.leaderboard import Period, period_key
+from game.leaderboard import Period
 from server import appkeys, metrics
-from server.leaderboard_push import entry_view
+from server.application import SERVICES
 from server.rooms import leaderboard_room
-from server.router import EventContext, router
+from server.router import EventContext, EventRouter
 from server.schemas import LeaderboardGet, LeaderboardRoom
-from storage import leaderboards
+from server.views import entry_view
 
 
 def count_name_lookups(hits: int, misses: int) -> None:
@@ -19,17 +18,9 @@ def count_name_lookups(hits: int, misses: int) -> None:
     metrics.CACHE_LOOKUPS.labels("leaderboard", "miss").inc(misses)
 
 
-@router.event("leaderboard:get", LeaderboardGet)
 async def handle_leaderboard_get(ctx: EventContext, payload: LeaderboardGet) -> dict[str, Any]:
-    # The current bucket of the period: today (UTC), this ISO week, or all time.
-    bucket = period_key(Period(payload.period), datetime.now(UTC))
-    standings, mine = await leaderboards.top(
-        ctx.app[appkeys.DB_POOL],
-        ctx.app[appkeys.REDIS],
-        bucket,
-        payload.limit,
-        ctx.session.user_id,
-        on_names=count_name_lookups,
+    standings, mine = await ctx.app[SERVICES].leaderboards.board(
+        Period(payload.period), payload.limit, ctx.session.user_id, on_names=count_name_lookups
     )
     return {
         "period": payload.period,
@@ -38,7 +29,6 @@ async def handle_leaderboard_get(ctx: EventContext, payload: LeaderboardGet) -> 
     }
 
 
-@router.event("leaderboard:subscribe", LeaderboardRoom)
 async def handle_leaderboard_subscribe(
     ctx: EventContext, payload: LeaderboardRoom
 ) -> dict[str, Any]:
@@ -46,9 +36,14 @@ async def handle_leaderboard_subscribe(
     return {}
 
 
-@router.event("leaderboard:unsubscribe", LeaderboardRoom)
 async def handle_leaderboard_unsubscribe(
     ctx: EventContext, payload: LeaderboardRoom
 ) -> dict[str, Any]:
     await ctx.app[appkeys.SIO].leave_room(ctx.sid, leaderboard_room(payload.period))
     return {}
+
+
+def register(router: EventRouter) -> None:
+    router.add("leaderboard:get", LeaderboardGet, handle_leaderboard_get)
+    router.add("leaderboard:subscribe", LeaderboardRoom, handle_leaderboard_subscribe)
+    router.add("leaderboard:unsubscribe", LeaderboardRoom, handle_leaderboard_unsubscribe)

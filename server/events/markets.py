@@ -5,16 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from server import appkeys
-from server.events.account import SYNC_PARTS
 from server.market_cache import lookup
 from server.market_cache import parse_market_id as _check_id
 from server.rooms import market_room
-from server.router import EventContext, router
+from server.router import EventContext, EventRouter
 from server.schemas import MarketGet, MarketIds, MarketsList
 from server.views import market_view
 
 
-@router.event("markets:list", MarketsList)
 async def handle_markets_list(ctx: EventContext, payload: MarketsList) -> dict[str, Any]:
     markets, next_cursor = ctx.app[appkeys.MARKET_CACHE].page(
         payload.status, payload.cursor, payload.limit
@@ -22,7 +20,6 @@ async def handle_markets_list(ctx: EventContext, payload: MarketsList) -> dict[s
     return {"markets": markets, "nextCursor": next_cursor}
 
 
-@router.event("market:get", MarketGet)
 async def handle_market_get(ctx: EventContext, payload: MarketGet) -> dict[str, Any]:
     row = await lookup(
         ctx.app[appkeys.DB_POOL], ctx.app[appkeys.MARKET_CACHE], payload.marketId.lower()
@@ -30,7 +27,6 @@ async def handle_market_get(ctx: EventContext, payload: MarketGet) -> dict[str, 
     return {"market": market_view(row)}
 
 
-@router.event("market:subscribe", MarketIds)
 async def handle_market_subscribe(ctx: EventContext, payload: MarketIds) -> dict[str, Any]:
     # All ids are checked before any room is joined: an unknown id changes nothing.
     ids = list(dict.fromkeys(market_id.lower() for market_id in payload.marketIds))
@@ -47,7 +43,6 @@ async def handle_market_subscribe(ctx: EventContext, payload: MarketIds) -> dict
     return {"markets": [market_view(row) for row in rows]}
 
 
-@router.event("market:unsubscribe", MarketIds)
 async def handle_market_unsubscribe(ctx: EventContext, payload: MarketIds) -> dict[str, Any]:
     sio = ctx.app[appkeys.SIO]
     for market_id in {market_id.lower() for market_id in payload.marketIds}:
@@ -62,4 +57,9 @@ async def subscribed_markets(ctx: EventContext) -> dict[str, Any]:
     return {"markets": [view for view in views if view is not None]}
 
 
-SYNC_PARTS.append(subscribed_markets)
+def register(router: EventRouter) -> None:
+    router.add("markets:list", MarketsList, handle_markets_list)
+    router.add("market:get", MarketGet, handle_market_get)
+    router.add("market:subscribe", MarketIds, handle_market_subscribe)
+    router.add("market:unsubscribe", MarketIds, handle_market_unsubscribe)
+    router.add_sync_part(subscribed_markets)

@@ -20,12 +20,22 @@ from aiohttp.http_exceptions import BadHttpMessage
 from openapi_spec_validator import validate
 
 from server import apidocs, replies
-from server.router import router
+from server.events import register_all
+from server.router import EventRouter
 from tests.conftest import ServerFactory
 from tests.node_tools import node_tools
 from tests.players import Player
 
 PROTOCOL_MD = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
+
+
+def game_events() -> EventRouter:
+    router = EventRouter()
+    register_all(router)
+    return router
+
+
+router = game_events()
 
 
 def documented_in_protocol_md() -> tuple[set[str], set[str]]:
@@ -68,7 +78,7 @@ def test_a_registered_event_without_a_documented_ack_fails_generation() -> None:
     extended = type(router)()
     extended.routes = dict(router.routes)
     route = next(iter(router.routes.values()))
-    extended.event("market:forget", route.schema)(route.handler)
+    extended.add("market:forget", route.schema, route.handler)
     with pytest.raises(LookupError, match="market:forget"):
         apidocs.asyncapi(extended)
 

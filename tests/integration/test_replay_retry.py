@@ -9,7 +9,8 @@ import pytest
 import redis.asyncio as redis
 
 from feeds.replay import OddsEvent, ReplayEvent
-from server.feed import FeedStatus, patient
+from server.feed import patient
+from storage.feed_status import FeedStatus
 
 
 async def test_an_event_is_retried_while_storage_is_away_and_the_outage_is_logged(

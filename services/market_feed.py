@@ -1,7 +1,8 @@
-"""The three feed jobs: the market list, the odds, and resolutions, each one pass at a time.
+"""The three live feed jobs: the market list, the odds, and resolutions, each one pass at a time.
 
-A pass reads upstream, writes PostgreSQL, and tells a `FeedListener` what changed; the listener
-(the server) updates caches and pushes to sockets. Upstream failures raise out of a pass after
+A pass reads Polymarket (feeds/), writes listings and odds to PostgreSQL, and tells a
+`FeedListener` (services/markets.py) what changed; status moves (close, resolve) are the
+listener's to write, so they happen in one place. Upstream failures raise out of a pass after
 the client's retries; the runner counts them and tries again next interval. Bad records are
 skipped and counted, never fatal.
 """
@@ -29,6 +30,7 @@ from feeds.parsing import (
 )
 from feeds.polymarket import PolymarketClient
 from game.markets import Resolution, UpstreamState
+from services.notifier import Row
 from storage import markets as market_store
 
 logger = logging.getLogger("thisthat.feed")
@@ -37,11 +39,11 @@ RESOLUTION_CONCURRENCY = 8
 
 
 class FeedListener(Protocol):
-    async def markets_changed(self, rows: Sequence[asyncpg.Record]) -> None: ...
-    async def odds_changed(self, rows: Sequence[asyncpg.Record], at: datetime) -> None: ...
+    async def markets_changed(self, rows: Sequence[Row]) -> None: ...
+    async def odds_changed(self, rows: Sequence[Row], at: datetime) -> None: ...
     async def odds_touched(self, market_ids: Sequence[uuid.UUID], at: datetime) -> None: ...
-    async def market_closed(self, row: asyncpg.Record) -> None: ...
-    async def market_resolved(self, row: asyncpg.Record, resolution: Resolution) -> None: ...
+    async def close(self, market_id: uuid.UUID) -> bool: ...
+    async def resolve(self, market_id: uuid.UUID, resolution: Resolution) -> None: ...
 
 
 @dataclass
@@ -188,14 +190,11 @@ class MarketPoller:
         if state is None:
             # Confirmed gone upstream (neither CLOB nor Gamma knows it): void, refund every stake.
             logger.warning("market gone upstream; cancelling", extra={"marketId": str(row["id"])})
-            await self.listener.market_resolved(row, Resolution.CANCELLED)
+            await self.listener.resolve(row["id"], Resolution.CANCELLED)
             return True
         if state.resolution is not None:
-            await self.listener.market_resolved(row, state.resolution)
+            await self.listener.resolve(row["id"], state.resolution)
             return True
         if state.closed and row["status"] == "open":
-            closed = await market_store.close_market(self.pool, row["id"])
-            if closed is not None:
-                await self.listener.market_closed(closed)
-                return True
+            return await self.listener.close(row["id"])
         return False

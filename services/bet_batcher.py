@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 
 import asyncpg
-from aiohttp import web
 
 from game.errors import GameError
 from game.rules import GameRules
-from server import metrics
-from server.admission import QueueAdmission
+from services import metrics
+from services.admission import QueueAdmission
 from storage import bets
 from storage.bets import BetRequest, PlacedBet
 
@@ -120,16 +118,3 @@ class BetBatcher:
         while not self._queue.empty():
             _, future, _ = self._queue.get_nowait()
             future.cancel()
-
-
-async def bet_batcher_ctx(app: web.Application) -> AsyncIterator[None]:
-    from server import appkeys
-    from server.jobs import spawn
-
-    batcher = BetBatcher(app[appkeys.DB_POOL], app[appkeys.RULES])
-    app[appkeys.BET_BATCHER] = batcher
-    workers = [await spawn(app, batcher.work(), name=f"bet-batcher-{n}") for n in range(WORKERS)]
-    yield
-    for worker in workers:
-        await worker.close()
-    batcher.drain()

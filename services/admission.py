@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from game.errors import ServerBusy
-from server import metrics
+from services import metrics
 
 
 @dataclass

@@ -1,0 +1,55 @@
+"""The application layer's runtime in this process: builds the use cases (services/) on the
+server's resources and runs their background work (bet batch workers, pending settlements)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any, Final
+
+from aiohttp import web
+
+from server import appkeys
+from server.announcer import SocketNotifier
+from server.jobs import spawn, stop_if_cancelled
+from services.bet_batcher import WORKERS
+from services.container import Services, build_services
+from services.settlement import SETTLE_PENDING_INTERVAL_S
+
+logger = logging.getLogger("thisthat.app")
+
+SERVICES: Final = web.AppKey("services", Services)
+
+
+async def services_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Needs the pool, Redis, pushes and the market cache; the feed needs it."""
+
+    async def spawn_job(coro: Coroutine[Any, Any, None], name: str) -> object:
+        return await spawn(app, coro, name=name)
+
+    notifier = SocketNotifier(app[appkeys.PUSHES], app[appkeys.MARKET_CACHE], app[appkeys.REDIS])
+    services = build_services(
+        app[appkeys.DB_POOL], app[appkeys.REDIS], app[appkeys.RULES], notifier, spawn_job
+    )
+    app[SERVICES] = services
+    workers = [
+        await spawn(app, services.batcher.work(), name=f"bet-batcher-{n}") for n in range(WORKERS)
+    ]
+    # Crash safety: at start (first run at once) and every 30 s, finish what a dead process left.
+    settler = await spawn(app, _settle_pending_forever(services), name="settle-pending")
+    yield
+    await settler.close()
+    for worker in workers:
+        await worker.close()
+    services.batcher.drain()
+
+
+async def _settle_pending_forever(services: Services) -> None:
+    while True:
+        try:
+            await services.settlement.settle_pending()
+        except Exception:
+            stop_if_cancelled()
+            logger.exception("settle_pending failed; retrying later")
+        await asyncio.sleep(SETTLE_PENDING_INTERVAL_S)

@@ -1,0 +1,50 @@
+"""What the use cases announce, as an interface: the transport implements it with pushes and rooms.
+
+The application layer says *what* happened (a balance moved, a market changed, a board moved);
+server/announcer.py decides how it reaches sockets on every node. Tests may pass a recorder.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal, Protocol
+
+import asyncpg
+
+from game.leaderboard import Period
+from storage.leaderboards import Standing
+
+# A market, bet or user as storage returns it.
+Row = Mapping[str, Any] | asyncpg.Record
+BalanceReason = Literal["bet", "payout", "refund", "reward"]
+
+
+class Notifier(Protocol):
+    def balance_changed(
+        self,
+        user_id: uuid.UUID,
+        balance: Decimal,
+        reason: BalanceReason,
+        *,
+        except_asker: str | None = None,
+    ) -> None:
+        """Every socket of the user hears the new balance, but the asker whose ack carries it."""
+
+    def bet_settled(self, user_id: uuid.UUID, bet: Row, balance: Decimal) -> None: ...
+
+    async def markets_changed(self, rows: Sequence[Row]) -> None:
+        """Listings changed: every node's cache reloads them; nothing is pushed."""
+
+    async def odds_changed(self, rows: Sequence[Row], at: datetime) -> None:
+        """New odds: caches reload them and each market's subscribers get an `odds` tick."""
+
+    async def odds_touched(self, market_ids: Sequence[uuid.UUID], at: datetime) -> None:
+        """Unchanged odds were read again: they are fresh, here and on other nodes."""
+
+    async def market_updated(self, row: Row) -> None:
+        """A market's status moved: caches reload it and its subscribers get `market:update`."""
+
+    def leaderboard_changed(self, period: Period, standings: Sequence[Standing]) -> None: ...
