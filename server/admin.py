@@ -23,10 +23,14 @@ import orjson
 import redis.asyncio as redis
 from aiohttp import web
 
-from server import appkeys, feed, playground
+from server import feed, playground
+from server.connections import DB_POOL, REDIS
 from server.errors import AuthRequired
 from server.jobs import spawn, stop_if_cancelled
+from server.pushes import SIO
 from server.rest import json_response
+from server.sessions import SESSIONS
+from server.settings import SETTINGS
 from server.wire import dumps_bytes
 from storage import audit, keys, overview
 
@@ -53,7 +57,7 @@ class AdminView:
 
     def local_rooms(self) -> list[dict[str, Any]]:
         """Rooms on this node with their socket counts, largest first (a socket's own room left out)."""
-        rooms = self.app[appkeys.SIO].manager.rooms.get("/", {})
+        rooms = self.app[SIO].manager.rooms.get("/", {})
         sizes = [
             {"room": room, "size": len(members)}
             for room, members in rooms.items()
@@ -63,7 +67,7 @@ class AdminView:
         return sizes[:MAX_ROOMS]
 
     def heartbeat(self) -> dict[str, Any]:
-        sessions = self.app[appkeys.SESSIONS]
+        sessions = self.app[SESSIONS]
         return {
             "id": self.node_id,
             "startedAt": self.started_at,
@@ -74,7 +78,7 @@ class AdminView:
         }
 
     async def beat_forever(self) -> None:
-        client = self.app[appkeys.REDIS]
+        client = self.app[REDIS]
         while not self.stopping.is_set():
             try:
                 await client.hset(keys.NODES, self.node_id, dumps_bytes(self.heartbeat()))
@@ -85,7 +89,7 @@ class AdminView:
                 await asyncio.wait_for(self.stopping.wait(), HEARTBEAT_S)
 
     async def nodes(self) -> list[dict[str, Any]]:
-        client = self.app[appkeys.REDIS]
+        client = self.app[REDIS]
         now = datetime.now(UTC)
         # This node speaks for itself as of now; the others as of their last heartbeat.
         alive = [orjson.loads(dumps_bytes(self.heartbeat()))]
@@ -100,7 +104,7 @@ class AdminView:
         return sorted(alive, key=lambda node: node["id"])
 
     def sockets(self) -> list[dict[str, Any]]:
-        sio = self.app[appkeys.SIO]
+        sio = self.app[SIO]
         return [
             {
                 "sid": session.sid,
@@ -109,18 +113,18 @@ class AdminView:
                 "expiresAt": session.expires_at,
                 "rooms": sorted(room for room in sio.rooms(session.sid) if room != session.sid),
             }
-            for session in self.app[appkeys.SESSIONS].all()[:MAX_SOCKETS]
+            for session in self.app[SESSIONS].all()[:MAX_SOCKETS]
         ]
 
     async def audit(self) -> dict[str, Any]:
         async with self._audit_lock:
             now = datetime.now(UTC)
             if self._audit is None or (now - self._audit["at"]).total_seconds() > AUDIT_EVERY_S:
-                async with self.app[appkeys.DB_POOL].acquire() as connection:
+                async with self.app[DB_POOL].acquire() as connection:
                     violations = await audit.check_all(
                         connection,  # type: ignore[arg-type]  # a pool's proxy acts as the connection
-                        self.app[appkeys.REDIS],
-                        self.app[appkeys.SETTINGS].max_balance,
+                        self.app[REDIS],
+                        self.app[SETTINGS].max_balance,
                         now,
                     )
                 self._audit = {
@@ -140,7 +144,7 @@ class AdminView:
             "sockets": self.sockets(),
             "rooms": self.local_rooms(),
             "feed": feed_report,
-            "settlements": await overview.recent_settlements(self.app[appkeys.DB_POOL], 20),
+            "settlements": await overview.recent_settlements(self.app[DB_POOL], 20),
             "audit": await self.audit(),
         }
 
@@ -149,7 +153,7 @@ ADMIN = web.AppKey("admin_view", AdminView)
 
 
 def _check_enabled(request: web.Request) -> str:
-    token = request.app[appkeys.SETTINGS].admin_token
+    token = request.app[SETTINGS].admin_token
     if not token:
         raise web.HTTPNotFound()
     return token
@@ -184,7 +188,7 @@ async def admin_ctx(app: web.Application) -> AsyncIterator[None]:
     view.stopping.set()
     await job.close()
     try:
-        await app[appkeys.REDIS].hdel(keys.NODES, view.node_id)
+        await app[REDIS].hdel(keys.NODES, view.node_id)
     except (redis.RedisError, OSError):
         logger.debug("heartbeat removal failed; it goes stale by itself", exc_info=True)
 

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from server import replies, schemas
 from server.router import EventRouter
+from server.wire import dumps_bytes
 
 TITLE: Final = "ThisThat"
 VERSION: Final = "1.0.0"
@@ -420,8 +421,6 @@ DOCUMENTS = web.AppKey("api_documents", dict[str, bytes])
 
 def add_routes(app: web.Application, router: EventRouter) -> None:
     """Serve both documents; they are built once, when the app is wired."""
-    from server.wire import dumps_bytes
-
     app[DOCUMENTS] = {
         "/asyncapi.json": dumps_bytes(asyncapi(router)),
         "/openapi.json": dumps_bytes(openapi()),

@@ -3,30 +3,27 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 
 import aiojobs.aiohttp
-import redis.asyncio as redis
 from aiohttp import web
 
 from game.rules import GameRules
-from server import admin, apidocs, appkeys, engineio_poll, metrics, playground, rest, scrape
+from server import admin, apidocs, engineio_poll, playground, rest, scrape
 from server.application import services_ctx
+from server.connections import database_ctx, redis_ctx
 from server.errors import error_middleware
 from server.event_limits import EventLimiter
 from server.events import register_all as register_events
 from server.feed import feed_ctx
 from server.market_cache import market_cache_ctx
 from server.overload import loop_lag_ctx
-from server.passwords import PasswordHasher
-from server.pushes import pushes_ctx
+from server.passwords import passwords_ctx
+from server.pushes import SIO, pushes_ctx
 from server.realtime import create_socket_server, socket_ctx, use_game_websocket
-from server.router import EVENTS, EventRouter
-from server.sessions import SocketSessions
-from server.settings import Settings
-from server.tokens import TokenService
-from storage import database
-from storage.ratelimit import RateLimiter
+from server.router import EVENT_LIMITER, EVENTS, EventRouter
+from server.sessions import SESSIONS, SocketSessions
+from server.settings import RULES, SETTINGS, Settings
+from server.tokens import TOKENS, TokenService
 
 logger = logging.getLogger("thisthat.app")
 
@@ -42,47 +39,6 @@ def game_rules(settings: Settings) -> GameRules:
     )
 
 
-async def database_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[appkeys.SETTINGS]
-    assert settings.database_url is not None
-    # Every node applies migrations on start; the runner's lock makes that safe.
-    await database.migrate(settings.database_url)
-    pool = await database.create_pool(
-        settings.database_url,
-        max_size=settings.database_pool_max,
-        on_query=metrics.DB_QUERY_SECONDS.observe,
-    )
-    app[appkeys.DB_POOL] = pool
-    yield
-    await pool.close()
-
-
-async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[appkeys.SETTINGS]
-    assert settings.redis_url is not None
-    # A bounded pool of warm connections: a burst waits for one instead of opening more.
-    pool = redis.BlockingConnectionPool.from_url(
-        settings.redis_url,
-        max_connections=32,
-        timeout=5,
-        decode_responses=True,
-        health_check_interval=30,
-    )
-    client = redis.Redis(connection_pool=pool)
-    await client.ping()
-    app[appkeys.REDIS] = client
-    app[appkeys.LIMITER] = RateLimiter(client, enabled=settings.rate_limit_enabled)
-    yield
-    await client.aclose()
-
-
-async def passwords_ctx(app: web.Application) -> AsyncIterator[None]:
-    hasher = PasswordHasher(app[appkeys.SETTINGS].bcrypt_cost)
-    app[appkeys.PASSWORDS] = hasher
-    yield
-    hasher.close()
-
-
 def create_app(settings: Settings) -> web.Application:
     if settings.database_url is None or settings.redis_url is None:
         raise ValueError(
@@ -92,9 +48,9 @@ def create_app(settings: Settings) -> web.Application:
         middlewares=[rest.cors_middleware, rest.metrics_middleware, error_middleware],
         client_max_size=64 * 1024,
     )
-    app[appkeys.SETTINGS] = settings
-    app[appkeys.RULES] = game_rules(settings)
-    app[appkeys.TOKENS] = TokenService(
+    app[SETTINGS] = settings
+    app[RULES] = game_rules(settings)
+    app[TOKENS] = TokenService(
         access_secret=settings.jwt_access_secret,
         refresh_secret=settings.jwt_refresh_secret,
         access_ttl_s=settings.jwt_access_expires_in,
@@ -102,8 +58,8 @@ def create_app(settings: Settings) -> web.Application:
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
     )
-    app[appkeys.SESSIONS] = SocketSessions(settings.token_expiry_warning_s)
-    app[appkeys.EVENT_LIMITER] = EventLimiter(enabled=settings.rate_limit_enabled)
+    app[SESSIONS] = SocketSessions(settings.token_expiry_warning_s)
+    app[EVENT_LIMITER] = EventLimiter(enabled=settings.rate_limit_enabled)
     app[rest.READINESS_CHECKS] = {}
     app[scrape.SCRAPE_STATE] = scrape.ScrapeState()
     # Library patches and the game's events: explicit here, never a side effect of an import.
@@ -124,7 +80,7 @@ def create_app(settings: Settings) -> web.Application:
     sio = create_socket_server(app, settings.redis_url, events)
     use_game_websocket(sio)
     sio.attach(app)
-    app[appkeys.SIO] = sio
+    app[SIO] = sio
     app.cleanup_ctx.append(socket_ctx)
     app.cleanup_ctx.append(loop_lag_ctx)
     app.cleanup_ctx.append(pushes_ctx)

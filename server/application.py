@@ -10,9 +10,12 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from server import appkeys
 from server.announcer import SocketNotifier
+from server.connections import DB_POOL, REDIS
 from server.jobs import spawn, stop_if_cancelled
+from server.market_cache import MARKET_CACHE
+from server.pushes import PUSHES
+from server.settings import RULES
 from services.bet_batcher import WORKERS
 from services.container import Services, build_services
 from services.settlement import SETTLE_PENDING_INTERVAL_S
@@ -28,10 +31,8 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     async def spawn_job(coro: Coroutine[Any, Any, None], name: str) -> object:
         return await spawn(app, coro, name=name)
 
-    notifier = SocketNotifier(app[appkeys.PUSHES], app[appkeys.MARKET_CACHE], app[appkeys.REDIS])
-    services = build_services(
-        app[appkeys.DB_POOL], app[appkeys.REDIS], app[appkeys.RULES], notifier, spawn_job
-    )
+    notifier = SocketNotifier(app[PUSHES], app[MARKET_CACHE], app[REDIS])
+    services = build_services(app[DB_POOL], app[REDIS], app[RULES], notifier, spawn_job)
     app[SERVICES] = services
     workers = [
         await spawn(app, services.batcher.work(), name=f"bet-batcher-{n}") for n in range(WORKERS)

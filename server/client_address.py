@@ -14,8 +14,7 @@ from collections.abc import Iterable
 
 from aiohttp import web
 
-from server import appkeys
-from server.settings import proxy_networks
+from server.settings import SETTINGS, proxy_networks
 
 
 def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -47,5 +46,5 @@ def client_ip(request: web.Request) -> str:
     return resolve(
         request.remote,
         request.headers.getall("X-Forwarded-For", ()),
-        request.app[appkeys.SETTINGS].trusted_proxies,
+        request.app[SETTINGS].trusted_proxies,
     )

@@ -23,11 +23,13 @@ from aiohttp import web
 
 from feeds import replay
 from feeds.polymarket import PolymarketClient
-from server import appkeys, metrics
+from server import metrics
 from server.application import SERVICES
+from server.connections import DB_POOL, REDIS
 from server.jobs import spawn, stop_if_cancelled
-from server.market_cache import is_stale
+from server.market_cache import MARKET_CACHE, is_stale
 from server.rest import READINESS_CHECKS
+from server.settings import SETTINGS
 from services.market_feed import MarketPoller, PollReport
 from storage import keys
 from storage.feed_status import FeedStatus, Lease
@@ -120,8 +122,8 @@ def patient(sink: replay.ReplaySink, status: FeedStatus) -> replay.ReplaySink:
 
 async def lead(app: web.Application, lease: Lease, http: aiohttp.ClientSession) -> None:
     """Wait for the lease, run the jobs while it is held, stop them when it is lost."""
-    settings = app[appkeys.SETTINGS]
-    status = FeedStatus(app[appkeys.REDIS])
+    settings = app[SETTINGS]
+    status = FeedStatus(app[REDIS])
     renew_every = lease.ttl_ms / 1000 / 3
     # The replay pass chosen the first time this node leads; taking the lease again reuses it.
     chosen_pass: dict[str, int] = {}
@@ -205,7 +207,7 @@ async def _start_jobs(
     http: aiohttp.ClientSession,
     chosen_pass: dict[str, int],
 ) -> list[asyncio.Task[None]]:
-    settings = app[appkeys.SETTINGS]
+    settings = app[SETTINGS]
     markets = app[SERVICES].markets
     if settings.feed.startswith("replay:"):
         events = replay.load_timeline(Path(settings.feed.removeprefix("replay:")))
@@ -251,9 +253,7 @@ async def _start_jobs(
         settings.polymarket_api_key,
         timeout_s=settings.feed_timeout_s,
     )
-    poller = MarketPoller(
-        app[appkeys.DB_POOL], client, markets, max_markets=settings.feed_max_markets
-    )
+    poller = MarketPoller(app[DB_POOL], client, markets, max_markets=settings.feed_max_markets)
     await status.begin(["markets", "odds", "resolution"])
     # The odds and resolution jobs need the list first; run one listing pass before starting them.
     try:
@@ -294,11 +294,11 @@ async def _start_jobs(
 async def feed_readiness(app: web.Application) -> tuple[bool, Any]:
     """Markets keep being served whatever the feed does, but a configured feed whose jobs died
     (or never started) makes the node unready, so the operator and the orchestrator see it."""
-    settings = app[appkeys.SETTINGS]
-    cache = app[appkeys.MARKET_CACHE]
+    settings = app[SETTINGS]
+    cache = app[MARKET_CACHE]
     now = datetime.now(UTC)
     stale = sum(1 for row in cache.open_rows() if is_stale(row, now, settings.odds_max_age_s))
-    jobs = await FeedStatus(app[appkeys.REDIS]).read()
+    jobs = await FeedStatus(app[REDIS]).read()
     died = sorted(job for job, state in jobs.items() if state.get("state") == "died")
     running = [job for job, state in jobs.items() if state.get("state", "running") == "running"]
     healthy = settings.feed == "off" or not jobs or (not died and bool(running))
@@ -316,12 +316,12 @@ async def feed_readiness(app: web.Application) -> tuple[bool, Any]:
 
 
 async def feed_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[appkeys.SETTINGS]
+    settings = app[SETTINGS]
     app[READINESS_CHECKS]["feed"] = feed_readiness
     if settings.feed == "off":
         yield
         return
-    lease = Lease(app[appkeys.REDIS], keys.FEED_LOCK, settings.feed_lease_ttl_s)
+    lease = Lease(app[REDIS], keys.FEED_LOCK, settings.feed_lease_ttl_s)
     async with aiohttp.ClientSession() as http:
         leader = await spawn(app, lead(app, lease, http), name="feed")
         yield

@@ -22,6 +22,7 @@ from aiohttp import web
 from game.bets import odds_are_stale
 from game.errors import MarketNotFound
 from server import metrics
+from server.connections import DB_POOL, REDIS
 from server.jobs import stop_if_cancelled
 from server.views import Row, decode_cursor, encode_cursor, market_view
 from storage import keys
@@ -174,14 +175,13 @@ async def follow_changes(pool: asyncpg.Pool, client: redis.Redis, cache: MarketC
 
 
 async def market_cache_ctx(app: web.Application) -> AsyncIterator[None]:
-    from server import appkeys
     from server.jobs import spawn
 
     cache = MarketCache()
-    app[appkeys.MARKET_CACHE] = cache
-    await reload_all(app[appkeys.DB_POOL], cache)
+    app[MARKET_CACHE] = cache
+    await reload_all(app[DB_POOL], cache)
     follower = await spawn(
-        app, follow_changes(app[appkeys.DB_POOL], app[appkeys.REDIS], cache), name="market-cache"
+        app, follow_changes(app[DB_POOL], app[REDIS], cache), name="market-cache"
     )
     yield
     await follower.close()
@@ -189,3 +189,6 @@ async def market_cache_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def is_stale(row: Mapping[str, Any], now: datetime, max_age_s: float) -> bool:
     return odds_are_stale(row["odds_updated_at"], now, max_age_s)
+
+
+MARKET_CACHE: Final = web.AppKey("market_cache", MarketCache)

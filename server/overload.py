@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Final
 
 from aiohttp import web
 
 from game.errors import ServerBusy
 from server import metrics
+from server.jobs import spawn
 from services import metrics as service_metrics
 
 PROBE_INTERVAL_S = 0.05
@@ -49,11 +51,11 @@ class LoopLag:
 
 
 async def loop_lag_ctx(app: web.Application) -> AsyncIterator[None]:
-    from server import appkeys
-    from server.jobs import spawn
-
     lag = LoopLag()
-    app[appkeys.LOOP_LAG] = lag
+    app[LOOP_LAG] = lag
     job = await spawn(app, lag.watch(), name="loop-lag")
     yield
     await job.close()
+
+
+LOOP_LAG: Final = web.AppKey("loop_lag", LoopLag)

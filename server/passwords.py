@@ -6,9 +6,14 @@ import asyncio
 import contextlib
 import os
 import threading
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Final
 
 import bcrypt
+from aiohttp import web
+
+from server.settings import SETTINGS
 
 
 def _yield_to_the_game() -> None:
@@ -45,3 +50,13 @@ class PasswordHasher:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+PASSWORDS: Final = web.AppKey("passwords", PasswordHasher)
+
+
+async def passwords_ctx(app: web.Application) -> AsyncIterator[None]:
+    hasher = PasswordHasher(app[SETTINGS].bcrypt_cost)
+    app[PASSWORDS] = hasher
+    yield
+    hasher.close()

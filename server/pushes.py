@@ -22,7 +22,8 @@ import socketio
 from aiohttp import web
 
 from server import metrics
-from server.jobs import stop_if_cancelled
+from server.connections import REDIS
+from server.jobs import spawn, stop_if_cancelled
 from server.websocket import PreparedMessage, writer_of
 from server.wire import dumps_bytes
 from storage import keys
@@ -132,11 +133,8 @@ class Pushes:
 
 
 async def pushes_ctx(app: web.Application) -> AsyncIterator[None]:
-    from server import appkeys
-    from server.jobs import spawn
-
-    pushes = Pushes(app[appkeys.SIO], app[appkeys.REDIS])
-    app[appkeys.PUSHES] = pushes
+    pushes = Pushes(app[SIO], app[REDIS])
+    app[PUSHES] = pushes
     jobs = [
         await spawn(app, pushes.deliver_forever(), name="pushes-deliver"),
         await spawn(app, pushes.publish_forever(), name="pushes-publish"),
@@ -144,3 +142,8 @@ async def pushes_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     for job in reversed(jobs):
         await job.close()
+
+
+PUSHES: Final = web.AppKey("pushes", Pushes)
+# The Socket.IO server the pushes are delivered through (created by server/realtime.py).
+SIO: Final = web.AppKey("sio", socketio.AsyncServer)

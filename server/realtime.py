@@ -13,14 +13,18 @@ import socketio
 from aiohttp import web
 
 from game.errors import ErrorCode, GameError
-from server import appkeys, metrics, origins
+from server import metrics, origins
 from server.client_address import client_ip
+from server.connections import DB_POOL
 from server.errors import UnknownEvent, ack_error
 from server.jobs import spawn, stop_if_cancelled
+from server.pushes import PUSHES, SIO
 from server.rooms import user_room
 from server.router import EventRouter, dispatch
-from server.sessions import SocketSession
+from server.sessions import SESSIONS, SocketSession
+from server.settings import SETTINGS
 from server.socketio_server import GameSocketServer
+from server.tokens import TOKENS
 from server.websocket import WireLimits, websocket_class
 from server.wire import OrjsonModule
 from storage import accounts, keys
@@ -52,7 +56,7 @@ class RedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]  # untyped
 def create_socket_server(
     app: web.Application, redis_url: str, router: EventRouter
 ) -> socketio.AsyncServer:
-    settings = app[appkeys.SETTINGS]
+    settings = app[SETTINGS]
     sio = GameSocketServer(
         async_mode="aiohttp",
         client_manager=RedisManager(redis_url, channel=keys.SOCKETIO_CHANNEL),
@@ -73,7 +77,7 @@ def create_socket_server(
         await _connect(app, sio, sid, auth, address)
 
     async def disconnect(sid: str, reason: object = None) -> None:
-        session = app[appkeys.SESSIONS].remove(sid)
+        session = app[SESSIONS].remove(sid)
         _update_gauges(app)
         if session is not None:
             logger.info(
@@ -113,7 +117,7 @@ async def _connect(
 ) -> None:
     token = auth.get("token") if isinstance(auth, dict) else None
     try:
-        claims = app[appkeys.TOKENS].verify(token, "access", datetime.now(UTC))
+        claims = app[TOKENS].verify(token, "access", datetime.now(UTC))
     except GameError as error:
         refusal = socketio.exceptions.ConnectionRefusedError()
         # Top-level code/message for any client; `data` is the error object of PROTOCOL.md.
@@ -124,7 +128,7 @@ async def _connect(
         }
         raise refusal from None
     session = SocketSession(sid, claims.user_id, claims.username or "", claims.expires_at)
-    app[appkeys.SESSIONS].add(session)
+    app[SESSIONS].add(session)
     await sio.enter_room(sid, user_room(claims.user_id))
     _update_gauges(app)
     logger.info(
@@ -136,34 +140,34 @@ async def _connect(
 
 async def _greet(app: web.Application, sio: socketio.AsyncServer, session: SocketSession) -> None:
     await asyncio.sleep(0)
-    user = await accounts.get_user(app[appkeys.DB_POOL], session.user_id)
+    user = await accounts.get_user(app[DB_POOL], session.user_id)
     if user is None:
         await sio.disconnect(session.sid)
         return
     from server.views import user_view
 
     # This socket lives on this node: deliver directly, no trip through Redis.
-    await app[appkeys.PUSHES].deliver_here(
+    await app[PUSHES].deliver_here(
         "session", {"user": user_view(user), "serverTime": datetime.now(UTC)}, session.sid
     )
 
 
 def _update_gauges(app: web.Application) -> None:
-    sessions = app[appkeys.SESSIONS]
+    sessions = app[SESSIONS]
     metrics.CONNECTED_SOCKETS.set(len(sessions))
     metrics.ACTIVE_USERS.set(sessions.active_users)
 
 
 async def _sweep_token_deadlines(app: web.Application) -> None:
     """Warn sockets about 60 s before their token expires; disconnect those that did not refresh."""
-    sio = app[appkeys.SIO]
-    sessions = app[appkeys.SESSIONS]
+    sio = app[SIO]
+    sessions = app[SESSIONS]
     while True:
         await asyncio.sleep(SWEEP_INTERVAL_S)
         for session, kind in sessions.due(datetime.now(UTC)):
             try:
                 if kind == "expiring":
-                    await app[appkeys.PUSHES].deliver_here(
+                    await app[PUSHES].deliver_here(
                         "auth:expiring", {"expiresAt": session.expires_at}, session.sid
                     )
                 else:
@@ -176,11 +180,11 @@ async def _sweep_token_deadlines(app: web.Application) -> None:
 
 async def socket_ctx(app: web.Application) -> AsyncIterator[None]:
     """The token sweeper while the app runs; sockets closed and the Redis manager stopped after."""
-    sio = app[appkeys.SIO]
+    sio = app[SIO]
     sweeper = await spawn(app, _sweep_token_deadlines(app), name="token-sweeper")
     yield
     await sweeper.close()
-    for session in app[appkeys.SESSIONS].all():
+    for session in app[SESSIONS].all():
         try:
             await sio.disconnect(session.sid)
         except Exception:  # noqa: BLE001 - shutting down; a socket already gone is fine

@@ -14,8 +14,9 @@ import orjson
 from aiohttp import web
 
 from game.errors import InvalidCredentials, RateLimited, UserGone, ValidationFailed
-from server import appkeys, metrics, origins, scrape
+from server import metrics, origins, scrape
 from server.client_address import client_ip
+from server.connections import DB_POOL, LIMITER, REDIS
 from server.errors import (
     AuthRequired,
     ForbiddenOrigin,
@@ -24,8 +25,10 @@ from server.errors import (
     TokenInvalid,
     error_response,
 )
+from server.passwords import PASSWORDS
 from server.schemas import Credentials, RefreshRequest, parse
-from server.tokens import token_hash
+from server.settings import RULES, SETTINGS
+from server.tokens import TOKENS, token_hash
 from server.views import user_view
 from server.wire import dumps_bytes
 from storage import accounts
@@ -49,20 +52,20 @@ async def read_json(request: web.Request) -> object:
 
 
 async def limit(request: web.Request, scope: str, subject: str, rule: tuple[int, int]) -> None:
-    wait_ms = await request.app[appkeys.LIMITER].hit(scope, subject, *rule)
+    wait_ms = await request.app[LIMITER].hit(scope, subject, *rule)
     if wait_ms:
         raise RateLimited("too many attempts; slow down", wait_ms)
 
 
 async def _issue_session(app: web.Application, user: Any) -> dict[str, Any]:
     """An access token and the first refresh token of a new family."""
-    settings = app[appkeys.SETTINGS]
-    tokens = app[appkeys.TOKENS]
+    settings = app[SETTINGS]
+    tokens = app[TOKENS]
     now = datetime.now(UTC)
     access = tokens.issue("access", user["id"], now, username=user["username"])
     refresh = tokens.issue("refresh", user["id"], now, family_id=uuid.uuid4())
     await accounts.store_refresh_token(
-        app[appkeys.DB_POOL],
+        app[DB_POOL],
         refresh.claims.token_id,
         user["id"],
         refresh.claims.family_id,  # type: ignore[arg-type]
@@ -79,13 +82,13 @@ async def _issue_session(app: web.Application, user: Any) -> dict[str, Any]:
 
 async def signup(request: web.Request) -> web.Response:
     app = request.app
-    settings = app[appkeys.SETTINGS]
+    settings = app[SETTINGS]
     await limit(request, "signup-ip", client_ip(request), settings.rate_limit_signup_per_ip)
     body = parse(Credentials, await read_json(request))
     body.check_password_bytes()
-    password_hash = await app[appkeys.PASSWORDS].hash(body.password)
+    password_hash = await app[PASSWORDS].hash(body.password)
     user = await accounts.create_user(
-        app[appkeys.DB_POOL], body.username, password_hash, app[appkeys.RULES].starting_credits
+        app[DB_POOL], body.username, password_hash, app[RULES].starting_credits
     )
     logger.info("signup", extra={"userId": str(user["id"])})
     return json_response(await _issue_session(app, user), status=201)
@@ -93,17 +96,15 @@ async def signup(request: web.Request) -> web.Response:
 
 async def login(request: web.Request) -> web.Response:
     app = request.app
-    settings = app[appkeys.SETTINGS]
+    settings = app[SETTINGS]
     await limit(request, "login-ip", client_ip(request), settings.rate_limit_login_per_ip)
     body = parse(Credentials, await read_json(request))
     await limit(
         request, "login-user", body.username.lower(), settings.rate_limit_login_per_username
     )
-    row = await accounts.get_login(app[appkeys.DB_POOL], body.username)
+    row = await accounts.get_login(app[DB_POOL], body.username)
     # Unknown users are checked against a decoy hash: same cost, same answer as a wrong password.
-    if not await app[appkeys.PASSWORDS].verify(
-        body.password, row["password_hash"] if row else None
-    ):
+    if not await app[PASSWORDS].verify(body.password, row["password_hash"] if row else None):
         raise InvalidCredentials()
     assert row is not None
     logger.info("login", extra={"userId": str(row["id"])})
@@ -112,14 +113,12 @@ async def login(request: web.Request) -> web.Response:
 
 async def refresh(request: web.Request) -> web.Response:
     app = request.app
-    await limit(
-        request, "refresh-ip", client_ip(request), app[appkeys.SETTINGS].rate_limit_refresh_per_ip
-    )
+    await limit(request, "refresh-ip", client_ip(request), app[SETTINGS].rate_limit_refresh_per_ip)
     body = parse(RefreshRequest, await read_json(request))
-    tokens = app[appkeys.TOKENS]
+    tokens = app[TOKENS]
     now = datetime.now(UTC)
     old = tokens.verify(body.refreshToken, "refresh")
-    async with app[appkeys.DB_POOL].acquire() as connection:
+    async with app[DB_POOL].acquire() as connection:
         async with connection.transaction():
             outcome, row = await accounts.spend_refresh_token(
                 connection, token_hash(body.refreshToken), now
@@ -154,7 +153,7 @@ async def refresh(request: web.Request) -> web.Response:
         {
             "accessToken": access.token,
             "refreshToken": new.token,
-            "accessExpiresIn": app[appkeys.SETTINGS].jwt_access_expires_in,
+            "accessExpiresIn": app[SETTINGS].jwt_access_expires_in,
         }
     )
 
@@ -162,8 +161,8 @@ async def refresh(request: web.Request) -> web.Response:
 async def logout(request: web.Request) -> web.Response:
     app = request.app
     body = parse(RefreshRequest, await read_json(request))
-    app[appkeys.TOKENS].verify(body.refreshToken, "refresh")
-    await accounts.revoke_family_of(app[appkeys.DB_POOL], token_hash(body.refreshToken))
+    app[TOKENS].verify(body.refreshToken, "refresh")
+    await accounts.revoke_family_of(app[DB_POOL], token_hash(body.refreshToken))
     return web.Response(status=204)
 
 
@@ -172,8 +171,8 @@ async def me(request: web.Request) -> web.Response:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise AuthRequired("send Authorization: Bearer <access token>")
-    claims = request.app[appkeys.TOKENS].verify(token.strip(), "access", datetime.now(UTC))
-    user = await accounts.get_user(request.app[appkeys.DB_POOL], claims.user_id)
+    claims = request.app[TOKENS].verify(token.strip(), "access", datetime.now(UTC))
+    user = await accounts.get_user(request.app[DB_POOL], claims.user_id)
     if user is None:
         raise UserGone()
     return json_response({"user": user_view(user)})
@@ -184,12 +183,12 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def _check_database(app: web.Application) -> tuple[bool, Any]:
-    await app[appkeys.DB_POOL].fetchval("SELECT 1", timeout=2)
+    await app[DB_POOL].fetchval("SELECT 1", timeout=2)
     return True, "ok"
 
 
 async def _check_redis(app: web.Application) -> tuple[bool, Any]:
-    await app[appkeys.REDIS].ping()
+    await app[REDIS].ping()
     return True, "ok"
 
 
@@ -231,7 +230,7 @@ async def cors_middleware(
     if request.path.startswith("/socket.io"):
         return await handler(request)  # engine.io checks the handshake Origin itself
     origin = request.headers.get("Origin")
-    allowed = request.app[appkeys.SETTINGS].cors_origins
+    allowed = request.app[SETTINGS].cors_origins
     if origin is not None and not origins.is_allowed(origin, allowed, request.scheme, request.host):
         return error_response(ForbiddenOrigin(origin))
     if request.method == "OPTIONS" and origin is not None:

@@ -17,10 +17,13 @@ from typing import Any, Final, Generic, TypeVar
 from aiohttp import web
 
 from game.errors import RateLimited
-from server import appkeys, metrics
+from server import metrics
 from server.errors import AuthRequired, TokenExpired, ack_error, refusal_for
+from server.event_limits import EventLimiter
+from server.overload import LOOP_LAG
 from server.schemas import Payload, parse
-from server.sessions import SocketSession
+from server.sessions import SESSIONS, SocketSession
+from server.settings import SETTINGS
 
 logger = logging.getLogger("thisthat.events")
 
@@ -88,14 +91,14 @@ async def dispatch(
     started = time.perf_counter()
     outcome = "ok"
     try:
-        session = app[appkeys.SESSIONS].get(sid)
+        session = app[SESSIONS].get(sid)
         if session is None:
             raise AuthRequired("socket is not authenticated")
         if route.live_token and session.expires_at <= datetime.now(UTC):
             raise TokenExpired("access token expired; send auth:refresh")
         if route.limit_scope == "bets":
             # Bets are the heavy event: shed them first, before they cost Redis or database work.
-            app[appkeys.LOOP_LAG].admit()
+            app[LOOP_LAG].admit()
         _check_rate(app, route, session)
         payload = parse(route.schema, data)
         result = await route.handler(EventContext(app, session), payload)
@@ -126,12 +129,15 @@ def _count(event: str, outcome: str, seconds: float) -> None:
 
 
 def _check_rate(app: web.Application, route: Route[Any], session: SocketSession) -> None:
-    settings = app[appkeys.SETTINGS]
+    settings = app[SETTINGS]
     limit, window = (
         settings.rate_limit_bets_per_user
         if route.limit_scope == "bets"
         else settings.rate_limit_events_per_user
     )
-    wait_ms = app[appkeys.EVENT_LIMITER].hit(route.limit_scope, session.user_id, limit, window)
+    wait_ms = app[EVENT_LIMITER].hit(route.limit_scope, session.user_id, limit, window)
     if wait_ms:
         raise RateLimited(f"too many {route.limit_scope}; retry in {wait_ms} ms", wait_ms)
+
+
+EVENT_LIMITER: Final = web.AppKey("event_limiter", EventLimiter)

@@ -12,8 +12,10 @@ import orjson
 import redis.asyncio as redis
 from aiohttp import web
 
-from server import appkeys, metrics
-from server.market_cache import is_stale
+from server import metrics
+from server.connections import DB_POOL, REDIS
+from server.market_cache import MARKET_CACHE, is_stale
+from server.settings import SETTINGS
 from storage import audit, keys, wallet
 
 logger = logging.getLogger("thisthat.metrics")
@@ -32,19 +34,19 @@ SCRAPE_STATE = web.AppKey("scrape_state", ScrapeState)
 
 
 async def refresh(app: web.Application) -> None:
-    pool = app[appkeys.DB_POOL]
+    pool = app[DB_POOL]
     metrics.DB_POOL_SIZE.set(pool.get_size())
     metrics.DB_POOL_IN_USE.set(pool.get_size() - pool.get_idle_size())
     metrics.DB_POOL_MAX.set(pool.get_max_size())
     _markets(app)
-    await _redis_state(app[appkeys.REDIS])
+    await _redis_state(app[REDIS])
     await _balances(app)
 
 
 def _markets(app: web.Application) -> None:
     now = datetime.now(UTC)
-    max_age_s = app[appkeys.SETTINGS].odds_max_age_s
-    rows = app[appkeys.MARKET_CACHE].open_rows()
+    max_age_s = app[SETTINGS].odds_max_age_s
+    rows = app[MARKET_CACHE].open_rows()
     metrics.MARKETS_OPEN.set(len(rows))
     metrics.MARKETS_STALE_ODDS.set(sum(1 for row in rows if is_stale(row, now, max_age_s)))
     ages = [(now - row["odds_updated_at"]).total_seconds() for row in rows]
@@ -80,7 +82,7 @@ async def _balances(app: web.Application) -> None:
         return
     state.balances_at = time.monotonic()
     try:
-        async with app[appkeys.DB_POOL].acquire(timeout=BALANCES_TIMEOUT_S) as connection:
+        async with app[DB_POOL].acquire(timeout=BALANCES_TIMEOUT_S) as connection:
             distribution = await wallet.balance_distribution(connection, metrics.BALANCE_BUCKETS)
     except Exception:  # noqa: BLE001 - a busy or absent database keeps the previous snapshot
         logger.warning("metrics: balance distribution not refreshed", exc_info=True)

@@ -7,7 +7,9 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Final, Literal
+
+from aiohttp import web
 
 Deadline = Literal["expiring", "expired"]
 
@@ -84,3 +86,6 @@ class SocketSessions:
             if session is not None and session.expires_at == expires_at:
                 reached.append((session, kind))
         return reached
+
+
+SESSIONS: Final = web.AppKey("sessions", SocketSessions)

@@ -20,9 +20,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Final, Literal, get_args, get_origin, get_type_hints
 
 import msgspec
+from aiohttp import web
+
+from game.rules import GameRules
 
 # The users table's CHECK (storage/migrations/0001_initial.sql): no balance, and no balance plus
 # open potential payout, may exceed it. A MAX_BALANCE above it would pass the game rules and then
@@ -390,3 +393,8 @@ __all__ = [
     "parse_duration",
     "proxy_networks",
 ]
+
+
+# The settings and the game's rules drawn from them, for everything the app factory wires.
+SETTINGS: Final = web.AppKey("settings", Settings)
+RULES: Final = web.AppKey("rules", GameRules)

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
 import jwt
+from aiohttp import web
 
 from server.errors import AuthRequired, TokenExpired, TokenInvalid
 
@@ -127,3 +128,6 @@ class TokenService:
 def token_hash(token: str) -> bytes:
     """Refresh tokens are stored by hash only."""
     return hashlib.sha256(token.encode()).digest()
+
+
+TOKENS: Final = web.AppKey("tokens", TokenService)

@@ -6,11 +6,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from game.errors import NotACursor
-from server import appkeys
 from server.application import SERVICES
 from server.errors import TokenInvalid
 from server.router import EVENTS, EventContext, EventRouter
 from server.schemas import AuthRefresh, Empty, WalletHistory
+from server.sessions import SESSIONS
+from server.tokens import TOKENS
 from server.views import decode_cursor, encode_cursor, ledger_entry_view, user_view
 
 
@@ -42,10 +43,10 @@ async def handle_reward_claim(ctx: EventContext, payload: Empty) -> dict[str, An
 
 
 async def handle_auth_refresh(ctx: EventContext, payload: AuthRefresh) -> dict[str, Any]:
-    claims = ctx.app[appkeys.TOKENS].verify(payload.token, "access", datetime.now(UTC))
+    claims = ctx.app[TOKENS].verify(payload.token, "access", datetime.now(UTC))
     if claims.user_id != ctx.session.user_id:
         raise TokenInvalid("token belongs to another user")
-    ctx.app[appkeys.SESSIONS].renew(ctx.sid, claims.expires_at)
+    ctx.app[SESSIONS].renew(ctx.sid, claims.expires_at)
     return {"expiresAt": claims.expires_at}
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from game.leaderboard import Period
-from server import appkeys, metrics
+from server import metrics
 from server.application import SERVICES
+from server.pushes import SIO
 from server.rooms import leaderboard_room
 from server.router import EventContext, EventRouter
 from server.schemas import LeaderboardGet, LeaderboardRoom
@@ -32,14 +33,14 @@ async def handle_leaderboard_get(ctx: EventContext, payload: LeaderboardGet) -> 
 async def handle_leaderboard_subscribe(
     ctx: EventContext, payload: LeaderboardRoom
 ) -> dict[str, Any]:
-    await ctx.app[appkeys.SIO].enter_room(ctx.sid, leaderboard_room(payload.period))
+    await ctx.app[SIO].enter_room(ctx.sid, leaderboard_room(payload.period))
     return {}
 
 
 async def handle_leaderboard_unsubscribe(
     ctx: EventContext, payload: LeaderboardRoom
 ) -> dict[str, Any]:
-    await ctx.app[appkeys.SIO].leave_room(ctx.sid, leaderboard_room(payload.period))
+    await ctx.app[SIO].leave_room(ctx.sid, leaderboard_room(payload.period))
     return {}
 
 

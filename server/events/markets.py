@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from server import appkeys
-from server.market_cache import lookup
+from server.connections import DB_POOL
+from server.market_cache import MARKET_CACHE, lookup
 from server.market_cache import parse_market_id as _check_id
+from server.pushes import SIO
 from server.rooms import market_room
 from server.router import EventContext, EventRouter
 from server.schemas import MarketGet, MarketIds, MarketsList
@@ -14,16 +15,12 @@ from server.views import market_view
 
 
 async def handle_markets_list(ctx: EventContext, payload: MarketsList) -> dict[str, Any]:
-    markets, next_cursor = ctx.app[appkeys.MARKET_CACHE].page(
-        payload.status, payload.cursor, payload.limit
-    )
+    markets, next_cursor = ctx.app[MARKET_CACHE].page(payload.status, payload.cursor, payload.limit)
     return {"markets": markets, "nextCursor": next_cursor}
 
 
 async def handle_market_get(ctx: EventContext, payload: MarketGet) -> dict[str, Any]:
-    row = await lookup(
-        ctx.app[appkeys.DB_POOL], ctx.app[appkeys.MARKET_CACHE], payload.marketId.lower()
-    )
+    row = await lookup(ctx.app[DB_POOL], ctx.app[MARKET_CACHE], payload.marketId.lower())
     return {"market": market_view(row)}
 
 
@@ -32,11 +29,8 @@ async def handle_market_subscribe(ctx: EventContext, payload: MarketIds) -> dict
     ids = list(dict.fromkeys(market_id.lower() for market_id in payload.marketIds))
     for market_id in ids:
         _check_id(market_id)
-    rows = [
-        await lookup(ctx.app[appkeys.DB_POOL], ctx.app[appkeys.MARKET_CACHE], market_id)
-        for market_id in ids
-    ]
-    sio = ctx.app[appkeys.SIO]
+    rows = [await lookup(ctx.app[DB_POOL], ctx.app[MARKET_CACHE], market_id) for market_id in ids]
+    sio = ctx.app[SIO]
     for market_id in ids:
         await sio.enter_room(ctx.sid, market_room(market_id))
         ctx.session.markets.add(market_id)
@@ -44,7 +38,7 @@ async def handle_market_subscribe(ctx: EventContext, payload: MarketIds) -> dict
 
 
 async def handle_market_unsubscribe(ctx: EventContext, payload: MarketIds) -> dict[str, Any]:
-    sio = ctx.app[appkeys.SIO]
+    sio = ctx.app[SIO]
     for market_id in {market_id.lower() for market_id in payload.marketIds}:
         await sio.leave_room(ctx.sid, market_room(market_id))
         ctx.session.markets.discard(market_id)
@@ -52,7 +46,7 @@ async def handle_market_unsubscribe(ctx: EventContext, payload: MarketIds) -> di
 
 
 async def subscribed_markets(ctx: EventContext) -> dict[str, Any]:
-    cache = ctx.app[appkeys.MARKET_CACHE]
+    cache = ctx.app[MARKET_CACHE]
     views = [cache.view(market_id) for market_id in sorted(ctx.session.markets)]
     return {"markets": [view for view in views if view is not None]}
 
