@@ -20,7 +20,7 @@ import orjson
 
 from feeds.polymarket import PolymarketClient
 from game.markets import Resolution
-from services.market_feed import MarketPoller
+from services.markets import MarketPoller
 from storage import database
 from storage.embedded import EmbeddedServices
 from tests.fake_polymarket import FakePolymarket

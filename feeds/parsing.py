@@ -2,7 +2,7 @@
 
 No I/O. Every function accepts any JSON-like value and answers None for what it
 cannot read: upstream records are untrusted, and one bad record must never stop
-a poll (DESIGN.md, Feed).
+a poll (docs/invariants.md, Feed).
 """
 
 from __future__ import annotations

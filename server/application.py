@@ -16,7 +16,7 @@ from server.jobs import spawn, stop_if_cancelled
 from server.market_cache import MARKET_CACHE
 from server.pushes import PUSHES
 from server.settings import RULES
-from services.bet_batcher import WORKERS
+from services.betting import WORKERS
 from services.container import Services, build_services
 from services.settlement import SETTLE_PENDING_INTERVAL_S
 

@@ -30,7 +30,7 @@ from server.jobs import spawn, stop_if_cancelled
 from server.market_cache import MARKET_CACHE, is_stale
 from server.rest import READINESS_CHECKS
 from server.settings import SETTINGS
-from services.market_feed import MarketPoller, PollReport
+from services.markets import MarketPoller, PollReport
 from storage import keys
 from storage.feed_status import FeedStatus, Lease
 

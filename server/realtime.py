@@ -120,7 +120,7 @@ async def _connect(
         claims = app[TOKENS].verify(token, "access", datetime.now(UTC))
     except GameError as error:
         refusal = socketio.exceptions.ConnectionRefusedError()
-        # Top-level code/message for any client; `data` is the error object of PROTOCOL.md.
+        # Top-level code/message for any client; `data` is the error object of docs/protocol.md.
         refusal.error_args = {
             "message": error.message,
             "code": error.code.value,

@@ -1,4 +1,4 @@
-"""REST: the auth endpoints of PROTOCOL.md, health, readiness and metrics."""
+"""REST: the auth endpoints of docs/protocol.md, health, readiness and metrics."""
 
 from __future__ import annotations
 

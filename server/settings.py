@@ -1,6 +1,6 @@
 """Settings: one frozen, typed object built from defaults, an optional TOML file and the environment.
 
-Every field is named after its environment variable in DESIGN.md's table (lower case). The
+Every field is named after its environment variable (lower case; config.toml lists them all). The
 defaults live here, in code, so an installed server and a checkout behave the same; a TOML file
 (THISTHAT_CONFIG) and then the environment override them. msgspec converts and range-checks every
 value; a value it refuses becomes one line naming the variable, the value and what is allowed.

@@ -1,4 +1,4 @@
-"""Database rows as the wire shapes of PROTOCOL.md (camelCase; Decimals stay exact)."""
+"""Database rows as the wire shapes of docs/protocol.md (camelCase; Decimals stay exact)."""
 
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def market_view(row: Row) -> dict[str, Any]:
 
 
 def bet_view(row: Row) -> dict[str, Any]:
-    """A bet as PROTOCOL.md's `Bet`; `payout` and `settledAt` are null while it is open."""
+    """A bet as docs/protocol.md's `Bet`; `payout` and `settledAt` are null while it is open."""
     return {
         "id": str(row["id"]),
         "clientBetId": row["client_bet_id"],

@@ -8,8 +8,7 @@ import asyncpg
 import redis.asyncio as redis
 
 from game.rules import GameRules
-from services.bet_batcher import BetBatcher
-from services.betting import Betting
+from services.betting import BetBatcher, Betting
 from services.leaderboards import Leaderboards, Spawn
 from services.markets import Markets
 from services.notifier import Notifier

@@ -1,4 +1,4 @@
-"""Ledger invariants of DESIGN.md, checked over the whole database (and the leaderboards in Redis)
+"""Ledger invariants 1-4 of docs/invariants.md, checked over the whole database (and the leaderboards in Redis)
 by `thisthat audit`."""
 
 from __future__ import annotations

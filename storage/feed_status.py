@@ -17,7 +17,7 @@ from storage import keys
 
 
 class PassReport(Protocol):
-    """What a feed pass did (services.market_feed.PollReport)."""
+    """What a feed pass did (services.markets.PollReport)."""
 
     seen: int
     changed: int

@@ -1,4 +1,4 @@
-"""REST auth as PROTOCOL.md: signup, login, refresh rotation with reuse detection, logout, me, limits."""
+"""REST auth as docs/protocol.md: signup, login, refresh rotation with reuse detection, logout, me, limits."""
 
 from __future__ import annotations
 

@@ -10,8 +10,7 @@ import pytest
 
 from game.errors import ErrorCode, GameError
 from game.markets import Side
-from services.admission import QueueAdmission
-from services.bet_batcher import BetBatcher
+from services.betting import BetBatcher, QueueAdmission
 from storage import audit
 from storage.bets import BetRequest
 from tests.betting_fixtures import RULES, balance_of, insert_market, make_user

@@ -13,7 +13,7 @@ import pytest
 
 from game.errors import ErrorCode, GameError
 from game.markets import Resolution, Side
-from services.bet_batcher import BetBatcher
+from services.betting import BetBatcher
 from storage import audit, bets, settlement
 from storage import markets as market_store
 from storage.bets import BetRequest

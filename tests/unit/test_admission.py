@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from game.errors import ErrorCode, GameError
-from services.admission import QueueAdmission
+from services.betting import QueueAdmission
 
 
 def test_a_fast_queue_admits_everything() -> None:
