@@ -31,7 +31,7 @@ from server.settings import RULES, SETTINGS
 from server.tokens import TOKENS, token_hash
 from server.views import user_view
 from server.wire import dumps_bytes
-from storage import accounts
+from storage import accounts, database
 
 logger = logging.getLogger("thisthat.rest")
 
@@ -183,7 +183,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def _check_database(app: web.Application) -> tuple[bool, Any]:
-    await app[DB_POOL].fetchval("SELECT 1", timeout=2)
+    await database.ping(app[DB_POOL], timeout_s=2)
     return True, "ok"
 
 

@@ -116,3 +116,8 @@ async def migrate(url: str) -> list[int]:
         return await apply_migrations(connection)
     finally:
         await connection.close()
+
+
+async def ping(pool: asyncpg.Pool, timeout_s: float) -> None:
+    """One trivial round trip: raises when the database cannot answer within `timeout_s`."""
+    await pool.fetchval("SELECT 1", timeout=timeout_s)
