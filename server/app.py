@@ -11,7 +11,7 @@ from aiohttp import web
 
 import server.events  # noqa: F401 - registers every socket event handler
 from game.rules import GameRules
-from server import admin, apidocs, appkeys, metrics, playground, rest, scrape
+from server import admin, apidocs, appkeys, drain, metrics, playground, rest, scrape
 from server.bet_batcher import bet_batcher_ctx
 from server.errors import error_middleware
 from server.event_limits import EventLimiter
@@ -90,7 +90,12 @@ def create_app(settings: Settings) -> web.Application:
             "create_app needs DATABASE_URL and REDIS_URL; `thisthat serve` starts embedded ones"
         )
     app = web.Application(
-        middlewares=[rest.cors_middleware, rest.metrics_middleware, error_middleware],
+        middlewares=[
+            drain.connection_admission,
+            rest.cors_middleware,
+            rest.metrics_middleware,
+            error_middleware,
+        ],
         client_max_size=64 * 1024,
     )
     app[appkeys.SETTINGS] = settings
@@ -105,6 +110,10 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[appkeys.SESSIONS] = SocketSessions(settings.token_expiry_warning_s)
     app[appkeys.EVENT_LIMITER] = EventLimiter(enabled=settings.rate_limit_enabled)
+    app[drain.CONNECTION_LIMITS] = EventLimiter(enabled=settings.rate_limit_enabled)
+    app[drain.DRAIN] = drain.Drain()
+    # Listeners are closed before this runs: answer what is in flight, then hand sockets back.
+    app.on_shutdown.append(drain.drain_on_shutdown)
     app[rest.READINESS_CHECKS] = {}
     app[appkeys.LEADERBOARD_TRAILING] = set()
     app[scrape.SCRAPE_STATE] = scrape.ScrapeState()

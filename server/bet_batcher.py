@@ -126,7 +126,12 @@ async def bet_batcher_ctx(app: web.Application) -> AsyncIterator[None]:
     from server import appkeys
     from server.jobs import spawn
 
-    batcher = BetBatcher(app[appkeys.DB_POOL], app[appkeys.RULES])
+    settings = app[appkeys.SETTINGS]
+    admission = QueueAdmission(
+        target_s=settings.bet_queue_target_ms / 1000,
+        deadline_s=settings.bet_queue_deadline_ms / 1000,
+    )
+    batcher = BetBatcher(app[appkeys.DB_POOL], app[appkeys.RULES], admission=admission)
     app[appkeys.BET_BATCHER] = batcher
     workers = [await spawn(app, batcher.work(), name=f"bet-batcher-{n}") for n in range(WORKERS)]
     yield

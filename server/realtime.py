@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import redis.asyncio as redis
 import socketio
@@ -15,12 +15,13 @@ from aiohttp import web
 from game.errors import ErrorCode, GameError
 from server import appkeys, engineio_poll, metrics, origins
 from server.client_address import client_ip
-from server.errors import ack_error
+from server.errors import UNAVAILABLE, ack_error, not_ready
 from server.jobs import spawn, stop_if_cancelled
 from server.rooms import user_room
 from server.router import dispatch, router
 from server.sessions import SocketSession
-from server.socketio_server import GameSocketServer
+from server.socketio_server import ClientLimits, GameSocketServer, quiet_library_logs
+from server.views import user_view
 from server.websocket import WireLimits, websocket_class
 from server.wire import OrjsonModule
 from storage import accounts, keys
@@ -53,6 +54,7 @@ class RedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]  # untyped
 
 def create_socket_server(app: web.Application, redis_url: str) -> socketio.AsyncServer:
     settings = app[appkeys.SETTINGS]
+    quiet_library_logs()
     sio = GameSocketServer(
         async_mode="aiohttp",
         client_manager=RedisManager(redis_url, channel=keys.SOCKETIO_CHANNEL),
@@ -62,12 +64,22 @@ def create_socket_server(app: web.Application, redis_url: str) -> socketio.Async
         cors_allowed_origins=origins.engineio_check(settings.cors_origins),
         ping_interval=25,
         ping_timeout=20,
-        max_http_buffer_size=64 * 1024,
+        max_http_buffer_size=settings.socket_max_message_bytes,
         logger=False,
         engineio_logger=False,
+        limits=ClientLimits(
+            max_attachments=settings.socket_max_attachments,
+            max_message_bytes=settings.socket_max_message_bytes,
+            auth_timeout_s=settings.socket_auth_timeout_s,
+        ),
     )
     # Sockets on the websocket transport write their own frames (server/websocket.py).
-    sio.eio._async = {**sio.eio._async, "websocket": websocket_class(WireLimits())}
+    wire = WireLimits(
+        compress_min_bytes=settings.ws_compress_min_bytes,
+        high_water_bytes=settings.ws_buffer_high_water_bytes,
+        limit_bytes=settings.ws_buffer_limit_bytes,
+    )
+    sio.eio._async = {**sio.eio._async, "websocket": websocket_class(wire)}
 
     async def connect(sid: str, environ: dict[str, Any], auth: object = None) -> None:
         request = environ.get("aiohttp.request")
@@ -112,36 +124,51 @@ async def _connect(
     try:
         claims = app[appkeys.TOKENS].verify(token, "access", datetime.now(UTC))
     except GameError as error:
-        refusal = socketio.exceptions.ConnectionRefusedError()
-        # Top-level code/message for any client; `data` is the error object of PROTOCOL.md.
-        refusal.error_args = {
-            "message": error.message,
-            "code": error.code.value,
-            "data": error.to_dict(),
-        }
-        raise refusal from None
+        _refuse(error)
+    sessions = app[appkeys.SESSIONS]
+    if sessions.sockets_of(claims.user_id) >= app[appkeys.SETTINGS].sockets_per_user:
+        _refuse(
+            GameError(
+                ErrorCode.RATE_LIMITED,
+                "too many sockets open for this user; close one first",
+                retryAfterMs=1000,
+            )
+        )
+    try:
+        # Read before accepting: a socket is only accepted when its `session` can follow.
+        user = await accounts.get_user(app[appkeys.DB_POOL], claims.user_id)
+    except UNAVAILABLE:
+        logger.warning("socket refused: database unavailable", exc_info=True)
+        _refuse(not_ready())
+    if user is None:
+        _refuse(GameError(ErrorCode.TOKEN_INVALID, "the token's user no longer exists"))
     session = SocketSession(sid, claims.user_id, claims.username or "", claims.expires_at)
-    app[appkeys.SESSIONS].add(session)
+    sessions.add(session)
     await sio.enter_room(sid, user_room(claims.user_id))
     _update_gauges(app)
     logger.info(
         "socket connected", extra={"sid": sid, "userId": str(claims.user_id), "ip": address}
     )
     # `session` must follow the CONNECT packet, which the library sends after this returns.
-    await spawn(app, _greet(app, sio, session))
+    await spawn(app, _greet(app, session, user_view(user)))
 
 
-async def _greet(app: web.Application, sio: socketio.AsyncServer, session: SocketSession) -> None:
+def _refuse(error: GameError) -> NoReturn:
+    refusal = socketio.exceptions.ConnectionRefusedError()
+    # Top-level code/message for any client; `data` is the error object of the protocol.
+    refusal.error_args = {
+        "message": error.message,
+        "code": error.code.value,
+        "data": error.to_dict(),
+    }
+    raise refusal
+
+
+async def _greet(app: web.Application, session: SocketSession, user: dict[str, Any]) -> None:
     await asyncio.sleep(0)
-    user = await accounts.get_user(app[appkeys.DB_POOL], session.user_id)
-    if user is None:
-        await sio.disconnect(session.sid)
-        return
-    from server.views import user_view
-
     # This socket lives on this node: deliver directly, no trip through Redis.
     await app[appkeys.PUSHES].deliver_here(
-        "session", {"user": user_view(user), "serverTime": datetime.now(UTC)}, session.sid
+        "session", {"user": user, "serverTime": datetime.now(UTC)}, session.sid
     )
 
 

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from game.errors import ErrorCode, GameError
 from server import appkeys, metrics
+from server.drain import DRAIN
 from server.errors import UNAVAILABLE, ack_error, internal_error, not_ready
 from server.schemas import Payload, parse
 from server.sessions import SocketSession
@@ -76,7 +77,12 @@ async def dispatch(
 ) -> dict[str, Any]:
     started = time.perf_counter()
     outcome = "ok"
+    drain = app[DRAIN]
+    entered = False
     try:
+        # A node shutting down answers at once (NOT_READY) instead of starting new work.
+        drain.enter()
+        entered = True
         session = app[appkeys.SESSIONS].get(sid)
         if session is None:
             raise GameError(ErrorCode.AUTH_REQUIRED, "socket is not authenticated")
@@ -108,6 +114,8 @@ async def dispatch(
         logger.exception("event failed", extra={"event": route.name, "sid": sid})
         return ack_error(internal_error())
     finally:
+        if entered:
+            drain.leave()
         _count(route.name, outcome, time.perf_counter() - started)
 
 
