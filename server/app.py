@@ -111,9 +111,8 @@ def create_app(settings: Settings) -> web.Application:
     app[appkeys.SESSIONS] = SocketSessions(settings.token_expiry_warning_s)
     app[appkeys.EVENT_LIMITER] = EventLimiter(enabled=settings.rate_limit_enabled)
     app[drain.CONNECTION_LIMITS] = EventLimiter(enabled=settings.rate_limit_enabled)
+    # `thisthat serve` drains on SIGTERM (server/startup.py) before the app shuts down.
     app[drain.DRAIN] = drain.Drain()
-    # Listeners are closed before this runs: answer what is in flight, then hand sockets back.
-    app.on_shutdown.append(drain.drain_on_shutdown)
     app[rest.READINESS_CHECKS] = {}
     app[appkeys.LEADERBOARD_TRAILING] = set()
     app[scrape.SCRAPE_STATE] = scrape.ScrapeState()

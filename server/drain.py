@@ -1,11 +1,14 @@
 """Graceful shutdown that keeps talking, and the per-address cap on new connections.
 
-On SIGTERM the listeners close first (aiohttp's runner does that before `on_shutdown`); then:
+On SIGTERM the listeners close first, then, while every open connection is still read (aiohttp's
+own shutdown stops reading them, so this runs before it):
 1. every event still arriving is answered at once with NOT_READY ("this node is restarting");
 2. the events already being handled finish and are answered (bets included: they are written or
    refused, never left hanging), within SHUTDOWN_DRAIN_S;
-3. every socket's transport is closed with an Engine.IO close, which socket.io-client (and
-   python-socketio's client) treat as a lost connection and so reconnect, to another node;
+3. every websocket peer gets an Engine.IO close packet while the node keeps reading, so what a
+   peer sent before it saw the close is still answered; then every transport still open is
+   closed. Clients see a lost connection (not a Socket.IO disconnect, which socket.io-client
+   would not retry) and reconnect, to another node behind the balancer;
 4. then the app's resources stop in order, as they would anyway.
 """
 
@@ -16,6 +19,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -23,9 +27,11 @@ from game.errors import ErrorCode, GameError
 from server import appkeys, metrics
 from server.errors import error_response
 from server.event_limits import EventLimiter
+from server.websocket import PreparedMessage, writer_of
 
 logger = logging.getLogger("thisthat.drain")
 
+HANDOFF_WAIT_S = 1.0
 SOCKETS_CLOSE_WAIT_S = 3.0
 
 
@@ -57,26 +63,37 @@ class Drain:
         return self._idle.is_set()
 
 
+async def _until_gone(sio: Any, wait_s: float) -> None:
+    deadline = time.monotonic() + wait_s
+    # engine.io offers no event for "no sockets left"; a bounded poll it is.
+    while sio.eio.sockets and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+
+
 DRAIN = web.AppKey("drain", Drain)
 CONNECTION_LIMITS = web.AppKey("connection_limits", EventLimiter)
 
 
-async def drain_on_shutdown(app: web.Application) -> None:
-    """aiohttp `on_shutdown`: listeners are closed; answer, then hand every socket back."""
+async def drain_sockets(app: web.Application) -> None:
+    """Once the listeners are closed (connections still read): answer, then hand sockets back."""
     drain = app[DRAIN]
     drain.draining = True
     started = time.monotonic()
     answered = await drain.wait_idle(app[appkeys.SETTINGS].shutdown_drain_s)
     sio = app[appkeys.SIO]
     sids = list(sio.eio.sockets)
-    for eio_sid in sids:
+    # Ask every websocket peer to leave with an Engine.IO close, still reading: what a peer sent
+    # before it saw the close reaches us and is answered (NOT_READY) before its side closes.
+    for socket in list(sio.eio.sockets.values()):
+        writer = writer_of(socket)
+        if writer is not None:
+            writer.send(PreparedMessage("1"))
+    await _until_gone(sio, HANDOFF_WAIT_S)
+    # Peers that did not close (long-polling ones, or clients that ignore the close packet).
+    for eio_sid in list(sio.eio.sockets):
         with contextlib.suppress(Exception):
             await sio.eio.disconnect(eio_sid)
-    # Give the close frames a moment to reach the peers before the runner cuts connections.
-    deadline = time.monotonic() + SOCKETS_CLOSE_WAIT_S
-    # engine.io offers no event for "no sockets left"; a bounded poll it is.
-    while sio.eio.sockets and time.monotonic() < deadline:  # noqa: ASYNC110
-        await asyncio.sleep(0.05)
+    await _until_gone(sio, SOCKETS_CLOSE_WAIT_S)
     logger.info(
         "drained",
         extra={
