@@ -72,7 +72,7 @@ class BenchStack:
             "RATE_LIMIT_LOGIN_PER_IP": "100000/60",
             "RATE_LIMIT_LOGIN_PER_USERNAME": "100000/60",
             # Every load-test socket comes from one address.
-            "CONNECTIONS_PER_IP": "100000/1",
+            "RATE_LIMIT_CONNECTIONS_PER_IP": "100000/1",
             "LOG_LEVEL": "WARNING",
             **extra,
         }

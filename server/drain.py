@@ -119,7 +119,7 @@ async def connection_admission(
         )
     from server.client_address import client_ip
 
-    limit, window = request.app[appkeys.SETTINGS].connections_per_ip
+    limit, window = request.app[appkeys.SETTINGS].rate_limit_connections_per_ip
     wait_ms = request.app[CONNECTION_LIMITS].hit("connect", client_ip(request), limit, window)
     if wait_ms:
         metrics.ERRORS.labels(ErrorCode.RATE_LIMITED.value).inc()

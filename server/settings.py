@@ -101,7 +101,7 @@ class Settings:
 
     # What one client may cost a node (docs/protocol.md, "Limits").
     # New Engine.IO connections (websocket or polling handshakes) per client address.
-    connections_per_ip: RateLimit = (50, 1)
+    rate_limit_connections_per_ip: RateLimit = (50, 1)
     # Sockets one user may hold on a node at once.
     sockets_per_user: Count = 10
     # An Engine.IO connection that has not authenticated (Socket.IO CONNECT) by then is closed.

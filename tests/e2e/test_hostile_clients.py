@@ -128,7 +128,7 @@ async def test_json_the_parser_refuses_is_answered_with_validation_error(
 async def test_new_connections_per_address_are_capped(
     start_server: ServerFactory, http: aiohttp.ClientSession
 ) -> None:
-    base, _ = await start_server(connections_per_ip=(5, 10))
+    base, _ = await start_server(rate_limit_connections_per_ip=(5, 10))
     statuses = []
     for _ in range(7):
         async with http.get(f"{base}/socket.io/?EIO=4&transport=polling") as response:
