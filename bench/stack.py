@@ -71,6 +71,8 @@ class BenchStack:
             "RATE_LIMIT_EVENTS_PER_USER": "1000/1",
             "RATE_LIMIT_LOGIN_PER_IP": "100000/60",
             "RATE_LIMIT_LOGIN_PER_USERNAME": "100000/60",
+            # Every load-test socket comes from one address.
+            "RATE_LIMIT_CONNECTIONS_PER_IP": "100000/1",
             "LOG_LEVEL": "WARNING",
             **extra,
         }

@@ -8,7 +8,7 @@ import aiojobs.aiohttp
 from aiohttp import web
 
 from game.rules import GameRules
-from server import admin, apidocs, engineio_poll, playground, rest, scrape
+from server import admin, apidocs, drain, engineio_poll, playground, rest, scrape
 from server.application import services_ctx
 from server.connections import database_ctx, redis_ctx
 from server.errors import error_middleware
@@ -45,7 +45,12 @@ def create_app(settings: Settings) -> web.Application:
             "create_app needs DATABASE_URL and REDIS_URL; `thisthat serve` starts embedded ones"
         )
     app = web.Application(
-        middlewares=[rest.cors_middleware, rest.metrics_middleware, error_middleware],
+        middlewares=[
+            drain.connection_admission,
+            rest.cors_middleware,
+            rest.metrics_middleware,
+            error_middleware,
+        ],
         client_max_size=64 * 1024,
     )
     app[SETTINGS] = settings
@@ -60,6 +65,9 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SESSIONS] = SocketSessions(settings.token_expiry_warning_s)
     app[EVENT_LIMITER] = EventLimiter(enabled=settings.rate_limit_enabled)
+    app[drain.CONNECTION_LIMITS] = EventLimiter(enabled=settings.rate_limit_enabled)
+    # `thisthat serve` drains on SIGTERM (server/startup.py) before the app shuts down.
+    app[drain.DRAIN] = drain.Drain()
     app[rest.READINESS_CHECKS] = {}
     app[scrape.SCRAPE_STATE] = scrape.ScrapeState()
     # Library patches and the game's events: explicit here, never a side effect of an import.
@@ -78,7 +86,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(passwords_ctx)
     aiojobs.aiohttp.setup(app, limit=None, close_timeout=5)
     sio = create_socket_server(app, settings.redis_url, events)
-    use_game_websocket(sio)
+    use_game_websocket(sio, settings)
     sio.attach(app)
     app[SIO] = sio
     app.cleanup_ctx.append(socket_ctx)

@@ -15,8 +15,8 @@ from server.connections import DB_POOL, REDIS
 from server.jobs import spawn, stop_if_cancelled
 from server.market_cache import MARKET_CACHE
 from server.pushes import PUSHES
-from server.settings import RULES
-from services.betting import WORKERS
+from server.settings import RULES, SETTINGS
+from services.betting import WORKERS, QueueAdmission
 from services.container import Services, build_services
 from services.settlement import SETTLE_PENDING_INTERVAL_S
 
@@ -32,7 +32,12 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         return await spawn(app, coro, name=name)
 
     notifier = SocketNotifier(app[PUSHES], app[MARKET_CACHE], app[REDIS])
-    services = build_services(app[DB_POOL], app[REDIS], app[RULES], notifier, spawn_job)
+    settings = app[SETTINGS]
+    admission = QueueAdmission(
+        target_s=settings.bet_queue_target_ms / 1000,
+        deadline_s=settings.bet_queue_deadline_ms / 1000,
+    )
+    services = build_services(app[DB_POOL], app[REDIS], app[RULES], notifier, spawn_job, admission)
     app[SERVICES] = services
     workers = [
         await spawn(app, services.batcher.work(), name=f"bet-batcher-{n}") for n in range(WORKERS)

@@ -63,16 +63,16 @@ class UnknownEvent(GameError):
     code = ErrorCode.UNKNOWN_EVENT
     http_status = 400
 
-    def __init__(self, event: str) -> None:
-        super().__init__(f"unknown event {event[:100]!r}")
+    def __init__(self, event: str, reason: str | None = None) -> None:
+        super().__init__(reason or f"unknown event {event[:100]!r}")
 
 
 class NotReady(GameError):
     code = ErrorCode.NOT_READY
     http_status = 503
 
-    def __init__(self) -> None:
-        super().__init__("a dependency is unavailable; retry shortly")
+    def __init__(self, message: str = "a dependency is unavailable; retry shortly") -> None:
+        super().__init__(message)
 
 
 class InternalError(GameError):

@@ -6,25 +6,26 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import redis.asyncio as redis
 import socketio
 from aiohttp import web
 
-from game.errors import ErrorCode, GameError
+from game.errors import ErrorCode, GameError, RateLimited, UserGone
 from server import metrics, origins
 from server.client_address import client_ip
 from server.connections import DB_POOL
-from server.errors import UnknownEvent, ack_error
+from server.errors import UNAVAILABLE, NotReady, UnknownEvent, ack_error
 from server.jobs import spawn, stop_if_cancelled
 from server.pushes import PUSHES, SIO
 from server.rooms import user_room
 from server.router import EventRouter, dispatch
 from server.sessions import SESSIONS, SocketSession
-from server.settings import SETTINGS
-from server.socketio_server import GameSocketServer
+from server.settings import SETTINGS, Settings
+from server.socketio_server import ClientLimits, GameSocketServer, quiet_library_logs
 from server.tokens import TOKENS
+from server.views import user_view
 from server.websocket import WireLimits, websocket_class
 from server.wire import OrjsonModule
 from storage import accounts, keys
@@ -57,6 +58,7 @@ def create_socket_server(
     app: web.Application, redis_url: str, router: EventRouter
 ) -> socketio.AsyncServer:
     settings = app[SETTINGS]
+    quiet_library_logs()
     sio = GameSocketServer(
         async_mode="aiohttp",
         client_manager=RedisManager(redis_url, channel=keys.SOCKETIO_CHANNEL),
@@ -66,9 +68,14 @@ def create_socket_server(
         cors_allowed_origins=origins.engineio_check(settings.cors_origins),
         ping_interval=25,
         ping_timeout=20,
-        max_http_buffer_size=64 * 1024,
+        max_http_buffer_size=settings.socket_max_message_bytes,
         logger=False,
         engineio_logger=False,
+        limits=ClientLimits(
+            max_attachments=settings.socket_max_attachments,
+            max_message_bytes=settings.socket_max_message_bytes,
+            auth_timeout_s=settings.socket_auth_timeout_s,
+        ),
     )
 
     async def connect(sid: str, environ: dict[str, Any], auth: object = None) -> None:
@@ -94,11 +101,6 @@ def create_socket_server(
     return sio
 
 
-def use_game_websocket(sio: socketio.AsyncServer) -> None:
-    """Sockets on the websocket transport write their own frames (server/websocket.py)."""
-    sio.eio._async = {**sio.eio._async, "websocket": websocket_class(WireLimits())}
-
-
 async def _unknown_event(event: str, sid: str, *_: object) -> dict[str, Any]:
     metrics.ERRORS.labels(ErrorCode.UNKNOWN_EVENT.value).inc()
     logger.debug("unknown event", extra={"sid": sid, "event": event[:100]})
@@ -119,36 +121,45 @@ async def _connect(
     try:
         claims = app[TOKENS].verify(token, "access", datetime.now(UTC))
     except GameError as error:
-        refusal = socketio.exceptions.ConnectionRefusedError()
-        # Top-level code/message for any client; `data` is the error object of docs/protocol.md.
-        refusal.error_args = {
-            "message": error.message,
-            "code": error.code.value,
-            "data": error.to_dict(),
-        }
-        raise refusal from None
+        _refuse(error)
+    sessions = app[SESSIONS]
+    if sessions.sockets_of(claims.user_id) >= app[SETTINGS].sockets_per_user:
+        _refuse(RateLimited("too many sockets open for this user; close one first", 1000))
+    try:
+        # Read before accepting: a socket is only accepted when its `session` can follow.
+        user = await accounts.get_user(app[DB_POOL], claims.user_id)
+    except UNAVAILABLE:
+        logger.warning("socket refused: database unavailable", exc_info=True)
+        _refuse(NotReady())
+    if user is None:
+        _refuse(UserGone())
     session = SocketSession(sid, claims.user_id, claims.username or "", claims.expires_at)
-    app[SESSIONS].add(session)
+    sessions.add(session)
     await sio.enter_room(sid, user_room(claims.user_id))
     _update_gauges(app)
     logger.info(
         "socket connected", extra={"sid": sid, "userId": str(claims.user_id), "ip": address}
     )
     # `session` must follow the CONNECT packet, which the library sends after this returns.
-    await spawn(app, _greet(app, sio, session))
+    await spawn(app, _greet(app, session, user_view(user)))
 
 
-async def _greet(app: web.Application, sio: socketio.AsyncServer, session: SocketSession) -> None:
+def _refuse(error: GameError) -> NoReturn:
+    refusal = socketio.exceptions.ConnectionRefusedError()
+    # Top-level code/message for any client; `data` is the error object of the protocol.
+    refusal.error_args = {
+        "message": error.message,
+        "code": error.code.value,
+        "data": error.to_dict(),
+    }
+    raise refusal
+
+
+async def _greet(app: web.Application, session: SocketSession, user: dict[str, Any]) -> None:
     await asyncio.sleep(0)
-    user = await accounts.get_user(app[DB_POOL], session.user_id)
-    if user is None:
-        await sio.disconnect(session.sid)
-        return
-    from server.views import user_view
-
     # This socket lives on this node: deliver directly, no trip through Redis.
     await app[PUSHES].deliver_here(
-        "session", {"user": user_view(user), "serverTime": datetime.now(UTC)}, session.sid
+        "session", {"user": user, "serverTime": datetime.now(UTC)}, session.sid
     )
 
 
@@ -190,3 +201,13 @@ async def socket_ctx(app: web.Application) -> AsyncIterator[None]:
         except Exception:  # noqa: BLE001 - shutting down; a socket already gone is fine
             logger.debug("disconnect at shutdown failed", exc_info=True)
     await sio.shutdown()
+
+
+def use_game_websocket(sio: socketio.AsyncServer, settings: Settings) -> None:
+    """Sockets on the websocket transport write their own frames (server/websocket.py)."""
+    wire = WireLimits(
+        compress_min_bytes=settings.ws_compress_min_bytes,
+        high_water_bytes=settings.ws_buffer_high_water_bytes,
+        limit_bytes=settings.ws_buffer_limit_bytes,
+    )
+    sio.eio._async = {**sio.eio._async, "websocket": websocket_class(wire)}

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from game.errors import RateLimited
 from server import metrics
+from server.drain import DRAIN
 from server.errors import AuthRequired, TokenExpired, ack_error, refusal_for
 from server.event_limits import EventLimiter
 from server.overload import LOOP_LAG
@@ -90,7 +91,12 @@ async def dispatch(
 ) -> dict[str, Any]:
     started = time.perf_counter()
     outcome = "ok"
+    drain = app[DRAIN]
+    entered = False
     try:
+        # A node shutting down answers at once (NOT_READY) instead of starting new work.
+        drain.enter()
+        entered = True
         session = app[SESSIONS].get(sid)
         if session is None:
             raise AuthRequired("socket is not authenticated")
@@ -109,6 +115,8 @@ async def dispatch(
         metrics.ERRORS.labels(outcome).inc()
         return ack_error(refusal)
     finally:
+        if entered:
+            drain.leave()
         _count(route.name, outcome, time.perf_counter() - started)
 
 

@@ -49,6 +49,9 @@ class SocketSessions:
     def get(self, sid: str) -> SocketSession | None:
         return self._by_sid.get(sid)
 
+    def sockets_of(self, user_id: uuid.UUID) -> int:
+        return self._users.get(user_id, 0)
+
     def add(self, session: SocketSession) -> None:
         self._by_sid[session.sid] = session
         self._users[session.user_id] += 1

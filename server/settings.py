@@ -102,6 +102,35 @@ class Settings:
     # Peers whose X-Forwarded-For is believed (a reverse proxy in front of the server); CIDRs.
     trusted_proxies: tuple[str, ...] = ()
 
+    # What one client may cost a node (docs/protocol.md, "Limits").
+    # New Engine.IO connections (websocket or polling handshakes) per client address.
+    rate_limit_connections_per_ip: RateLimit = (50, 1)
+    # Sockets one user may hold on a node at once.
+    sockets_per_user: Count = 10
+    # An Engine.IO connection that has not authenticated (Socket.IO CONNECT) by then is closed.
+    socket_auth_timeout_s: Seconds = 10
+    # One Socket.IO message, text or binary, and binary attachments per message.
+    socket_max_message_bytes: Annotated[
+        int, _allowed("a number of bytes from 1024 to 16777216", ge=1024, le=16 * 1024 * 1024)
+    ] = 64 * 1024
+    socket_max_attachments: Annotated[int, _allowed("a whole number, 0 or more", ge=0)] = 2
+    # Outgoing websocket frames below this size are not compressed, even with permessage-deflate.
+    ws_compress_min_bytes: Annotated[int, _allowed("a number of bytes, 0 or more", ge=0)] = 1024
+    # Above this many unsent bytes, superseded pushes (odds, leaderboards, balance) are skipped for
+    # a socket; past the limit the socket is dropped.
+    ws_buffer_high_water_bytes: Annotated[
+        int, _allowed("a number of bytes, 1024 or more", ge=1024)
+    ] = 256 * 1024
+    ws_buffer_limit_bytes: Annotated[int, _allowed("a number of bytes, 1024 or more", ge=1024)] = (
+        4 * 1024 * 1024
+    )
+    # Bets waiting longer than the target for a sustained moment make new bets refused at once;
+    # a bet that waited past the deadline is refused without being written.
+    bet_queue_target_ms: Annotated[int, _allowed("milliseconds above 0", ge=1)] = 50
+    bet_queue_deadline_ms: Annotated[int, _allowed("milliseconds above 0", ge=1)] = 2000
+    # On SIGTERM: how long in-flight events may take to be answered before sockets are closed.
+    shutdown_drain_s: Seconds = 10
+
     polymarket_base_url: str = "https://clob.polymarket.com"
     polymarket_gamma_url: str = "https://gamma-api.polymarket.com"
     polymarket_api_key: str | None = None

@@ -20,6 +20,8 @@ import asyncpg
 import redis.asyncio as redis
 from aiohttp import web
 
+from server.drain import drain_sockets
+
 logger = logging.getLogger("thisthat.startup")
 
 CHECK_TIMEOUT_S = 10.0
@@ -140,5 +142,10 @@ async def run_server(
                 with contextlib.suppress(Exception):
                     loop.remove_signal_handler(signum)
         logger.info("shutting down")
+        # Stop accepting, then drain while every connection is still read: aiohttp's own
+        # shutdown stops reading from open connections before its shutdown hooks run.
+        for site in list(runner.sites):
+            await site.stop()
+        await drain_sockets(app)
     finally:
         await runner.cleanup()

@@ -209,8 +209,8 @@ async def serve_socket(
     closing: list[asyncio.Task[None]] = []
 
     def overflowed() -> None:
+        # The aborted transport ends the read loop below, which closes the socket properly.
         logger.warning("socket dropped: peer is not reading", extra={"sid": socket.sid})
-        socket.closed = True
 
     writer = FrameWriter(transport, int(ws.compress or 0), limits, overflowed)
     socket.frame_writer = writer

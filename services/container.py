@@ -8,7 +8,7 @@ import asyncpg
 import redis.asyncio as redis
 
 from game.rules import GameRules
-from services.betting import BetBatcher, Betting
+from services.betting import BetBatcher, Betting, QueueAdmission
 from services.leaderboards import Leaderboards, Spawn
 from services.markets import Markets
 from services.notifier import Notifier
@@ -33,8 +33,9 @@ def build_services(
     rules: GameRules,
     notifier: Notifier,
     spawn: Spawn,
+    admission: QueueAdmission | None = None,
 ) -> Services:
-    batcher = BetBatcher(pool, rules)
+    batcher = BetBatcher(pool, rules, admission=admission)
     boards = Leaderboards(pool, client, notifier, spawn)
     settlement = Settlement(pool, client, notifier, boards)
     return Services(

@@ -1,0 +1,284 @@
+"""What one signed-up player, or a stranger, can make a node do over raw Engine.IO/Socket.IO:
+nothing the server does not answer, bound and log once."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import os
+import socket as stdlib_socket
+import struct
+
+import aiohttp
+import orjson
+import pytest
+import socketio
+
+from server.pushes import PUSHES, SIO
+from server.rooms import user_room
+from server.sessions import SESSIONS
+from server.websocket import writer_of
+from storage import accounts
+from tests.conftest import ServerFactory
+from tests.players import Player
+from tests.raw_socket import RawSocket
+
+
+async def signed_up(base: str, http: aiohttp.ClientSession) -> Player:
+    return await Player(base, http).signup()
+
+
+async def test_a_binary_header_announcing_millions_of_attachments_ends_the_connection(
+    start_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    base, _ = await start_server()
+    player = await signed_up(base, http)
+    raw = await RawSocket(base, http).open()
+    await raw.authenticate(player.access_token)
+    await raw.send('4459999999-["wallet:get",{"_placeholder":true,"num":0}]')
+    assert await raw.closed_by_server()
+
+
+async def test_attachments_past_the_message_size_are_not_buffered(
+    start_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    base, app = await start_server(socket_max_message_bytes=4096)
+    player = await signed_up(base, http)
+    raw = await RawSocket(base, http).open()
+    await raw.authenticate(player.access_token)
+    await raw.send('451-["wallet:get",{"_placeholder":true,"num":0}]')
+    for _ in range(2):  # 2 x 3 KiB: the second crosses the 4 KiB limit
+        await raw.send(b"\x04" + b"x" * 3000)
+    assert await raw.closed_by_server()
+    assert not app[SIO]._binary_packet
+
+
+async def test_a_client_sent_disconnect_event_is_refused_and_the_session_stays(
+    start_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    base, app = await start_server()
+    player = await signed_up(base, http)
+    raw = await RawSocket(base, http).open()
+    await raw.authenticate(player.access_token)
+    sessions = app[SESSIONS]
+    before = len(sessions)
+    await raw.send('421["disconnect",{}]')
+    answer = await raw.ack(1)
+    assert answer["ok"] is False and answer["error"]["code"] == "UNKNOWN_EVENT"
+    assert len(sessions) == before
+    # Still a live, authenticated socket of the same user.
+    await raw.send('422["wallet:get",{}]')
+    assert (await raw.ack(2))["data"]["balance"] == 1000
+    await raw.close()
+
+
+async def test_a_client_sent_connect_event_cannot_switch_user(
+    start_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    base, _ = await start_server()
+    alice, bob = await signed_up(base, http), await signed_up(base, http)
+    raw = await RawSocket(base, http).open()
+    await raw.authenticate(alice.access_token)
+    await raw.send('423["connect",{"token":"' + bob.access_token + '"}]')
+    answer = await raw.ack(3)
+    assert answer["error"]["code"] == "UNKNOWN_EVENT"
+    await raw.send('424["sync",{}]')
+    assert (await raw.ack(4))["data"]["user"]["username"] == alice.username
+    await raw.close()
+
+
+async def test_undecodable_frames_from_a_stranger_end_the_connection_with_one_log_line(
+    start_server: ServerFactory, http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    base, _ = await start_server()
+    caplog.set_level(logging.WARNING)
+    closed = 0
+    for _ in range(20):
+        raw = await RawSocket(base, http).open()
+        await raw.send("x")
+        closed += await raw.closed_by_server()
+    assert closed == 20
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    # At most one line a second for the lot, however many came.
+    bad = [r for r in caplog.records if "packet" in r.getMessage()]
+    assert 1 <= len(bad) <= 5
+
+
+@pytest.mark.parametrize(
+    "payload", ["NaN", "Infinity", "1e309", '{"a":"\\ud800"}', "[" * 2000 + "]" * 2000]
+)
+async def test_json_the_parser_refuses_is_answered_with_validation_error(
+    start_server: ServerFactory,
+    http: aiohttp.ClientSession,
+    caplog: pytest.LogCaptureFixture,
+    payload: str,
+) -> None:
+    base, _ = await start_server()
+    caplog.set_level(logging.WARNING)
+    player = await signed_up(base, http)
+    raw = await RawSocket(base, http).open()
+    await raw.authenticate(player.access_token)
+    await raw.send('427["wallet:get",' + payload + "]")
+    answer = await raw.ack(7)
+    assert answer["ok"] is False and answer["error"]["code"] == "VALIDATION_ERROR"
+    assert not [r for r in caplog.records if r.exc_info]
+    await raw.close()
+
+
+async def test_new_connections_per_address_are_capped(
+    start_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    base, _ = await start_server(rate_limit_connections_per_ip=(5, 10))
+    statuses = []
+    for _ in range(7):
+        async with http.get(f"{base}/socket.io/?EIO=4&transport=polling") as response:
+            statuses.append(response.status)
+            if response.status == 429:
+                body = await response.json()
+                assert body["error"]["code"] == "RATE_LIMITED"
+                assert int(response.headers["Retry-After"]) >= 1
+    assert statuses == [200] * 5 + [429] * 2
+
+
+async def test_sockets_per_user_are_capped(
+    start_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    base, _ = await start_server(sockets_per_user=2)
+    player = await signed_up(base, http)
+    await player.connect()
+    await player.connect()
+    refused: list[object] = []
+    third = socketio.AsyncClient(reconnection=False)
+    third.on("connect_error", lambda data: refused.append(data))
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await third.connect(
+            base, auth={"token": player.access_token}, transports=["websocket"], wait_timeout=10
+        )
+    assert refused and refused[0]["code"] == "RATE_LIMITED"  # type: ignore[index]
+    await player.close()
+
+
+async def test_a_connection_that_never_authenticates_is_closed(
+    start_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    base, app = await start_server(socket_auth_timeout_s=0.5)
+    raw = await RawSocket(base, http).open()
+    assert await raw.closed_by_server(timeout_s=10)
+    assert not app[SIO].eio.sockets
+
+
+@pytest.mark.parametrize("body", ["1:2", "1:6", "1:0", "2:40" + "x" * 70000])
+async def test_a_bad_polling_post_is_answered_at_once(
+    start_server: ServerFactory, http: aiohttp.ClientSession, body: str
+) -> None:
+    base, _ = await start_server()
+    async with http.get(f"{base}/socket.io/?EIO=4&transport=polling") as response:
+        opened = await response.text()
+    sid = opened.split('"sid":"')[1].split('"')[0]
+    url = f"{base}/socket.io/?EIO=4&transport=polling&sid={sid}"
+    async with asyncio.timeout(10):
+        async with http.post(url, data=body.split(":", 1)[1]) as response:
+            assert response.status in (200, 400, 413)
+
+
+async def test_during_a_database_outage_a_new_socket_is_refused_with_not_ready(
+    start_server: ServerFactory, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base, _ = await start_server()
+    player = await signed_up(base, http)
+
+    async def unreachable(*args: object) -> None:
+        raise ConnectionRefusedError("connection refused")
+
+    monkeypatch.setattr(accounts, "get_user", unreachable)
+    refused: list[object] = []
+    client = socketio.AsyncClient(reconnection=False)
+    client.on("connect_error", lambda data: refused.append(data))
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await client.connect(
+            base, auth={"token": player.access_token}, transports=["websocket"], wait_timeout=10
+        )
+    assert refused and refused[0]["code"] == "NOT_READY"  # type: ignore[index]
+    monkeypatch.undo()
+    await player.connect()
+    assert (await player.next("session"))["user"]["username"] == player.username
+    await player.close()
+
+
+async def open_non_reading_socket(base: str, token: str) -> tuple[asyncio.StreamWriter, str]:
+    """A websocket whose client stops reading once authenticated, on a tiny receive buffer."""
+    host, port = base.removeprefix("http://").split(":")
+    raw = stdlib_socket.socket(stdlib_socket.AF_INET, stdlib_socket.SOCK_STREAM)
+    raw.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_RCVBUF, 4096)
+    raw.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(raw, (host, int(port)))
+    reader, writer = await asyncio.open_connection(sock=raw)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        (
+            "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"
+            f"Host: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    await reader.readuntil(b"\r\n\r\n")
+
+    async def frame() -> str:
+        head = await reader.readexactly(2)
+        length = head[1] & 0x7F
+        if length == 126:
+            length = struct.unpack("!H", await reader.readexactly(2))[0]
+        return (await reader.readexactly(length)).decode()
+
+    def send(text: str) -> None:
+        mask = os.urandom(4)
+        body = bytes(b ^ mask[i % 4] for i, b in enumerate(text.encode()))
+        head = (
+            struct.pack("!BB", 0x81, 0x80 | len(body))
+            if len(body) < 126
+            else struct.pack("!BBH", 0x81, 0x80 | 126, len(body))
+        )
+        writer.write(head + mask + body)
+
+    opened = await frame()
+    assert opened.startswith("0")
+    send("40" + orjson.dumps({"token": token}).decode())
+    while not (text := await frame()).startswith("40"):
+        pass
+    sid = orjson.loads(text[2:])["sid"]
+    return writer, sid
+
+
+async def test_a_client_that_reads_nothing_is_bounded_then_dropped(
+    start_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    base, app = await start_server(
+        ws_buffer_high_water_bytes=64 * 1024, ws_buffer_limit_bytes=512 * 1024
+    )
+    player = await signed_up(base, http)
+    writer, sid = await open_non_reading_socket(base, player.access_token)
+    sio = app[SIO]
+    eio_sid = sio.manager.eio_sid_from_sid(sid, "/")
+    frame_writer = writer_of(sio.eio.sockets[eio_sid])
+    assert frame_writer is not None
+    pushes = app[PUSHES]
+    tick = {"marketId": "m", "blob": "o" * 8000}
+    # Odds are superseded state: past the high-water mark they are skipped, not buffered.
+    for n in range(1500):
+        await pushes.deliver_here("odds", tick, user_room(player.user_id))
+        if n % 20 == 0:
+            await asyncio.sleep(0.001)
+    assert frame_writer.skipped > 0
+    assert frame_writer.buffered() <= 64 * 1024 + 9000
+    # Updates that must not be skipped pile up past the limit: the socket is dropped, not kept.
+    for _ in range(200):
+        await pushes.deliver_here("market:update", tick, user_room(player.user_id))
+        if frame_writer.closed:
+            break
+        await asyncio.sleep(0.001)
+    assert frame_writer.closed and frame_writer.transport.is_closing()
+    async with asyncio.timeout(10):
+        while app[SESSIONS].get(sid) is not None:  # noqa: ASYNC110 - no event to await
+            await asyncio.sleep(0.05)
+    writer.close()
