@@ -27,7 +27,7 @@ from server.settings import Settings
 from server.settlement import settlement_ctx
 from server.tokens import TokenService
 from storage import database
-from storage.ratelimit import RateLimiter
+from storage.ratelimit import LoginGuard, RateLimiter
 
 logger = logging.getLogger("thisthat.app")
 
@@ -73,6 +73,12 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     await client.ping()
     app[appkeys.REDIS] = client
     app[appkeys.LIMITER] = RateLimiter(client, enabled=settings.rate_limit_enabled)
+    app[rest.LOGIN_GUARD] = LoginGuard(
+        client,
+        pair=settings.rate_limit_login_per_username_ip,
+        ceiling=settings.rate_limit_login_per_username,
+        enabled=settings.rate_limit_enabled,
+    )
     yield
     await client.aclose()
 

@@ -22,12 +22,14 @@ from server.tokens import token_hash
 from server.views import user_view
 from server.wire import dumps_bytes
 from storage import accounts
+from storage.ratelimit import LoginGuard
 
 logger = logging.getLogger("thisthat.rest")
 
 # Extra readiness checks (the feed adds its own) answer (healthy, detail).
 ReadinessCheck = Callable[[web.Application], Awaitable[tuple[bool, Any]]]
 READINESS_CHECKS = web.AppKey("readiness_checks", dict[str, ReadinessCheck])
+LOGIN_GUARD = web.AppKey("login_guard", LoginGuard)
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
@@ -41,12 +43,15 @@ async def read_json(request: web.Request) -> object:
         raise GameError(ErrorCode.VALIDATION_ERROR, "body must be a JSON object") from error
 
 
-async def limit(request: web.Request, scope: str, subject: str, rule: tuple[int, int]) -> None:
-    wait_ms = await request.app[appkeys.LIMITER].hit(scope, subject, *rule)
+def _refuse_if_waiting(wait_ms: int) -> None:
     if wait_ms:
         raise GameError(
             ErrorCode.RATE_LIMITED, "too many attempts; slow down", retryAfterMs=wait_ms
         )
+
+
+async def limit(request: web.Request, scope: str, subject: str, rule: tuple[int, int]) -> None:
+    _refuse_if_waiting(await request.app[appkeys.LIMITER].hit(scope, subject, *rule))
 
 
 async def _issue_session(app: web.Application, user: Any) -> dict[str, Any]:
@@ -91,9 +96,11 @@ async def login(request: web.Request) -> web.Response:
     settings = app[appkeys.SETTINGS]
     await limit(request, "login-ip", client_ip(request), settings.rate_limit_login_per_ip)
     body = parse(Credentials, await read_json(request))
-    await limit(
-        request, "login-user", body.username.lower(), settings.rate_limit_login_per_username
-    )
+    # Only failures count against a username, and per address first: a stranger's guesses slow
+    # the stranger, never the owner signing in from their own address.
+    guard = app[LOGIN_GUARD]
+    address = client_ip(request)
+    _refuse_if_waiting(await guard.attempt(body.username, address))
     row = await accounts.get_login(app[appkeys.DB_POOL], body.username)
     # Unknown users are checked against a decoy hash: same cost, same answer as a wrong password.
     if not await app[appkeys.PASSWORDS].verify(
@@ -101,6 +108,7 @@ async def login(request: web.Request) -> web.Response:
     ):
         raise GameError(ErrorCode.INVALID_CREDENTIALS, "unknown username or wrong password")
     assert row is not None
+    await guard.succeeded(body.username, address)
     logger.info("login", extra={"userId": str(row["id"])})
     return json_response(await _issue_session(app, row))
 

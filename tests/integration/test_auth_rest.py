@@ -159,8 +159,8 @@ async def test_cors_allows_listed_origins_only(server: Any, http: aiohttp.Client
 async def test_login_brute_force_is_limited_across_two_nodes(
     start_server: ServerFactory, http: aiohttp.ClientSession
 ) -> None:
-    node_a, _ = await start_server(rate_limit_login_per_username=(3, 60))
-    node_b, _ = await start_server(rate_limit_login_per_username=(3, 60))
+    node_a, _ = await start_server(rate_limit_login_per_username_ip=(3, 60))
+    node_b, _ = await start_server(rate_limit_login_per_username_ip=(3, 60))
     victim = await Player(node_a, http).signup(unique_name("victim"))
     statuses = []
     for attempt in range(5):
@@ -173,3 +173,68 @@ async def test_login_brute_force_is_limited_across_two_nodes(
                 assert int(response.headers["Retry-After"]) >= 1
                 assert (await response.json())["error"]["code"] == "RATE_LIMITED"
     assert statuses == [401, 401, 401, 429, 429]
+
+
+async def login_from(
+    base: str, address: str, username: str, password: str, forwarded_for: str | None = None
+) -> tuple[int, Any]:
+    """A login over a connection whose source is `address` (any 127.0.0.0/8 works on loopback)."""
+    headers = {"X-Forwarded-For": forwarded_for} if forwarded_for else {}
+    connector = aiohttp.TCPConnector(local_addr=(address, 0))
+    async with (
+        aiohttp.ClientSession(connector=connector) as session,
+        session.post(
+            base + "/auth/login",
+            json={"username": username, "password": password},
+            headers=headers,
+        ) as response,
+    ):
+        return response.status, await response.json()
+
+
+async def test_a_stranger_s_wrong_passwords_do_not_lock_the_owner_out(
+    server: Any, http: aiohttp.ClientSession
+) -> None:
+    owner = await Player(server[0], http).signup(unique_name("owner"))
+    stranger = [
+        await login_from(server[0], "127.0.0.2", owner.username, "guess guess") for _ in range(12)
+    ]
+    # Guessing from one address is limited there: the default allows 10 failures per 5 minutes.
+    assert [status for status, _ in stranger] == [401] * 10 + [429] * 2
+    assert stranger[-1][1]["error"]["code"] == "RATE_LIMITED"
+    assert stranger[-1][1]["error"]["retryAfterMs"] > 0
+    status, body = await login_from(server[0], "127.0.0.3", owner.username, owner.password)
+    assert (status, body["user"]["id"]) == (200, owner.user_id)
+    # A success refunds its own attempt: the owner's logins never fill their own budget.
+    for _ in range(12):
+        status, _ = await login_from(server[0], "127.0.0.3", owner.username, owner.password)
+        assert status == 200
+
+
+async def test_the_username_ceiling_limits_distributed_guessing_but_not_the_owner_s_address(
+    start_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    base, _ = await start_server(
+        trusted_proxies=("127.0.0.1",),
+        rate_limit_login_per_username_ip=(3, 300),
+        rate_limit_login_per_username=(6, 3600),
+    )
+    owner = await Player(base, http).signup(unique_name("owner"))
+    home = "198.51.100.1"
+    assert (await login_from(base, "127.0.0.1", owner.username, owner.password, home))[0] == 200
+    statuses = []
+    for guesser in range(1, 9):
+        for _ in range(2):
+            status, body = await login_from(
+                base, "127.0.0.1", owner.username, "guess guess", f"203.0.113.{guesser}"
+            )
+            statuses.append(status)
+            if status == 429:
+                assert body["error"]["code"] == "RATE_LIMITED"
+    # Two guesses per address never reach the per-address limit; the username's ceiling of 6
+    # failures from everywhere stops the rest.
+    assert statuses == [401] * 6 + [429] * 10
+    assert (await login_from(base, "127.0.0.1", owner.username, owner.password, home))[0] == 200
+    # An address the owner never signed in from waits like the guessers.
+    status, _ = await login_from(base, "127.0.0.1", owner.username, owner.password, "192.0.2.7")
+    assert status == 429
