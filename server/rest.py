@@ -7,7 +7,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -18,7 +18,7 @@ from server import appkeys, metrics, origins, scrape
 from server.client_address import client_ip
 from server.errors import error_response
 from server.schemas import Credentials, RefreshRequest, parse
-from server.tokens import token_hash
+from server.tokens import IssuedToken, token_hash
 from server.views import user_view
 from server.wire import dumps_bytes
 from storage import accounts
@@ -59,22 +59,28 @@ async def _issue_session(app: web.Application, user: Any) -> dict[str, Any]:
     settings = app[appkeys.SETTINGS]
     tokens = app[appkeys.TOKENS]
     now = datetime.now(UTC)
-    access = tokens.issue("access", user["id"], now, username=user["username"])
-    refresh = tokens.issue("refresh", user["id"], now, family_id=uuid.uuid4())
-    await accounts.store_refresh_token(
-        app[appkeys.DB_POOL],
-        refresh.claims.token_id,
-        user["id"],
-        refresh.claims.family_id,  # type: ignore[arg-type]
-        token_hash(refresh.token),
-        refresh.claims.expires_at,
-    )
+    pair = tokens.issue_pair(user["id"], user["username"], uuid.uuid4(), uuid.uuid4(), now)
+    await _store_refresh(app[appkeys.DB_POOL], pair.refresh, now)
     return {
         "user": user_view(user),
-        "accessToken": access.token,
-        "refreshToken": refresh.token,
+        "accessToken": pair.access.token,
+        "refreshToken": pair.refresh.token,
         "accessExpiresIn": settings.jwt_access_expires_in,
     }
+
+
+async def _store_refresh(connection: Any, refresh: IssuedToken, now: datetime) -> None:
+    claims = refresh.claims
+    assert claims.family_id is not None
+    await accounts.store_refresh_token(
+        connection,
+        claims.token_id,
+        claims.user_id,
+        claims.family_id,
+        token_hash(refresh.token),
+        claims.expires_at,
+        now,
+    )
 
 
 async def signup(request: web.Request) -> web.Response:
@@ -115,29 +121,42 @@ async def login(request: web.Request) -> web.Response:
 
 async def refresh(request: web.Request) -> web.Response:
     app = request.app
-    await limit(
-        request, "refresh-ip", client_ip(request), app[appkeys.SETTINGS].rate_limit_refresh_per_ip
-    )
+    settings = app[appkeys.SETTINGS]
+    await limit(request, "refresh-ip", client_ip(request), settings.rate_limit_refresh_per_ip)
     body = parse(RefreshRequest, await read_json(request))
     tokens = app[appkeys.TOKENS]
     now = datetime.now(UTC)
     old = tokens.verify(body.refreshToken, "refresh")
+    successor_id = uuid.uuid4()
+    user = None
     async with app[appkeys.DB_POOL].acquire() as connection:
         async with connection.transaction():
             outcome, row = await accounts.spend_refresh_token(
-                connection, token_hash(body.refreshToken), now
+                connection,
+                token_hash(body.refreshToken),
+                now,
+                successor_id,
+                timedelta(seconds=settings.refresh_reuse_grace_s),
             )
-            if outcome is accounts.RotationOutcome.ROTATED:
+            answered = outcome in (
+                accounts.RotationOutcome.ROTATED,
+                accounts.RotationOutcome.REPLAYED,
+            )
+            if answered:
                 assert row is not None
-                new = tokens.issue("refresh", row["user_id"], now, family_id=row["family_id"])
-                await accounts.store_refresh_token(
-                    connection,
-                    new.claims.token_id,
-                    row["user_id"],
-                    row["family_id"],
-                    token_hash(new.token),
-                    new.claims.expires_at,
-                )
+                user = await accounts.get_user(connection, row["user_id"])
+            if answered and user is not None:
+                assert row is not None
+                if outcome is accounts.RotationOutcome.ROTATED:
+                    pair = tokens.issue_pair(
+                        user["id"], user["username"], row["family_id"], successor_id, now
+                    )
+                    await _store_refresh(connection, pair.refresh, now)
+                else:
+                    # A retry: the pair answered before, signed again from the same claims.
+                    pair = tokens.issue_pair(
+                        user["id"], user["username"], row["family_id"], row["id"], row["created_at"]
+                    )
         # Outside the transaction: a detected reuse has committed its family revocation.
         if outcome is accounts.RotationOutcome.REUSED:
             logger.warning(
@@ -148,18 +167,15 @@ async def refresh(request: web.Request) -> web.Response:
             )
         if outcome is accounts.RotationOutcome.EXPIRED:
             raise GameError(ErrorCode.TOKEN_EXPIRED, "refresh token expired")
-        if outcome is not accounts.RotationOutcome.ROTATED:
+        if not answered:
             raise GameError(ErrorCode.TOKEN_INVALID, "refresh token is not valid")
-        assert row is not None
-        user = await accounts.get_user(connection, row["user_id"])
     if user is None:
         raise GameError(ErrorCode.TOKEN_INVALID, "user no longer exists")
-    access = tokens.issue("access", user["id"], now, username=user["username"])
     return json_response(
         {
-            "accessToken": access.token,
-            "refreshToken": new.token,
-            "accessExpiresIn": app[appkeys.SETTINGS].jwt_access_expires_in,
+            "accessToken": pair.access.token,
+            "refreshToken": pair.refresh.token,
+            "accessExpiresIn": settings.jwt_access_expires_in,
         }
     )
 

@@ -78,9 +78,10 @@ async def test_login_gives_the_same_answer_for_unknown_user_and_wrong_password(
 
 
 async def test_refresh_rotates_and_a_reused_token_revokes_the_family(
-    server: Any, http: aiohttp.ClientSession
+    start_server: ServerFactory, http: aiohttp.ClientSession
 ) -> None:
-    player = await Player(server[0], http).signup()
+    base, _ = await start_server(refresh_reuse_grace_s=0)
+    player = await Player(base, http).signup()
     first = player.refresh_token
     status, rotated, _ = await player.post("/auth/refresh", {"refreshToken": first})
     assert status == 200 and rotated["refreshToken"] != first and rotated["accessExpiresIn"] == 900
@@ -91,15 +92,59 @@ async def test_refresh_rotates_and_a_reused_token_revokes_the_family(
     assert status == 401 and body["error"]["code"] == "TOKEN_INVALID"
 
 
-async def test_concurrent_refreshes_of_one_token_rotate_once(
+async def test_concurrent_refreshes_of_one_token_get_the_same_pair_and_it_keeps_working(
+    server: Any, http: aiohttp.ClientSession, db: asyncpg.Pool
+) -> None:
+    for _ in range(8):
+        player = await Player(server[0], http).signup()
+        results = await asyncio.gather(
+            *(
+                player.post("/auth/refresh", {"refreshToken": player.refresh_token})
+                for _ in range(2)
+            )
+        )
+        assert [status for status, _, _ in results] == [200, 200]
+        first, second = (body for _, body, _ in results)
+        assert first == second and first["refreshToken"] != player.refresh_token
+        async with http.get(
+            server[0] + "/auth/me", headers={"Authorization": f"Bearer {first['accessToken']}"}
+        ) as response:
+            assert response.status == 200
+        status, rotated, _ = await player.post(
+            "/auth/refresh", {"refreshToken": first["refreshToken"]}
+        )
+        assert status == 200 and rotated["refreshToken"] != first["refreshToken"]
+    # The race stored one successor, not two: per player the signup's token and two rotations.
+    assert await db.fetchval("SELECT count(*) FROM refresh_tokens") == 8 * 3
+
+
+async def test_a_retry_within_the_grace_gets_the_pair_again_and_a_reuse_after_it_revokes(
+    start_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    base, _ = await start_server(refresh_reuse_grace_s=1)
+    player = await Player(base, http).signup()
+    first = player.refresh_token
+    status, rotated, _ = await player.post("/auth/refresh", {"refreshToken": first})
+    assert status == 200
+    status, again, _ = await player.post("/auth/refresh", {"refreshToken": first})
+    assert (status, again) == (200, rotated)
+    await asyncio.sleep(1.5)  # past the grace window
+    status, body, _ = await player.post("/auth/refresh", {"refreshToken": first})
+    assert (status, body["error"]["code"]) == (401, "REFRESH_TOKEN_REUSED")
+    status, body, _ = await player.post("/auth/refresh", {"refreshToken": rotated["refreshToken"]})
+    assert (status, body["error"]["code"]) == (401, "TOKEN_INVALID")
+
+
+async def test_a_spent_token_whose_successor_was_used_is_reuse_even_within_the_grace(
     server: Any, http: aiohttp.ClientSession
 ) -> None:
     player = await Player(server[0], http).signup()
-    results = await asyncio.gather(
-        *(player.post("/auth/refresh", {"refreshToken": player.refresh_token}) for _ in range(5))
-    )
-    statuses = sorted(status for status, _, _ in results)
-    assert statuses.count(200) == 1 and statuses.count(401) == 4
+    first = player.refresh_token
+    _, rotated, _ = await player.post("/auth/refresh", {"refreshToken": first})
+    status, _, _ = await player.post("/auth/refresh", {"refreshToken": rotated["refreshToken"]})
+    assert status == 200
+    status, body, _ = await player.post("/auth/refresh", {"refreshToken": first})
+    assert (status, body["error"]["code"]) == (401, "REFRESH_TOKEN_REUSED")
 
 
 async def test_logout_revokes_the_family(server: Any, http: aiohttp.ClientSession) -> None:
