@@ -81,6 +81,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     yield
     await client.aclose()
+    await pool.aclose()  # the client does not close a pool it was given
 
 
 async def passwords_ctx(app: web.Application) -> AsyncIterator[None]:
