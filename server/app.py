@@ -11,7 +11,7 @@ from aiohttp import web
 
 import server.events  # noqa: F401 - registers every socket event handler
 from game.rules import GameRules
-from server import admin, apidocs, appkeys, metrics, playground, rest, scrape
+from server import admin, apidocs, appkeys, exposure, metrics, playground, rest, scrape
 from server.bet_batcher import bet_batcher_ctx
 from server.errors import error_middleware
 from server.event_limits import EventLimiter
@@ -96,6 +96,8 @@ def create_app(settings: Settings) -> web.Application:
         raise ValueError(
             "create_app needs DATABASE_URL and REDIS_URL; `thisthat serve` starts embedded ones"
         )
+    exposure.hide_server_version()
+    exposure.redact_unparsable_requests()
     app = web.Application(
         middlewares=[rest.cors_middleware, rest.metrics_middleware, error_middleware],
         client_max_size=64 * 1024,

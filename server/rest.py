@@ -14,7 +14,7 @@ import orjson
 from aiohttp import web
 
 from game.errors import ErrorCode, GameError
-from server import appkeys, metrics, origins, scrape
+from server import appkeys, exposure, metrics, origins, scrape
 from server.client_address import client_ip
 from server.errors import error_response
 from server.schemas import Credentials, RefreshRequest, parse
@@ -231,12 +231,17 @@ async def readyz(request: web.Request) -> web.Response:
             healthy, detail = False, f"error: {type(error).__name__}"
         results[name] = detail
         ready = ready and healthy
-    return json_response(
-        {"status": "ok" if ready else "unavailable", "checks": results}, 200 if ready else 503
-    )
+    status: dict[str, Any] = {"status": "ok" if ready else "unavailable"}
+    if exposure.sees_operator_detail(request):
+        status["checks"] = results
+    return json_response(status, 200 if ready else 503)
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
+    if not exposure.sees_operator_detail(request):
+        if not request.app[appkeys.SETTINGS].metrics_token:
+            raise web.HTTPNotFound()
+        raise GameError(ErrorCode.AUTH_REQUIRED, "send Authorization: Bearer <METRICS_TOKEN>")
     await scrape.refresh(request.app)
     body, content_type = metrics.render()
     response = web.Response(body=body)
