@@ -316,7 +316,8 @@ def openapi() -> dict[str, Any]:
         },
         "/readyz": {
             "get": {
-                "summary": "Ready: database, Redis and the feed's report",
+                "summary": "Ready: database, Redis and the feed's report (the report, `checks`, "
+                "only with `Authorization: Bearer <METRICS_TOKEN>` when that is set)",
                 "responses": {
                     "200": _json(replies.Readiness, "ready"),
                     "503": _json(replies.Readiness, "a dependency is down"),
@@ -326,8 +327,11 @@ def openapi() -> dict[str, Any]:
         },
         "/metrics": {
             "get": {
-                "summary": "Prometheus metrics",
-                "responses": {"200": _text("text/plain", "Prometheus text format"), **_errors(403)},
+                "summary": "Prometheus metrics (`Authorization: Bearer <METRICS_TOKEN>` when set)",
+                "responses": {
+                    "200": _text("text/plain", "Prometheus text format"),
+                    **_errors(401, 403),
+                },
             }
         },
         "/openapi.json": {

@@ -8,7 +8,7 @@ import aiojobs.aiohttp
 from aiohttp import web
 
 from game.rules import GameRules
-from server import admin, apidocs, drain, engineio_poll, playground, rest, scrape
+from server import admin, apidocs, drain, engineio_poll, exposure, playground, rest, scrape
 from server.application import services_ctx
 from server.connections import database_ctx, redis_ctx
 from server.errors import error_middleware
@@ -44,6 +44,8 @@ def create_app(settings: Settings) -> web.Application:
         raise ValueError(
             "create_app needs DATABASE_URL and REDIS_URL; `thisthat serve` starts embedded ones"
         )
+    exposure.hide_server_version()
+    exposure.redact_unparsable_requests()
     app = web.Application(
         middlewares=[
             drain.connection_admission,

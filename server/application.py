@@ -58,4 +58,7 @@ async def _settle_pending_forever(services: Services) -> None:
         except Exception:
             stop_if_cancelled()
             logger.exception("settle_pending failed; retrying later")
+        # redis-py can swallow a cancel that lands while it opens a connection: without this,
+        # a shutdown during the pass would wait out its close timeout.
+        stop_if_cancelled()
         await asyncio.sleep(SETTLE_PENDING_INTERVAL_S)

@@ -12,11 +12,12 @@ from aiohttp import web
 from server import metrics
 from server.settings import SETTINGS
 from storage import database
-from storage.ratelimit import RateLimiter
+from storage.ratelimit import LoginGuard, RateLimiter
 
 DB_POOL: Final = web.AppKey("db_pool", asyncpg.Pool)
 REDIS: Final = web.AppKey("redis", redis.Redis)
 LIMITER: Final = web.AppKey("limiter", RateLimiter)
+LOGIN_GUARD: Final = web.AppKey("login_guard", LoginGuard)
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -49,5 +50,12 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     await client.ping()
     app[REDIS] = client
     app[LIMITER] = RateLimiter(client, enabled=settings.rate_limit_enabled)
+    app[LOGIN_GUARD] = LoginGuard(
+        client,
+        pair=settings.rate_limit_login_per_username_ip,
+        ceiling=settings.rate_limit_login_per_username,
+        enabled=settings.rate_limit_enabled,
+    )
     yield
     await client.aclose()
+    await pool.aclose()  # the client does not close a pool it was given

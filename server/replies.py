@@ -240,4 +240,5 @@ class Health(Reply):
 
 class Readiness(Reply):
     status: Literal["ok", "unavailable"]
-    checks: dict[str, Any]
+    # Only for the operator (METRICS_TOKEN): what each dependency answered.
+    checks: dict[str, Any] | None = None

@@ -7,16 +7,16 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from game.errors import InvalidCredentials, RateLimited, UserGone, ValidationFailed
-from server import metrics, origins, scrape
+from server import exposure, metrics, origins, scrape
 from server.client_address import client_ip
-from server.connections import DB_POOL, LIMITER, REDIS
+from server.connections import DB_POOL, LIMITER, LOGIN_GUARD, REDIS
 from server.errors import (
     AuthRequired,
     ForbiddenOrigin,
@@ -28,7 +28,7 @@ from server.errors import (
 from server.passwords import PASSWORDS
 from server.schemas import Credentials, RefreshRequest, parse
 from server.settings import RULES, SETTINGS
-from server.tokens import TOKENS, token_hash
+from server.tokens import TOKENS, IssuedToken, token_hash
 from server.views import user_view
 from server.wire import dumps_bytes
 from storage import accounts, database
@@ -51,10 +51,13 @@ async def read_json(request: web.Request) -> object:
         raise ValidationFailed("body must be a JSON object") from error
 
 
-async def limit(request: web.Request, scope: str, subject: str, rule: tuple[int, int]) -> None:
-    wait_ms = await request.app[LIMITER].hit(scope, subject, *rule)
+def _refuse_if_waiting(wait_ms: int) -> None:
     if wait_ms:
         raise RateLimited("too many attempts; slow down", wait_ms)
+
+
+async def limit(request: web.Request, scope: str, subject: str, rule: tuple[int, int]) -> None:
+    _refuse_if_waiting(await request.app[LIMITER].hit(scope, subject, *rule))
 
 
 async def _issue_session(app: web.Application, user: Any) -> dict[str, Any]:
@@ -62,22 +65,28 @@ async def _issue_session(app: web.Application, user: Any) -> dict[str, Any]:
     settings = app[SETTINGS]
     tokens = app[TOKENS]
     now = datetime.now(UTC)
-    access = tokens.issue("access", user["id"], now, username=user["username"])
-    refresh = tokens.issue("refresh", user["id"], now, family_id=uuid.uuid4())
-    await accounts.store_refresh_token(
-        app[DB_POOL],
-        refresh.claims.token_id,
-        user["id"],
-        refresh.claims.family_id,  # type: ignore[arg-type]
-        token_hash(refresh.token),
-        refresh.claims.expires_at,
-    )
+    pair = tokens.issue_pair(user["id"], user["username"], uuid.uuid4(), uuid.uuid4(), now)
+    await _store_refresh(app[DB_POOL], pair.refresh, now)
     return {
         "user": user_view(user),
-        "accessToken": access.token,
-        "refreshToken": refresh.token,
+        "accessToken": pair.access.token,
+        "refreshToken": pair.refresh.token,
         "accessExpiresIn": settings.jwt_access_expires_in,
     }
+
+
+async def _store_refresh(connection: Any, refresh: IssuedToken, now: datetime) -> None:
+    claims = refresh.claims
+    assert claims.family_id is not None
+    await accounts.store_refresh_token(
+        connection,
+        claims.token_id,
+        claims.user_id,
+        claims.family_id,
+        token_hash(refresh.token),
+        claims.expires_at,
+        now,
+    )
 
 
 async def signup(request: web.Request) -> web.Response:
@@ -99,41 +108,59 @@ async def login(request: web.Request) -> web.Response:
     settings = app[SETTINGS]
     await limit(request, "login-ip", client_ip(request), settings.rate_limit_login_per_ip)
     body = parse(Credentials, await read_json(request))
-    await limit(
-        request, "login-user", body.username.lower(), settings.rate_limit_login_per_username
-    )
+    # Only failures count against a username, and per address first: a stranger's guesses slow
+    # the stranger, never the owner signing in from their own address.
+    guard = app[LOGIN_GUARD]
+    address = client_ip(request)
+    _refuse_if_waiting(await guard.attempt(body.username, address))
     row = await accounts.get_login(app[DB_POOL], body.username)
     # Unknown users are checked against a decoy hash: same cost, same answer as a wrong password.
     if not await app[PASSWORDS].verify(body.password, row["password_hash"] if row else None):
         raise InvalidCredentials()
     assert row is not None
+    await guard.succeeded(body.username, address)
     logger.info("login", extra={"userId": str(row["id"])})
     return json_response(await _issue_session(app, row))
 
 
 async def refresh(request: web.Request) -> web.Response:
     app = request.app
-    await limit(request, "refresh-ip", client_ip(request), app[SETTINGS].rate_limit_refresh_per_ip)
+    settings = app[SETTINGS]
+    await limit(request, "refresh-ip", client_ip(request), settings.rate_limit_refresh_per_ip)
     body = parse(RefreshRequest, await read_json(request))
     tokens = app[TOKENS]
     now = datetime.now(UTC)
     old = tokens.verify(body.refreshToken, "refresh")
+    successor_id = uuid.uuid4()
+    user = None
     async with app[DB_POOL].acquire() as connection:
         async with connection.transaction():
             outcome, row = await accounts.spend_refresh_token(
-                connection, token_hash(body.refreshToken), now
+                connection,
+                token_hash(body.refreshToken),
+                now,
+                successor_id,
+                timedelta(seconds=settings.refresh_reuse_grace_s),
             )
-            if outcome is accounts.RotationOutcome.ROTATED:
+            answered = outcome in (
+                accounts.RotationOutcome.ROTATED,
+                accounts.RotationOutcome.REPLAYED,
+            )
+            if answered:
                 assert row is not None
-                new = tokens.issue("refresh", row["user_id"], now, family_id=row["family_id"])
-                await accounts.store_refresh_token(
-                    connection,
-                    new.claims.token_id,
-                    row["user_id"],
-                    row["family_id"],
-                    token_hash(new.token),
-                    new.claims.expires_at,
-                )
+                user = await accounts.get_user(connection, row["user_id"])
+            if answered and user is not None:
+                assert row is not None
+                if outcome is accounts.RotationOutcome.ROTATED:
+                    pair = tokens.issue_pair(
+                        user["id"], user["username"], row["family_id"], successor_id, now
+                    )
+                    await _store_refresh(connection, pair.refresh, now)
+                else:
+                    # A retry: the pair answered before, signed again from the same claims.
+                    pair = tokens.issue_pair(
+                        user["id"], user["username"], row["family_id"], row["id"], row["created_at"]
+                    )
         # Outside the transaction: a detected reuse has committed its family revocation.
         if outcome is accounts.RotationOutcome.REUSED:
             logger.warning(
@@ -142,18 +169,15 @@ async def refresh(request: web.Request) -> web.Response:
             raise RefreshTokenReused()
         if outcome is accounts.RotationOutcome.EXPIRED:
             raise TokenExpired("refresh token expired")
-        if outcome is not accounts.RotationOutcome.ROTATED:
+        if not answered:
             raise TokenInvalid("refresh token is not valid")
-        assert row is not None
-        user = await accounts.get_user(connection, row["user_id"])
     if user is None:
         raise UserGone()
-    access = tokens.issue("access", user["id"], now, username=user["username"])
     return json_response(
         {
-            "accessToken": access.token,
-            "refreshToken": new.token,
-            "accessExpiresIn": app[SETTINGS].jwt_access_expires_in,
+            "accessToken": pair.access.token,
+            "refreshToken": pair.refresh.token,
+            "accessExpiresIn": settings.jwt_access_expires_in,
         }
     )
 
@@ -209,12 +233,17 @@ async def readyz(request: web.Request) -> web.Response:
             healthy, detail = False, f"error: {type(error).__name__}"
         results[name] = detail
         ready = ready and healthy
-    return json_response(
-        {"status": "ok" if ready else "unavailable", "checks": results}, 200 if ready else 503
-    )
+    status: dict[str, Any] = {"status": "ok" if ready else "unavailable"}
+    if exposure.sees_operator_detail(request):
+        status["checks"] = results
+    return json_response(status, 200 if ready else 503)
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
+    if not exposure.sees_operator_detail(request):
+        if not request.app[SETTINGS].metrics_token:
+            raise web.HTTPNotFound()
+        raise AuthRequired("send Authorization: Bearer <METRICS_TOKEN>")
     await scrape.refresh(request.app)
     body, content_type = metrics.render()
     response = web.Response(body=body)

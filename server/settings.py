@@ -158,8 +158,13 @@ class Settings:
     rate_limit_enabled: Flag = True
     # Limits: (requests, window seconds). Per IP and per username for auth, per user for events.
     rate_limit_signup_per_ip: RateLimit = (10, 3600)
+    # Every login attempt from one address: a flood guard that only ever slows that address.
     rate_limit_login_per_ip: RateLimit = (30, 300)
-    rate_limit_login_per_username: RateLimit = (10, 300)
+    # Wrong passwords for one username from one address (fixed window): stops guessing there.
+    rate_limit_login_per_username_ip: RateLimit = (10, 300)
+    # Wrong passwords for one username from every address, draining `count` per window: the
+    # ceiling for distributed guessing. Past it, only addresses the owner signed in from get in.
+    rate_limit_login_per_username: RateLimit = (50, 3600)
     rate_limit_refresh_per_ip: RateLimit = (60, 60)
     rate_limit_events_per_user: RateLimit = (50, 1)
     # Bets get their own, larger budget per user: a load tester's player bets fast.
@@ -168,6 +173,14 @@ class Settings:
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     # The read-only admin view at /admin is off unless this is set.
     admin_token: str | None = None
+    # Bearer token for /metrics and /readyz's details. Unset: open outside production, and in
+    # production /metrics answers 404 and /readyz only its status.
+    metrics_token: str | None = None
+    # A spent refresh token presented again within this many seconds (a retry, two tabs racing)
+    # gets the same new pair back instead of revoking the login; 0 turns the grace off.
+    refresh_reuse_grace_s: Annotated[
+        int, _allowed("a whole number of seconds from 0 to 60", ge=0, le=60)
+    ] = 10
     # Seconds before expiry at which a socket gets `auth:expiring`.
     token_expiry_warning_s: Annotated[
         int, _allowed("a whole number of seconds, 0 or more", ge=0)

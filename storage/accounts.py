@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Final
 
@@ -33,16 +33,25 @@ SELECT id, username, balance, created_at, password_hash FROM users WHERE lower(u
 """
 
 INSERT_REFRESH_TOKEN: Final = """
-INSERT INTO refresh_tokens (id, user_id, family_id, token_hash, expires_at)
-VALUES ($1, $2, $3, $4, $5)
+INSERT INTO refresh_tokens (id, user_id, family_id, token_hash, expires_at, created_at)
+VALUES ($1, $2, $3, $4, $5, $6)
 """
 
 SELECT_REFRESH_FOR_UPDATE: Final = """
-SELECT id, user_id, family_id, expires_at, spent_at, revoked_at
+SELECT id, user_id, family_id, expires_at, spent_at, revoked_at, replaced_by
 FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE
 """
 
-SPEND_REFRESH_TOKEN: Final = "UPDATE refresh_tokens SET spent_at = now() WHERE id = $1"
+# The successor a rotation handed out, if it is still unused: what a retry gets again.
+SELECT_UNUSED_SUCCESSOR: Final = """
+SELECT id, user_id, family_id, created_at
+FROM refresh_tokens
+WHERE id = $1 AND spent_at IS NULL AND revoked_at IS NULL AND expires_at > $2
+"""
+
+SPEND_REFRESH_TOKEN: Final = """
+UPDATE refresh_tokens SET spent_at = $2, replaced_by = $3 WHERE id = $1
+"""
 
 REVOKE_FAMILY: Final = """
 UPDATE refresh_tokens SET revoked_at = now()
@@ -90,14 +99,16 @@ async def store_refresh_token(
     family_id: uuid.UUID,
     token_hash: bytes,
     expires_at: datetime,
+    issued_at: datetime,
 ) -> None:
     await connection.execute(
-        INSERT_REFRESH_TOKEN, token_id, user_id, family_id, token_hash, expires_at
+        INSERT_REFRESH_TOKEN, token_id, user_id, family_id, token_hash, expires_at, issued_at
     )
 
 
 class RotationOutcome(enum.Enum):
     ROTATED = "rotated"
+    REPLAYED = "replayed"
     UNKNOWN = "unknown"
     REVOKED = "revoked"
     REUSED = "reused"
@@ -105,12 +116,20 @@ class RotationOutcome(enum.Enum):
 
 
 async def spend_refresh_token(
-    connection: Connection, token_hash: bytes, now: datetime
+    connection: Connection,
+    token_hash: bytes,
+    now: datetime,
+    successor_id: uuid.UUID,
+    grace: timedelta,
 ) -> tuple[RotationOutcome, asyncpg.Record | None]:
-    """Mark a refresh token spent, or detect reuse. Call inside a transaction.
+    """Spend a refresh token in favour of `successor_id`, or detect reuse. Call inside a transaction.
 
-    A token presented after it was spent means two parties hold it: the whole family is revoked
-    (and that revocation must commit even though the caller then refuses the request).
+    ROTATED answers the spent token's row: the caller stores the successor in the same
+    transaction. A spent token presented again within `grace` of its rotation, while its successor
+    is unused, is a retry or a race of the same client: REPLAYED answers the successor's row, from
+    which the same pair is derived again. Otherwise two parties hold it: the whole family is
+    revoked (and that revocation must commit even though the caller then refuses the request).
+    The row lock makes racing presentations of one token take these branches one at a time.
     """
     row = await connection.fetchrow(SELECT_REFRESH_FOR_UPDATE, token_hash)
     if row is None:
@@ -118,11 +137,15 @@ async def spend_refresh_token(
     if row["revoked_at"] is not None:
         return RotationOutcome.REVOKED, row
     if row["spent_at"] is not None:
+        if row["replaced_by"] is not None and now - row["spent_at"] <= grace:
+            successor = await connection.fetchrow(SELECT_UNUSED_SUCCESSOR, row["replaced_by"], now)
+            if successor is not None:
+                return RotationOutcome.REPLAYED, successor
         await connection.execute(REVOKE_FAMILY, row["family_id"])
         return RotationOutcome.REUSED, row
     if row["expires_at"] <= now:
         return RotationOutcome.EXPIRED, row
-    await connection.execute(SPEND_REFRESH_TOKEN, row["id"])
+    await connection.execute(SPEND_REFRESH_TOKEN, row["id"], now, successor_id)
     return RotationOutcome.ROTATED, row
 
 

@@ -20,6 +20,10 @@ def rate_limit(scope: str, subject: str) -> str:
 # `tt:lb:*` holds only the boards (sorted sets); their companions live under other prefixes so a
 # scan of the boards finds nothing else.
 LEADERBOARD_USERNAMES: Final = PREFIX + "lb-usernames"  # user id -> username, for every board
+# The run id of the Redis server the boards were last rebuilt on: absent or different, Redis lost
+# (or restarted with older) data, and the boards are rebuilt before the next write.
+LEADERBOARDS_BUILT: Final = PREFIX + "lb-built"
+LEADERBOARDS_REBUILDING: Final = PREFIX + "lb-rebuilding"  # one node rebuilds at a time
 
 
 def leaderboard(period_key: str) -> str:

@@ -5,6 +5,8 @@ score: after a settlement commits, the scores of the market's players are recomp
 PostgreSQL and written with ZADD. That is idempotent, so replaying it is harmless, and the
 `leaderboard_outbox` row written in the settlement's transaction makes sure it is replayed after a
 crash between the commit and the Redis write (`sync_pending`, run at start and periodically).
+If Redis itself lost data (flushed, restarted empty or from an older snapshot), every board is
+rebuilt from the ledger before the next write (`restore_if_lost`).
 
 Two recomputations of one user can race (two markets settling on two nodes) and the older
 snapshot could land last. Each write therefore carries a version, the user's count of settled
@@ -88,7 +90,6 @@ ORDER BY o.created_at
 SELECT_SETTLED_AT: Final = "SELECT settled_at FROM markets WHERE id = $1"
 DELETE_OUTBOX: Final = "DELETE FROM leaderboard_outbox WHERE market_id = $1"
 SELECT_USERNAMES: Final = "SELECT id, username FROM users WHERE id = ANY($1::uuid[])"
-ANY_SETTLED_BET: Final = "SELECT EXISTS (SELECT 1 FROM bets WHERE status <> 'open')"
 
 # KEYS: the bucket's sorted set, its versions hash. ARGV: expire-at (unix s, 0 = never), then
 # (member, score, version) triples. A write older than the stored version is dropped.
@@ -171,9 +172,13 @@ async def recompute_users(
 async def sync_market(pool: asyncpg.Pool, client: redis.Redis, market_id: uuid.UUID) -> bool:
     """Recompute the scores of every player of a market; True once it is fully settled and synced.
 
+    If Redis lost the boards since they were built, they are first rebuilt whole: writing only
+    this market's players would leave everyone else off the boards.
+
     Only then is its outbox row removed: the recomputation read the ledger after settled_at was
     set, so it saw every bet of the market settled.
     """
+    await restore_if_lost(pool, client, datetime.now(UTC))
     settled_at = await pool.fetchval(SELECT_SETTLED_AT, market_id)
     row = await pool.fetchrow(MARKET_PLAYERS, market_id)
     assert row is not None
@@ -279,13 +284,27 @@ async def stored_buckets(client: redis.Redis) -> list[str]:
     return sorted(found)
 
 
+async def redis_run_id(client: redis.Redis) -> str:
+    """Changes whenever the Redis server restarts; "unknown" where INFO is not allowed."""
+    try:
+        info = await client.info("server")
+    except redis.ResponseError:
+        return "unknown"
+    return str(info.get("run_id", "unknown"))
+
+
 async def rebuild(pool: Executor, client: redis.Redis, now: datetime) -> dict[str, int]:
     """Recompute every bucket (all time, weeks and days still kept) from the ledger; bucket -> members.
 
-    Buckets are replaced whole, in one MULTI each; buckets with no settled bet are dropped. It is
-    a repair tool: a settlement syncing while it runs may be overwritten by this older snapshot,
-    so run it when settlement is quiet (or run it again).
+    The boards are deleted first, then the ledger is read, then the scores are written with the
+    same version guard as a settlement's. So a settlement syncing meanwhile is never lost: its
+    write either lands after the delete (and an older snapshot cannot overwrite it) or before it
+    (and then the snapshot, read after the delete, already holds it). Readers see the boards
+    fill up while it runs.
     """
+    run_id = await redis_run_id(client)
+    for bucket in await stored_buckets(client):
+        await client.delete(keys.leaderboard(bucket), versions_key(bucket))
     scores: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
     versions: dict[str, int] = defaultdict(int)
     names: dict[FieldT, EncodableT] = {}
@@ -296,36 +315,47 @@ async def rebuild(pool: Executor, client: redis.Redis, now: datetime) -> dict[st
         for bucket in _buckets_of_days([row["day"]]):
             scores[bucket][user_id] += row["pnl"]
     kept = {bucket: board for bucket, board in scores.items() if _kept(bucket, now)}
-    for bucket in await stored_buckets(client):
-        if bucket not in kept:
-            await client.delete(keys.leaderboard(bucket), versions_key(bucket))
+    script = client.register_script(WRITE_SCORES_LUA)
     for bucket, board in kept.items():
-        async with client.pipeline(transaction=True) as pipe:
-            pipe.delete(keys.leaderboard(bucket), versions_key(bucket))
-            pipe.zadd(
-                keys.leaderboard(bucket), {user_id: float(pnl) for user_id, pnl in board.items()}
-            )
-            stored_versions: dict[FieldT, EncodableT] = {
-                user_id: versions[user_id] for user_id in board
-            }
-            pipe.hset(versions_key(bucket), mapping=stored_versions)
-            if expire_at := _expire_at(bucket):
-                pipe.expireat(keys.leaderboard(bucket), expire_at)
-                pipe.expireat(versions_key(bucket), expire_at)
-            await pipe.execute()
+        members = list(board.items())
+        for start in range(0, len(members), USER_BATCH):
+            args: list[Any] = [_expire_at(bucket)]
+            for user_id, pnl in members[start : start + USER_BATCH]:
+                args += [user_id, str(pnl), versions[user_id]]
+            await script(keys=[keys.leaderboard(bucket), versions_key(bucket)], args=args)
     if names:
         await client.hset(USERNAMES_KEY, mapping=names)
+    await client.set(keys.LEADERBOARDS_BUILT, run_id)
     return {bucket: len(board) for bucket, board in sorted(kept.items())}
 
 
-async def restore_if_lost(pool: Executor, client: redis.Redis, now: datetime) -> bool:
-    """Rebuild every board when Redis lost them (flushed, or restarted without its data).
+REBUILD_LOCK_MS: Final = 60_000
+RELEASE_LOCK_LUA: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
 
-    The all-time board exists as soon as one bet is settled, so its absence alongside a settled
-    bet means the boards are gone. A partial loss (an older snapshot restored) is not visible
-    here: `thisthat audit` reports it and `thisthat leaderboard rebuild` repairs it.
+
+async def restore_if_lost(pool: Executor, client: redis.Redis, now: datetime) -> bool:
+    """Rebuild every board from the ledger if Redis lost data since they were built; True if it did.
+
+    Checked before every settlement's write, not only now and then: a board that merely exists
+    proves nothing, since the first settlement after a flush recreates it with its own players
+    only. The marker written by `rebuild` names the Redis server's run id, so a flush (marker
+    gone) and a restart, even one that reloaded an older snapshot (run id changed), both
+    trigger it. One node rebuilds at a time; the others write their settlements as usual, which
+    the rebuild's order makes safe.
     """
-    if await client.exists(keys.leaderboard("all")) or not await pool.fetchval(ANY_SETTLED_BET):
+    run_id = await redis_run_id(client)
+    if await client.get(keys.LEADERBOARDS_BUILT) == run_id:
         return False
-    await rebuild(pool, client, now)
-    return True
+    lock = uuid.uuid4().hex
+    if not await client.set(keys.LEADERBOARDS_REBUILDING, lock, nx=True, px=REBUILD_LOCK_MS):
+        return False
+    try:
+        rebuilt = await rebuild(pool, client, now)
+    finally:
+        await client.eval(RELEASE_LOCK_LUA, 1, keys.LEADERBOARDS_REBUILDING, lock)
+    return bool(rebuilt)

@@ -78,9 +78,10 @@ async def test_login_gives_the_same_answer_for_unknown_user_and_wrong_password(
 
 
 async def test_refresh_rotates_and_a_reused_token_revokes_the_family(
-    server: Any, http: aiohttp.ClientSession
+    start_server: ServerFactory, http: aiohttp.ClientSession
 ) -> None:
-    player = await Player(server[0], http).signup()
+    base, _ = await start_server(refresh_reuse_grace_s=0)
+    player = await Player(base, http).signup()
     first = player.refresh_token
     status, rotated, _ = await player.post("/auth/refresh", {"refreshToken": first})
     assert status == 200 and rotated["refreshToken"] != first and rotated["accessExpiresIn"] == 900
@@ -91,15 +92,59 @@ async def test_refresh_rotates_and_a_reused_token_revokes_the_family(
     assert status == 401 and body["error"]["code"] == "TOKEN_INVALID"
 
 
-async def test_concurrent_refreshes_of_one_token_rotate_once(
+async def test_concurrent_refreshes_of_one_token_get_the_same_pair_and_it_keeps_working(
+    server: Any, http: aiohttp.ClientSession, db: asyncpg.Pool
+) -> None:
+    for _ in range(8):
+        player = await Player(server[0], http).signup()
+        results = await asyncio.gather(
+            *(
+                player.post("/auth/refresh", {"refreshToken": player.refresh_token})
+                for _ in range(2)
+            )
+        )
+        assert [status for status, _, _ in results] == [200, 200]
+        first, second = (body for _, body, _ in results)
+        assert first == second and first["refreshToken"] != player.refresh_token
+        async with http.get(
+            server[0] + "/auth/me", headers={"Authorization": f"Bearer {first['accessToken']}"}
+        ) as response:
+            assert response.status == 200
+        status, rotated, _ = await player.post(
+            "/auth/refresh", {"refreshToken": first["refreshToken"]}
+        )
+        assert status == 200 and rotated["refreshToken"] != first["refreshToken"]
+    # The race stored one successor, not two: per player the signup's token and two rotations.
+    assert await db.fetchval("SELECT count(*) FROM refresh_tokens") == 8 * 3
+
+
+async def test_a_retry_within_the_grace_gets_the_pair_again_and_a_reuse_after_it_revokes(
+    start_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    base, _ = await start_server(refresh_reuse_grace_s=1)
+    player = await Player(base, http).signup()
+    first = player.refresh_token
+    status, rotated, _ = await player.post("/auth/refresh", {"refreshToken": first})
+    assert status == 200
+    status, again, _ = await player.post("/auth/refresh", {"refreshToken": first})
+    assert (status, again) == (200, rotated)
+    await asyncio.sleep(1.5)  # past the grace window
+    status, body, _ = await player.post("/auth/refresh", {"refreshToken": first})
+    assert (status, body["error"]["code"]) == (401, "REFRESH_TOKEN_REUSED")
+    status, body, _ = await player.post("/auth/refresh", {"refreshToken": rotated["refreshToken"]})
+    assert (status, body["error"]["code"]) == (401, "TOKEN_INVALID")
+
+
+async def test_a_spent_token_whose_successor_was_used_is_reuse_even_within_the_grace(
     server: Any, http: aiohttp.ClientSession
 ) -> None:
     player = await Player(server[0], http).signup()
-    results = await asyncio.gather(
-        *(player.post("/auth/refresh", {"refreshToken": player.refresh_token}) for _ in range(5))
-    )
-    statuses = sorted(status for status, _, _ in results)
-    assert statuses.count(200) == 1 and statuses.count(401) == 4
+    first = player.refresh_token
+    _, rotated, _ = await player.post("/auth/refresh", {"refreshToken": first})
+    status, _, _ = await player.post("/auth/refresh", {"refreshToken": rotated["refreshToken"]})
+    assert status == 200
+    status, body, _ = await player.post("/auth/refresh", {"refreshToken": first})
+    assert (status, body["error"]["code"]) == (401, "REFRESH_TOKEN_REUSED")
 
 
 async def test_logout_revokes_the_family(server: Any, http: aiohttp.ClientSession) -> None:
@@ -159,8 +204,8 @@ async def test_cors_allows_listed_origins_only(server: Any, http: aiohttp.Client
 async def test_login_brute_force_is_limited_across_two_nodes(
     start_server: ServerFactory, http: aiohttp.ClientSession
 ) -> None:
-    node_a, _ = await start_server(rate_limit_login_per_username=(3, 60))
-    node_b, _ = await start_server(rate_limit_login_per_username=(3, 60))
+    node_a, _ = await start_server(rate_limit_login_per_username_ip=(3, 60))
+    node_b, _ = await start_server(rate_limit_login_per_username_ip=(3, 60))
     victim = await Player(node_a, http).signup(unique_name("victim"))
     statuses = []
     for attempt in range(5):
@@ -173,3 +218,68 @@ async def test_login_brute_force_is_limited_across_two_nodes(
                 assert int(response.headers["Retry-After"]) >= 1
                 assert (await response.json())["error"]["code"] == "RATE_LIMITED"
     assert statuses == [401, 401, 401, 429, 429]
+
+
+async def login_from(
+    base: str, address: str, username: str, password: str, forwarded_for: str | None = None
+) -> tuple[int, Any]:
+    """A login over a connection whose source is `address` (any 127.0.0.0/8 works on loopback)."""
+    headers = {"X-Forwarded-For": forwarded_for} if forwarded_for else {}
+    connector = aiohttp.TCPConnector(local_addr=(address, 0))
+    async with (
+        aiohttp.ClientSession(connector=connector) as session,
+        session.post(
+            base + "/auth/login",
+            json={"username": username, "password": password},
+            headers=headers,
+        ) as response,
+    ):
+        return response.status, await response.json()
+
+
+async def test_a_stranger_s_wrong_passwords_do_not_lock_the_owner_out(
+    server: Any, http: aiohttp.ClientSession
+) -> None:
+    owner = await Player(server[0], http).signup(unique_name("owner"))
+    stranger = [
+        await login_from(server[0], "127.0.0.2", owner.username, "guess guess") for _ in range(12)
+    ]
+    # Guessing from one address is limited there: the default allows 10 failures per 5 minutes.
+    assert [status for status, _ in stranger] == [401] * 10 + [429] * 2
+    assert stranger[-1][1]["error"]["code"] == "RATE_LIMITED"
+    assert stranger[-1][1]["error"]["retryAfterMs"] > 0
+    status, body = await login_from(server[0], "127.0.0.3", owner.username, owner.password)
+    assert (status, body["user"]["id"]) == (200, owner.user_id)
+    # A success refunds its own attempt: the owner's logins never fill their own budget.
+    for _ in range(12):
+        status, _ = await login_from(server[0], "127.0.0.3", owner.username, owner.password)
+        assert status == 200
+
+
+async def test_the_username_ceiling_limits_distributed_guessing_but_not_the_owner_s_address(
+    start_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    base, _ = await start_server(
+        trusted_proxies=("127.0.0.1",),
+        rate_limit_login_per_username_ip=(3, 300),
+        rate_limit_login_per_username=(6, 3600),
+    )
+    owner = await Player(base, http).signup(unique_name("owner"))
+    home = "198.51.100.1"
+    assert (await login_from(base, "127.0.0.1", owner.username, owner.password, home))[0] == 200
+    statuses = []
+    for guesser in range(1, 9):
+        for _ in range(2):
+            status, body = await login_from(
+                base, "127.0.0.1", owner.username, "guess guess", f"203.0.113.{guesser}"
+            )
+            statuses.append(status)
+            if status == 429:
+                assert body["error"]["code"] == "RATE_LIMITED"
+    # Two guesses per address never reach the per-address limit; the username's ceiling of 6
+    # failures from everywhere stops the rest.
+    assert statuses == [401] * 6 + [429] * 10
+    assert (await login_from(base, "127.0.0.1", owner.username, owner.password, home))[0] == 200
+    # An address the owner never signed in from waits like the guessers.
+    status, _ = await login_from(base, "127.0.0.1", owner.username, owner.password, "192.0.2.7")
+    assert status == 429

@@ -3,16 +3,22 @@ before the Redis write, after a rebuild; and the audit names a tampered board.""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import asyncpg
 import redis.asyncio as redis
+from aiohttp import web
+from server.settlement import settle_and_announce
 
 from game.leaderboard import Period, period_key, period_keys
 from game.markets import Resolution
 from storage import audit, keys, leaderboards, settlement
+from storage.embedded import EmbeddedRedis
 from tests.betting_fixtures import bet, insert_market, make_user
 
 CAP = Decimal("1000000")
@@ -154,12 +160,78 @@ async def test_audit_names_a_tampered_leaderboard(
 async def test_boards_lost_with_redis_are_restored_from_the_ledger(
     db: asyncpg.Pool, redis_client: redis.Redis
 ) -> None:
-    assert (
-        await leaderboards.restore_if_lost(db, redis_client, datetime.now(UTC)) is False
-    )  # nothing settled yet
+    # Nothing settled yet: nothing to restore, but the boards are now known complete.
+    assert await leaderboards.restore_if_lost(db, redis_client, datetime.now(UTC)) is False
+    assert await redis_client.exists(keys.LEADERBOARDS_BUILT)
     await play_season(db, datetime.now(UTC))
     await leaderboards.sync_pending(db, redis_client)
     assert await leaderboards.restore_if_lost(db, redis_client, datetime.now(UTC)) is False
     await redis_client.flushdb()
     assert await leaderboards.restore_if_lost(db, redis_client, datetime.now(UTC)) is True
     assert await violations(db, redis_client) == []
+    assert await leaderboards.restore_if_lost(db, redis_client, datetime.now(UTC)) is False
+
+
+async def play_crowd(db: asyncpg.Pool, now: datetime, players: int) -> list[uuid.UUID]:
+    """`players` players, each with one bet on a shared market settled at `now`."""
+    crowd = [await make_user(db, f"crowd_{index}") for index in range(players)]
+    market = await insert_market(db)
+    for index, user in enumerate(crowd):
+        await bet(db, user, market, "this" if index % 2 else "that", "50")
+    await settlement.settle_market(db, market, Resolution.THIS, now)
+    return crowd
+
+
+async def test_a_market_settled_at_once_after_redis_lost_everything_leaves_every_player_ranked(
+    server: tuple[str, web.Application], db: asyncpg.Pool, redis_client: redis.Redis
+) -> None:
+    _, app = server
+    now = datetime.now(UTC)
+    await play_season(db, now)
+    crowd = await play_crowd(db, now, 40)
+    await leaderboards.sync_pending(db, redis_client)
+    assert await violations(db, redis_client) == []
+
+    await redis_client.flushall()  # Redis restarted empty
+    newcomer = await make_user(db, "newcomer")
+    market = await insert_market(db)
+    await bet(db, newcomer, market, "this", "100")
+    await settle_and_announce(app, market, Resolution.THIS)
+
+    assert await violations(db, redis_client) == []
+    board = await leaderboards.bucket_scores(redis_client, "all")
+    assert len(board) == 3 + len(crowd) + 1
+
+
+async def test_a_redis_restart_that_reloads_an_older_snapshot_is_rebuilt_before_the_next_write(
+    db: asyncpg.Pool, tmp_path: Path
+) -> None:
+    private = EmbeddedRedis(tmp_path)
+    client = redis.Redis.from_url(await asyncio.to_thread(private.start), decode_responses=True)
+    try:
+        now = datetime.now(UTC)
+        players = await play_season(db, now)
+        await leaderboards.sync_pending(db, client)
+        await client.save()
+        # Settled and synced after the snapshot: only the restarted server's memory had it.
+        late = await insert_market(db)
+        await bet(db, players["bob"], late, "this", "100")
+        await settlement.settle_market(db, late, Resolution.THIS, now)
+        assert await leaderboards.sync_market(db, client, late)
+        with contextlib.suppress(redis.ConnectionError):
+            await client.shutdown(nosave=True)
+        await client.aclose()
+        private.stop()
+        client = redis.Redis.from_url(await asyncio.to_thread(private.start), decode_responses=True)
+        assert await client.exists(keys.leaderboard("all"))  # the old snapshot came back
+        assert {v.invariant for v in await violations(db, client)} == {4}
+
+        market = await insert_market(db)
+        await bet(db, players["carol"], market, "that", "60")
+        await settlement.settle_market(db, market, Resolution.THAT, now)
+        await leaderboards.sync_market(db, client, market)
+
+        assert await violations(db, client) == []
+    finally:
+        await client.aclose()
+        await asyncio.to_thread(private.stop)

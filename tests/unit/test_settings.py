@@ -98,7 +98,13 @@ def test_the_commented_config_toml_shows_the_code_defaults(tmp_path: Path) -> No
     uncommented.write_text("\n".join(settings_lines) + "\n")
     keys = set(tomllib.loads(uncommented.read_text()))
     documented = {name for name in Settings.__dataclass_fields__ if "secret" not in name}
-    assert documented - keys <= {"database_url", "redis_url", "polymarket_api_key", "admin_token"}
+    assert documented - keys <= {
+        "database_url",
+        "redis_url",
+        "polymarket_api_key",
+        "admin_token",
+        "metrics_token",
+    }
     from_file = load_settings(config_path=uncommented, environ={"DATA_DIR": str(tmp_path)})
     from_code = load_settings(environ={"DATA_DIR": str(tmp_path)})
     assert from_file.replace(data_dir=tmp_path) == from_code
