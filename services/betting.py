@@ -46,8 +46,15 @@ class QueueAdmission:
     expired: int = 0
     _above_since: float | None = field(default=None, repr=False)
 
-    def admit(self) -> None:
-        """Raise RATE_LIMITED at once while the queue is known to be slow."""
+    def admit(self, *, queue_empty: bool) -> None:
+        """Raise RATE_LIMITED at once while the queue is known to be slow.
+
+        Refusing keeps new bets out of the queue, so no dequeue would ever see it fast again:
+        a queue found empty ends the overload, and the next dequeues judge afresh.
+        """
+        if self.overloaded and queue_empty:
+            self.overloaded = False
+            self._above_since = None
         if self.overloaded:
             self.refused += 1
             metrics.BETS_SHED.inc()
@@ -101,7 +108,7 @@ class BetBatcher:
 
     async def place(self, request: BetRequest) -> PlacedBet:
         """Answers once the bet's transaction committed; raises the GameError that refused it."""
-        self.admission.admit()
+        self.admission.admit(queue_empty=self._queue.empty())
         loop = asyncio.get_running_loop()
         future: asyncio.Future[PlacedBet] = loop.create_future()
         self._queue.put_nowait((request, future, loop.time()))

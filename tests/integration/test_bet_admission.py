@@ -41,12 +41,20 @@ async def test_a_bet_that_waited_past_the_deadline_is_refused_and_not_written(
 
 async def test_an_overloaded_queue_refuses_new_bets_before_they_queue(db: asyncpg.Pool) -> None:
     admission = QueueAdmission()
-    admission.overloaded = True
-    batcher = BetBatcher(db, RULES, admission=admission)
+    batcher = BetBatcher(db, RULES, admission=admission)  # no worker: what queues, stays
     user = await make_user(db, "turned_away")
     market = await insert_market(db)
+    queued = asyncio.create_task(
+        batcher.place(
+            BetRequest(user, market, "queued-1", Side.THIS, Decimal("100"), None, Decimal("0"))
+        )
+    )
+    await asyncio.sleep(0)
+    admission.overloaded = True
     bet = BetRequest(user, market, "busy-1", Side.THIS, Decimal("100"), None, Decimal("0"))
     with pytest.raises(GameError) as refused:
         await batcher.place(bet)
     assert refused.value.code is ErrorCode.RATE_LIMITED
     assert await db.fetchval("SELECT count(*) FROM bets") == 0
+    queued.cancel()
+    await asyncio.gather(queued, return_exceptions=True)

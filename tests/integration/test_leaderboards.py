@@ -13,10 +13,10 @@ from pathlib import Path
 import asyncpg
 import redis.asyncio as redis
 from aiohttp import web
-from server.settlement import settle_and_announce
 
 from game.leaderboard import Period, period_key, period_keys
 from game.markets import Resolution
+from server.application import SERVICES
 from storage import audit, keys, leaderboards, settlement
 from storage.embedded import EmbeddedRedis
 from tests.betting_fixtures import bet, insert_market, make_user
@@ -196,7 +196,7 @@ async def test_a_market_settled_at_once_after_redis_lost_everything_leaves_every
     newcomer = await make_user(db, "newcomer")
     market = await insert_market(db)
     await bet(db, newcomer, market, "this", "100")
-    await settle_and_announce(app, market, Resolution.THIS)
+    await app[SERVICES].settlement.settle(market, Resolution.THIS)
 
     assert await violations(db, redis_client) == []
     board = await leaderboards.bucket_scores(redis_client, "all")

@@ -13,14 +13,14 @@ def test_a_fast_queue_admits_everything() -> None:
     admission = QueueAdmission(target_s=0.05, interval_s=0.1)
     for step in range(10):
         admission.dequeued(0.01, now=step * 0.05)
-        admission.admit()
+        admission.admit(queue_empty=False)
     assert not admission.overloaded and admission.refused == 0
 
 
 def test_one_slow_dequeue_is_not_overload() -> None:
     admission = QueueAdmission(target_s=0.05, interval_s=0.1)
     admission.dequeued(0.4, now=1.0)
-    admission.admit()
+    admission.admit(queue_empty=False)
     assert not admission.overloaded
 
 
@@ -32,7 +32,7 @@ def test_a_queue_slow_for_the_whole_interval_refuses_new_bets_with_a_retry_hint(
     admission.dequeued(0.2, now=1.1)
     assert admission.overloaded
     with pytest.raises(GameError) as refused:
-        admission.admit()
+        admission.admit(queue_empty=False)
     assert refused.value.code is ErrorCode.RATE_LIMITED
     assert refused.value.details["retryAfterMs"] == 250
 
@@ -44,7 +44,7 @@ def test_a_fast_dequeue_ends_the_overload() -> None:
     assert admission.overloaded
     admission.dequeued(0.01, now=1.3)
     assert not admission.overloaded
-    admission.admit()
+    admission.admit(queue_empty=False)
 
 
 def test_a_bet_past_the_deadline_gets_a_refusal_and_one_within_it_none() -> None:
@@ -53,3 +53,16 @@ def test_a_bet_past_the_deadline_gets_a_refusal_and_one_within_it_none() -> None
     refusal = admission.expired_bet(2.5)
     assert refusal is not None and refusal.code is ErrorCode.RATE_LIMITED
     assert admission.expired == 1
+
+
+def test_an_overloaded_queue_that_drained_admits_again() -> None:
+    admission = QueueAdmission(target_s=0.05, interval_s=0.1)
+    admission.dequeued(0.2, now=1.0)
+    admission.dequeued(0.2, now=1.2)
+    assert admission.overloaded
+    with pytest.raises(GameError):
+        admission.admit(queue_empty=False)
+    # Refusals kept the queue from growing; once it is empty, bets are let in again.
+    admission.admit(queue_empty=True)
+    assert not admission.overloaded
+    admission.admit(queue_empty=False)
