@@ -16,6 +16,42 @@ def _fmt(value: Any, unit: str = "") -> str:
     return f"{value}{unit}"
 
 
+def official_section(results: dict[str, Any]) -> str:
+    official = results.get("official")
+    if not official:
+        return "Skipped: Node.js and npm were not found (or npm could not install the client)."
+    s = results["summary"]
+    rows = []
+    for name, label in (
+        ("echo", "bare python-socketio ack"),
+        ("bet", "bet:place"),
+        ("overload", ""),
+    ):
+        run = official[name]
+        cpu = run["cpuUsPerOp"]
+        if name == "overload":
+            label = f"bet:place open loop at {_fmt(run['offeredRate'])}/s (3x capacity)"
+        rows.append(
+            f"| {label} | {_fmt(run['okRate'])} | {_fmt(run['latencyMs']['p99'], ' ms')} | "
+            f"{_fmt(cpu.get('server'), ' µs')} | {_fmt(cpu.get('postgres'), ' µs')} | "
+            f"{_fmt(cpu.get('redis'), ' µs')} | {_fmt(cpu.get('client'), ' µs')} |"
+        )
+    table = "\n".join(rows)
+    return f"""{official["bet"]["sockets"]} sockets, closed loop unless said; CPU per operation by process.
+
+| run | ok/s | p99 ok | server | PostgreSQL | Redis | client |
+|---|---|---|---|---|---|---|
+{table}
+
+| figure | measured | target |
+|---|---|---|
+| server CPU per bet vs per echo ack | {_fmt(s["server_cpu_us_per_bet"], " µs")} vs {_fmt(s["echo_cpu_us_per_ack"], " µs")} (x{_fmt(s["server_cpu_ratio_bet_vs_echo"])}) | <= 1.5x |
+| PostgreSQL CPU per bet | {_fmt(s["pg_cpu_us_per_bet"], " µs")} | <= 80 µs |
+| goodput at 3x capacity (ok/s over capacity) | {_fmt(s["overload_goodput_ratio"])} | >= 0.8 |
+| ... p99 of accepted / of refusals | {_fmt(s["overload_ok_p99_ms"], " ms")} / {_fmt(s["overload_refusal_p99_ms"], " ms")} | < 500 ms / < 100 ms |
+| ... client timeouts | {_fmt(s["overload_timeouts"])} | 0 |"""
+
+
 def write_latest(results: dict[str, Any], path: Path, json_name: str) -> None:
     s = results["summary"]
     m = results["machine"]
@@ -49,6 +85,10 @@ Server, PostgreSQL (embedded), Redis (embedded) and the load client (lean websoc
 | idle sockets: RSS at {_fmt(s["idle_sockets"])} sockets | {_fmt(s["idle_rss_mib"], " MiB")} ({_fmt(s["idle_kb_per_socket"], " KiB")}/socket) | 10,000 within 1 GiB |
 | bet p99 without / with logins at 5/s (bcrypt 12) | {_fmt(s["bet_p99_ms_without_logins"], " ms")} / {_fmt(s["bet_p99_ms_with_logins"], " ms")} (x{_fmt(login_ratio)}) | with <= 2x without |
 | login p99 (bcrypt 12) during bets | {_fmt(s["login_p99_ms"], " ms")} | - |
+
+## The official client (socket.io-client from npm, permessage-deflate offered)
+
+{official_section(results)}
 
 ## Idle memory
 

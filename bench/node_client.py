@@ -70,9 +70,11 @@ async def closed_loop(
     duration_s: float = 15,
     amount: int = 10,
     deflate: bool = True,
+    open_rate: float | None = None,
 ) -> dict[str, Any]:
-    """`sockets` official clients, each with `in_flight` emits awaiting their ack; CPU by process."""
-    config = cache / f"run-{event.replace(':', '-')}.json"
+    """`sockets` official clients, each with `in_flight` emits awaiting their ack (or, with
+    `open_rate`, events sent at that rate whatever the answers); CPU by process."""
+    config = cache / f"run-{event.replace(':', '-')}-{'open' if open_rate else 'closed'}.json"
     config.write_bytes(
         orjson.dumps(
             {
@@ -85,6 +87,8 @@ async def closed_loop(
                 "event": event,
                 "amount": amount,
                 "noDeflate": not deflate,
+                "mode": "closed" if open_rate is None else "open",
+                "rate": open_rate or 0,
             }
         )
     )
@@ -98,7 +102,7 @@ async def closed_loop(
     assert process.stdout is not None
     cpu.groups["client"] = [process.pid]
     result: dict[str, Any] = {}
-    async with asyncio.timeout(warmup_s + duration_s + 120):
+    async with asyncio.timeout(warmup_s + duration_s + 180):
         async for raw in process.stdout:
             line = raw.decode().strip()
             if line == "START":

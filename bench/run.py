@@ -20,12 +20,15 @@ from typing import Any
 import orjson
 import uvloop
 
-from bench import scenarios
+from bench import node_client, scenarios, wire
+from bench.processes import CpuWindow
 from bench.stack import BenchStack
 from bench.timeline import write_bench_timeline
 from loadtest.system import machine, raise_open_file_limit
 
+# Committed reference results change only on purpose (`--save`); every run writes here.
 RESULTS = Path(__file__).resolve().parent / "results"
+RUNS = Path(__file__).resolve().parent.parent / "var" / "bench"
 
 FULL: dict[str, Any] = {
     "players": 10_000,
@@ -39,6 +42,9 @@ FULL: dict[str, Any] = {
     "login_s": 30,
     "fanout": 5_000,
     "memory": (1_000, 10_000),
+    "official_sockets": 100,
+    "official_s": 20,
+    "overload_s": 30,
 }
 QUICK: dict[str, Any] = {
     "players": 2_000,
@@ -52,6 +58,9 @@ QUICK: dict[str, Any] = {
     "login_s": 10,
     "fanout": 1_000,
     "memory": (1_000, 2_000),
+    "official_sockets": 100,
+    "official_s": 10,
+    "overload_s": 10,
 }
 
 
@@ -74,7 +83,7 @@ async def bench(quick: bool, processes: int) -> dict[str, Any]:
             say("starting embedded PostgreSQL and Redis")
             stack.start_services()
             url, server = await stack.start_server()
-            echo_url, _ = await stack.start_echo()
+            echo_url, echo = await stack.start_echo()
             say(f"seeding {sizes['players']} players")
             seeded = await stack.seed_players(sizes["players"])
             players = seeded["players"]
@@ -98,6 +107,9 @@ async def bench(quick: bool, processes: int) -> dict[str, Any]:
                 processes,
             )
 
+            results["official"] = await official_client_runs(
+                stack, url, server.pid, echo_url, echo.pid, players, sizes
+            )
             say("ceiling: echo server, closed loop")
             results["echo"] = await scenarios.closed_loop(
                 echo_url, load_players, processes, sizes["closed_s"], sizes["concurrency"]
@@ -140,6 +152,54 @@ async def bench(quick: bool, processes: int) -> dict[str, Any]:
     return results
 
 
+async def official_client_runs(
+    stack: BenchStack,
+    url: str,
+    server_pid: int,
+    echo_url: str,
+    echo_pid: int,
+    players: list[dict[str, Any]],
+    sizes: dict[str, Any],
+) -> dict[str, Any] | None:
+    """The official socket.io-client (permessage-deflate offered): echo and bets closed loop, CPU
+    per operation by process, then bets open loop at 3x the closed-loop capacity (goodput)."""
+    tokens = [player["accessToken"] for player in players]
+    runs = await wire.compare(
+        stack,
+        url,
+        server_pid,
+        echo_url,
+        echo_pid,
+        tokens,
+        sockets=sizes["official_sockets"],
+        seconds=sizes["official_s"],
+        deflate=True,
+    )
+    cache = node_client.ensure_installed()
+    if runs is None or cache is None:
+        return None
+    capacity = runs["bet"]["okRate"]
+    offered = round(3 * capacity)
+    say(f"official client: bets offered at {offered}/s (3x capacity) for {sizes['overload_s']}s")
+    await scenarios.wait_quiet(server_pid)
+    window = CpuWindow({"server": [server_pid], "redis": stack.redis_pids()}, pgdata=stack.pgdata())
+    runs["overload"] = await node_client.closed_loop(
+        cache,
+        url,
+        tokens,
+        window,
+        event="bet:place",
+        sockets=sizes["official_sockets"],
+        duration_s=sizes["overload_s"],
+        open_rate=offered,
+    )
+    runs["overload"]["offeredRate"] = offered
+    runs["overloadGoodputRatio"] = (
+        round(runs["overload"]["okRate"] / capacity, 3) if capacity else None
+    )
+    return runs
+
+
 def summary(results: dict[str, Any]) -> dict[str, Any]:
     echo, closed, opened, peak = (
         results[key] for key in ("echo", "betsClosed", "betsOpen", "betsPeak")
@@ -147,7 +207,25 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
     with_logins, without = results["betsWithLogins"], results["betsWithoutLogins"]
     largest = max(results["memory"].values(), key=lambda entry: entry["sockets"])
     bets_per_s = closed["okRate"]
+    official = results.get("official") or {}
+    bet_cpu = official.get("bet", {}).get("cpuUsPerOp", {})
+    echo_cpu = official.get("echo", {}).get("cpuUsPerOp", {})
+    overload = official.get("overload", {})
     return {
+        "official_echo_acks_per_s": official.get("echo", {}).get("okRate"),
+        "official_bets_per_s": official.get("bet", {}).get("okRate"),
+        "server_cpu_us_per_bet": bet_cpu.get("server"),
+        "echo_cpu_us_per_ack": echo_cpu.get("server"),
+        "server_cpu_ratio_bet_vs_echo": official.get("serverCpuRatio"),
+        "pg_cpu_us_per_bet": bet_cpu.get("postgres"),
+        "redis_cpu_us_per_bet": bet_cpu.get("redis"),
+        "client_cpu_us_per_bet": bet_cpu.get("client"),
+        "overload_offered_per_s": overload.get("offeredRate"),
+        "overload_ok_per_s": overload.get("okRate"),
+        "overload_goodput_ratio": official.get("overloadGoodputRatio"),
+        "overload_ok_p99_ms": overload.get("latencyMs", {}).get("p99"),
+        "overload_refusal_p99_ms": overload.get("refusalLatencyMs", {}).get("p99"),
+        "overload_timeouts": overload.get("timeouts"),
         "echo_acks_per_s": echo["okRate"],
         "bets_per_s": bets_per_s,
         "bet_vs_echo": round(bets_per_s / echo["okRate"], 3) if echo["okRate"] else None,
@@ -170,21 +248,26 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def file_results(results: dict[str, Any]) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
+def file_results(results: dict[str, Any], folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")
     kind = "-quick" if results["quick"] else ""
-    path = RESULTS / f"{stamp}-{results['machine']['host']}{kind}.json"
+    path = folder / f"{stamp}-{results['machine']['host']}{kind}.json"
     path.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
     from bench.markdown import write_latest
 
-    write_latest(results, RESULTS / "latest.md", path.name)
+    write_latest(results, folder / "latest.md", path.name)
     return path
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.run", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="smaller runs, under 3 minutes")
+    parser.add_argument("--quick", action="store_true", help="smaller runs, a few minutes")
+    parser.add_argument(
+        "--save",
+        action="store_true",
+        help="also update the committed reference results in bench/results/",
+    )
     parser.add_argument(
         "--processes", type=int, default=os.cpu_count() or 1, help="load client processes"
     )
@@ -193,8 +276,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     results = uvloop.run(bench(args.quick, args.processes))
     results["wallSeconds"] = round(time.monotonic() - started, 1)
-    path = file_results(results)
-    say(f"results in {path} and {RESULTS / 'latest.md'} ({results['wallSeconds']}s)")
+    path = file_results(results, RUNS)
+    say(f"results in {path} and {RUNS / 'latest.md'} ({results['wallSeconds']}s)")
+    if args.save:
+        saved = file_results(results, RESULTS)
+        say(f"reference results updated: {saved} and {RESULTS / 'latest.md'}")
     print(orjson.dumps(results["summary"]).decode())
     return 0
 

@@ -2,7 +2,10 @@
 // transport, permessage-deflate offered (the client's default), one ack awaited per emit.
 //
 // node closed_loop.mjs <config.json>
-// config: {url, tokens: [..], sockets, inFlight, warmupS, durationS, event, amount, noDeflate}
+// config: {url, tokens: [..], sockets, inFlight, warmupS, durationS, event, amount, noDeflate,
+//          mode: "closed" | "open", rate}
+// Open loop sends `rate` events a second whatever the answers, and times each from the moment
+// it was due, so a slow server cannot hide its queue (coordinated omission).
 // Prints "START" when the measured window opens and "STOP" when it closes (the bench samples
 // process CPU at those lines), then one JSON line with the client's figures.
 import { readFileSync } from "node:fs";
@@ -18,7 +21,9 @@ let refused = 0;
 let timeouts = 0;
 const codes = {};
 const latencies = [];
+const refusalLatencies = [];
 let sequence = 0;
+let outstanding = 0;
 
 function connect(token) {
   return new Promise((resolve, reject) => {
@@ -66,6 +71,54 @@ async function loop(socket) {
   }
 }
 
+async function openLoop(deadline) {
+  const interval = 1000 / config.rate;
+  const start = performance.now();
+  let sent = 0;
+  let next = 0;
+  while (performance.now() < deadline) {
+    const due = start + sent * interval;
+    const wait = due - performance.now();
+    if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
+    const socket = sockets[next];
+    next = (next + 1) % sockets.length;
+    sent += 1;
+    const scheduled = due;
+    // Counted when sent in the measured window, however late its answer comes.
+    const counted = measuring;
+    outstanding += 1;
+    socket
+      .timeout(10000)
+      .emitWithAck(config.event, payload())
+      .finally(() => {
+        outstanding -= 1;
+      })
+      .then((answer) => {
+        if (!counted) return;
+        const took = performance.now() - scheduled;
+        if (answer && answer.ok) {
+          ok += 1;
+          latencies.push(took);
+        } else {
+          refused += 1;
+          refusalLatencies.push(took);
+          const code = answer?.error?.code ?? "UNKNOWN";
+          codes[code] = (codes[code] ?? 0) + 1;
+        }
+      })
+      .catch(() => {
+        if (counted) timeouts += 1;
+      });
+  }
+}
+
+async function settled(limitMs) {
+  const until = performance.now() + limitMs;
+  while (outstanding > 0 && performance.now() < until) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
 function percentile(sorted, p) {
   if (!sorted.length) return null;
   return Math.round(sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] * 100) / 100;
@@ -78,8 +131,12 @@ for (let i = 0; i < tokens.length; i += 50) {
 const listed = await sockets[0].timeout(10000).emitWithAck("markets:list", { status: "open", limit: 1 });
 market = listed?.data?.markets?.[0]?.id;
 const loops = [];
-for (const socket of sockets) {
-  for (let n = 0; n < config.inFlight; n += 1) loops.push(loop(socket));
+if (config.mode === "open") {
+  loops.push(openLoop(performance.now() + (config.warmupS + config.durationS) * 1000));
+} else {
+  for (const socket of sockets) {
+    for (let n = 0; n < config.inFlight; n += 1) loops.push(loop(socket));
+  }
 }
 await new Promise((resolve) => setTimeout(resolve, config.warmupS * 1000));
 const cpuStart = process.cpuUsage();
@@ -93,8 +150,10 @@ const wall = (performance.now() - wallStart) / 1000;
 console.log("STOP");
 stopped = true;
 await Promise.race([Promise.all(loops), new Promise((resolve) => setTimeout(resolve, 11000))]);
+await settled(11000);
 for (const socket of sockets) socket.disconnect();
 latencies.sort((a, b) => a - b);
+refusalLatencies.sort((a, b) => a - b);
 console.log(
   JSON.stringify({
     sockets: sockets.length,
@@ -105,6 +164,10 @@ console.log(
     codes,
     okRate: Math.round((ok / wall) * 10) / 10,
     latencyMs: { p50: percentile(latencies, 0.5), p99: percentile(latencies, 0.99) },
+    refusalLatencyMs: {
+      p50: percentile(refusalLatencies, 0.5),
+      p99: percentile(refusalLatencies, 0.99),
+    },
     clientCpuS: (cpu.user + cpu.system) / 1e6,
   }),
 );
