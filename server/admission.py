@@ -33,10 +33,17 @@ class QueueAdmission:
     refused: int = 0
     expired: int = 0
     _above_since: float | None = field(default=None, repr=False)
+    _confirmed_at: float = field(default=0.0, repr=False)  # last dequeue that found it slow
 
-    def admit(self) -> None:
-        """Raise RATE_LIMITED at once while the queue is known to be slow."""
-        if self.overloaded:
+    def admit(self, now: float) -> None:
+        """Raise RATE_LIMITED at once while the queue is known to be slow.
+
+        Only a dequeue can tell that the queue is fast again, and a refused bet never queues; so
+        once `interval_s` passes with no dequeue confirming the slowness, bets go in again and the
+        first one dequeued decides. Otherwise a queue that drained while overloaded would refuse
+        every bet until the node restarts.
+        """
+        if self.overloaded and now - self._confirmed_at < self.interval_s:
             self.refused += 1
             metrics.BETS_SHED.inc()
             raise busy(self.retry_after_ms)
@@ -51,6 +58,7 @@ class QueueAdmission:
             self._above_since = now
         elif now - self._above_since >= self.interval_s:
             self.overloaded = True
+            self._confirmed_at = now
 
     def expired_bet(self, waited_s: float) -> GameError | None:
         """The refusal for a bet that waited past the deadline, else None."""

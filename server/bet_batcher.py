@@ -50,8 +50,8 @@ class BetBatcher:
 
     async def place(self, request: BetRequest) -> PlacedBet:
         """Answers once the bet's transaction committed; raises the GameError that refused it."""
-        self.admission.admit()
         loop = asyncio.get_running_loop()
+        self.admission.admit(loop.time())
         future: asyncio.Future[PlacedBet] = loop.create_future()
         self._queue.put_nowait((request, future, loop.time()))
         return await future

@@ -42,7 +42,10 @@ async def test_a_bet_that_waited_past_the_deadline_is_refused_and_not_written(
 
 async def test_an_overloaded_queue_refuses_new_bets_before_they_queue(db: asyncpg.Pool) -> None:
     admission = QueueAdmission()
-    admission.overloaded = True
+    now = asyncio.get_running_loop().time()
+    admission.dequeued(1.0, now - 0.2)
+    admission.dequeued(1.0, now)  # slow for a whole interval, just now
+    assert admission.overloaded
     batcher = BetBatcher(db, RULES, admission=admission)
     user = await make_user(db, "turned_away")
     market = await insert_market(db)
@@ -51,3 +54,26 @@ async def test_an_overloaded_queue_refuses_new_bets_before_they_queue(db: asyncp
         await batcher.place(bet)
     assert refused.value.code is ErrorCode.RATE_LIMITED
     assert await db.fetchval("SELECT count(*) FROM bets") == 0
+
+
+async def test_an_overload_no_dequeue_confirms_lets_bets_in_again(db: asyncpg.Pool) -> None:
+    """Refused bets never queue, so a drained queue cannot report itself fast: after an interval
+    without a slow dequeue the next bet is placed, and its quick dequeue ends the overload."""
+    admission = QueueAdmission()
+    now = asyncio.get_running_loop().time()
+    admission.dequeued(1.0, now - 0.4)
+    admission.dequeued(1.0, now - 0.2)  # overloaded, last confirmed 0.2 s ago (interval 0.1 s)
+    assert admission.overloaded
+    batcher = BetBatcher(db, RULES, admission=admission)
+    worker = asyncio.create_task(batcher.work())
+    try:
+        user = await make_user(db, "let_back_in")
+        market = await insert_market(db)
+        bet = BetRequest(user, market, "probe-1", Side.THIS, Decimal("100"), None, Decimal("0"))
+        placed = await batcher.place(bet)
+        assert placed.created
+        assert not admission.overloaded
+        assert await db.fetchval("SELECT count(*) FROM bets") == 1
+    finally:
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)

@@ -13,14 +13,14 @@ def test_a_fast_queue_admits_everything() -> None:
     admission = QueueAdmission(target_s=0.05, interval_s=0.1)
     for step in range(10):
         admission.dequeued(0.01, now=step * 0.05)
-        admission.admit()
+        admission.admit(now=step * 0.05)
     assert not admission.overloaded and admission.refused == 0
 
 
 def test_one_slow_dequeue_is_not_overload() -> None:
     admission = QueueAdmission(target_s=0.05, interval_s=0.1)
     admission.dequeued(0.4, now=1.0)
-    admission.admit()
+    admission.admit(now=1.0)
     assert not admission.overloaded
 
 
@@ -32,7 +32,7 @@ def test_a_queue_slow_for_the_whole_interval_refuses_new_bets_with_a_retry_hint(
     admission.dequeued(0.2, now=1.1)
     assert admission.overloaded
     with pytest.raises(GameError) as refused:
-        admission.admit()
+        admission.admit(now=1.15)
     assert refused.value.code is ErrorCode.RATE_LIMITED
     assert refused.value.details["retryAfterMs"] == 250
 
@@ -44,7 +44,21 @@ def test_a_fast_dequeue_ends_the_overload() -> None:
     assert admission.overloaded
     admission.dequeued(0.01, now=1.3)
     assert not admission.overloaded
-    admission.admit()
+    admission.admit(now=1.3)
+
+
+def test_an_overload_no_dequeue_confirms_lets_bets_in_after_an_interval() -> None:
+    """Refused bets never queue: a drained queue cannot say it is fast, so the overload lapses."""
+    admission = QueueAdmission(target_s=0.05, interval_s=0.1)
+    admission.dequeued(0.2, now=1.0)
+    admission.dequeued(0.2, now=1.2)
+    assert admission.overloaded
+    with pytest.raises(GameError):
+        admission.admit(now=1.25)
+    admission.admit(now=1.35)  # no dequeue confirmed the overload for an interval: a probe
+    admission.dequeued(0.2, now=1.4)  # the probe found it slow again
+    with pytest.raises(GameError):
+        admission.admit(now=1.45)
 
 
 def test_a_bet_past_the_deadline_gets_a_refusal_and_one_within_it_none() -> None:
