@@ -16,6 +16,7 @@ ACKED_MISSING: Final = "acked bet not stored"
 ACKED_DIFFERENT: Final = "acked bet stored with other terms"
 ACKED_TWICE: Final = "one clientBetId acked as two bets"
 REFUSED_STORED: Final = "refused bet stored"
+TRANSIENT_STORED: Final = "bet stored though every answer was a retry-later code"
 REPEAT_REFUSED: Final = "repeat of an acked bet refused"
 UNSENT_STORED: Final = "stored bet no player sent"
 BALANCE_VS_LEDGER: Final = "balance differs from the ledger sum"
@@ -30,6 +31,7 @@ CHECKS: Final = (
     ACKED_DIFFERENT,
     ACKED_TWICE,
     REFUSED_STORED,
+    TRANSIENT_STORED,
     REPEAT_REFUSED,
     UNSENT_STORED,
     BALANCE_VS_LEDGER,

@@ -19,7 +19,10 @@ from typing import Any, Final, Literal
 import aiohttp
 import socketio
 
-ATTEMPTS: Final = 3
+ATTEMPTS: Final = 12
+# Pauses between attempts whose answer left the bet open: about 15 s in all, longer than any
+# outage of the schedule, so a bet's fate is normally known by its last attempt.
+BACKOFF_S: Final = (0.3, 0.5, 1.0, 1.0, 1.5, 1.5, 2.0, 2.0, 2.0, 2.0, 2.0)
 CALL_TIMEOUT_S: Final = 5.0
 SESSION_WAIT_S: Final = 5.0
 # Codes that say "nothing decided, try again": the same clientBetId is sent again.
@@ -266,10 +269,12 @@ class ChaosPlayer:
             **intent.terms,
         }
         for attempt in range(ATTEMPTS):
-            if attempt and (self.client is None or not self.client.connected):
-                await self.drop()
-                if not await self.connect(stop):
-                    return
+            if attempt:
+                await asyncio.sleep(BACKOFF_S[min(attempt - 1, len(BACKOFF_S) - 1)])
+                if self.client is None or not self.client.connected:
+                    await self.drop()
+                    if not await self.connect(stop):
+                        return
             answer = await self.call("bet:place", payload)
             if answer is None:
                 intent.attempts.append(Attempt("unanswered", self.node))
@@ -282,4 +287,3 @@ class ChaosPlayer:
             intent.attempts.append(Attempt("refused", self.node, code=code))
             if code not in TRANSIENT:
                 return
-            await asyncio.sleep(0.3)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
+from typing import Any
 
 import asyncpg
 import pytest
 
 from game.errors import ErrorCode, GameError
 from game.markets import Side
+from server import bet_batcher
 from server.admission import QueueAdmission
 from server.bet_batcher import BetBatcher
 from storage import audit
@@ -73,6 +75,37 @@ async def test_an_overload_no_dequeue_confirms_lets_bets_in_again(db: asyncpg.Po
         placed = await batcher.place(bet)
         assert placed.created
         assert not admission.overloaded
+        assert await db.fetchval("SELECT count(*) FROM bets") == 1
+    finally:
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+
+
+async def test_a_batch_failing_with_an_unexpected_error_answers_its_bets_and_the_worker_goes_on(
+    db: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection a database crash left half-used raises asyncpg's InternalClientError, which is
+    no PostgresError: it refuses that batch and leaves the worker serving the next one."""
+    real_place_bets = bet_batcher.bets.place_bets
+    failures = [asyncpg.exceptions.InternalClientError("cannot switch to state 12")]
+
+    async def place_bets(*args: Any, **kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return await real_place_bets(*args, **kwargs)
+
+    monkeypatch.setattr(bet_batcher.bets, "place_bets", place_bets)
+    batcher = BetBatcher(db, RULES)
+    worker = asyncio.create_task(batcher.work())
+    try:
+        user = await make_user(db, "after_a_broken_batch")
+        market = await insert_market(db)
+        first = BetRequest(user, market, "broken-1", Side.THIS, Decimal("100"), None, Decimal("0"))
+        with pytest.raises(asyncpg.exceptions.InternalClientError):
+            await asyncio.wait_for(batcher.place(first), 10)
+        second = BetRequest(user, market, "after-1", Side.THIS, Decimal("100"), None, Decimal("0"))
+        placed = await asyncio.wait_for(batcher.place(second), 10)
+        assert placed.created and not worker.done()
         assert await db.fetchval("SELECT count(*) FROM bets") == 1
     finally:
         worker.cancel()
