@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from pathlib import Path
 
@@ -71,6 +72,8 @@ def summary(report: ChaosReport) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # The fake upstream's server would log every request a killed node drops: that is the point.
+    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
     config = ChaosConfig(
         seed=args.seed,
         duration_s=args.duration,
