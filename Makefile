@@ -8,10 +8,11 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 BENCH_ARGS ?=
+CHAOS_ARGS ?=
 COMPILE := $(BIN)/pip-compile --quiet --strip-extras --annotation-style=line \
 	--no-emit-index-url --no-emit-find-links --no-emit-trusted-host
 
-.PHONY: run test lint typecheck check bench lock clean play-client
+.PHONY: run test lint typecheck check bench chaos lock clean play-client
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +59,10 @@ check: lint typecheck test
 
 bench: $(TEST_STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# Crash and disturb two local nodes under bets; exits 1 on any violation. See docs/chaos.md.
+chaos: $(TEST_STAMP)
+	$(BIN)/python -m chaos $(CHAOS_ARGS)
 
 # Refresh the playground's socket.io browser build from the version pinned in tools/package-lock.json.
 play-client:

@@ -131,6 +131,14 @@ class BetBatcher:
                 for _, future, _ in batch:
                     future.cancel()
                 raise
+            except Exception as error:  # noqa: BLE001 - the worker must outlive any one batch
+                # An error of no expected kind (asyncpg's InternalClientError from a connection a
+                # database crash left half-used, say) answers its own bets and ends nothing else:
+                # a dead worker would leave its bets unanswered and the node a worker short.
+                logger.exception("bet batch failed", extra={"size": len(batch)})
+                for _, future, _ in batch:
+                    if not future.done():
+                        future.set_exception(error)
 
     def _drop_expired(self, batch: list[Pending], now: float) -> list[Pending]:
         """Refuse, unwritten, the bets that waited past the deadline; keep the rest."""

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
+from typing import Any
 
 import asyncpg
 import pytest
 
 from game.errors import ErrorCode, GameError
 from game.markets import Side
+from services import betting
 from services.betting import BetBatcher, QueueAdmission
 from storage import audit
 from storage.bets import BetRequest
@@ -58,3 +60,50 @@ async def test_an_overloaded_queue_refuses_new_bets_before_they_queue(db: asyncp
     assert await db.fetchval("SELECT count(*) FROM bets") == 0
     queued.cancel()
     await asyncio.gather(queued, return_exceptions=True)
+
+
+async def test_a_batch_failing_with_an_unexpected_error_answers_its_bets_and_the_worker_goes_on(
+    db: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection a database crash left half-used raises asyncpg's InternalClientError, which is
+    no PostgresError: it refuses that batch and leaves the worker serving the next one."""
+    real_place_bets = betting.bets.place_bets
+    failures = [asyncpg.exceptions.InternalClientError("cannot switch to state 12")]
+
+    async def place_bets(*args: Any, **kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return await real_place_bets(*args, **kwargs)
+
+    monkeypatch.setattr(betting.bets, "place_bets", place_bets)
+    batcher = BetBatcher(db, RULES)
+    worker = asyncio.create_task(batcher.work())
+    try:
+        user = await make_user(db, "after_a_broken_batch")
+        market = await insert_market(db)
+        first = BetRequest(user, market, "broken-1", Side.THIS, Decimal("100"), None, Decimal("0"))
+        with pytest.raises(asyncpg.exceptions.InternalClientError):
+            await asyncio.wait_for(batcher.place(first), 10)
+        second = BetRequest(user, market, "after-1", Side.THIS, Decimal("100"), None, Decimal("0"))
+        placed = await asyncio.wait_for(batcher.place(second), 10)
+        assert placed.created and not worker.done()
+        assert await db.fetchval("SELECT count(*) FROM bets") == 1
+    finally:
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+
+
+async def test_an_overloaded_queue_that_drained_lets_the_next_bet_in(db: asyncpg.Pool) -> None:
+    admission = QueueAdmission()
+    admission.overloaded = True  # the queue has since drained: nothing is waiting
+    batcher = BetBatcher(db, RULES, admission=admission)
+    worker = asyncio.create_task(batcher.work())
+    try:
+        user = await make_user(db, "let_in_again")
+        market = await insert_market(db)
+        bet = BetRequest(user, market, "again-1", Side.THIS, Decimal("100"), None, Decimal("0"))
+        placed = await asyncio.wait_for(batcher.place(bet), 10)
+        assert placed.created and not admission.overloaded
+    finally:
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)

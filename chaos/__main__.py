@@ -1,0 +1,5 @@
+"""Entry point of `python -m chaos`."""
+
+from chaos.cli import main
+
+raise SystemExit(main())
