@@ -91,6 +91,7 @@ async def login(request: web.Request) -> web.Response:
     settings = app[appkeys.SETTINGS]
     await limit(request, "login-ip", client_ip(request), settings.rate_limit_login_per_ip)
     body = parse(Credentials, await read_json(request))
+    body.check_password_fits()
     await limit(
         request, "login-user", body.username.lower(), settings.rate_limit_login_per_username
     )

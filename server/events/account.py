@@ -11,7 +11,7 @@ from server import appkeys
 from server.rooms import emit_balance
 from server.router import EventContext, router
 from server.schemas import AuthRefresh, Empty, WalletHistory
-from server.views import decode_cursor, encode_cursor, ledger_entry_view, user_view
+from server.views import decode_seq_cursor, encode_cursor, ledger_entry_view, user_view
 from storage import accounts, wallet
 
 
@@ -31,14 +31,7 @@ async def handle_wallet_get(ctx: EventContext, payload: Empty) -> dict[str, Any]
 async def handle_wallet_history(ctx: EventContext, payload: WalletHistory) -> dict[str, Any]:
     before = None
     if payload.cursor is not None:
-        (seq,) = decode_cursor(payload.cursor, 1)
-        if not seq.isdigit():
-            raise GameError(
-                ErrorCode.VALIDATION_ERROR,
-                "cursor: not a cursor from this server",
-                details={"field": "cursor"},
-            )
-        before = int(seq)
+        before = decode_seq_cursor(payload.cursor)
     rows = await wallet.history_page(
         ctx.app[appkeys.DB_POOL], ctx.session.user_id, before, payload.limit
     )

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import datetime
 from typing import Any
 
 from game.bets import validate_amount
-from game.errors import ErrorCode, GameError
+from game.errors import GameError
 from game.markets import Side
 from server import appkeys, metrics
 from server.events.account import SYNC_PARTS
 from server.rooms import emit_balance
 from server.router import EventContext, router
 from server.schemas import BetPlace, BetsList
-from server.views import bet_view, decode_cursor, encode_cursor
+from server.views import bet_view, decode_time_id_cursor, encode_cursor
 from storage import bets
 from storage.bets import BetRequest
 
@@ -24,7 +22,7 @@ async def handle_bet_place(ctx: EventContext, payload: BetPlace) -> dict[str, An
     rules = ctx.app[appkeys.RULES]
     request = BetRequest(
         user_id=ctx.session.user_id,
-        market_id=_market_id(payload.marketId),
+        market_id=payload.marketId,
         client_bet_id=payload.clientBetId,
         side=Side(payload.side),
         amount=payload.amount,
@@ -52,28 +50,9 @@ async def handle_bet_place(ctx: EventContext, payload: BetPlace) -> dict[str, An
     return {"bet": bet_view(placed.bet), "balance": placed.balance}
 
 
-def _market_id(text: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        raise GameError(
-            ErrorCode.VALIDATION_ERROR, "marketId: not a UUID", details={"field": "marketId"}
-        ) from None
-
-
 @router.event("bets:list", BetsList)
 async def handle_bets_list(ctx: EventContext, payload: BetsList) -> dict[str, Any]:
-    cursor = None
-    if payload.cursor is not None:
-        placed_at, bet_id = decode_cursor(payload.cursor, 2)
-        try:
-            cursor = (datetime.fromisoformat(placed_at), uuid.UUID(bet_id))
-        except ValueError:
-            raise GameError(
-                ErrorCode.VALIDATION_ERROR,
-                "cursor: not a cursor from this server",
-                details={"field": "cursor"},
-            ) from None
+    cursor = None if payload.cursor is None else decode_time_id_cursor(payload.cursor)
     rows = await bets.list_bets(
         ctx.app[appkeys.DB_POOL], ctx.session.user_id, payload.status, cursor, payload.limit
     )

@@ -7,7 +7,6 @@ from typing import Any
 from server import appkeys
 from server.events.account import SYNC_PARTS
 from server.market_cache import lookup
-from server.market_cache import parse_market_id as _check_id
 from server.rooms import market_room
 from server.router import EventContext, router
 from server.schemas import MarketGet, MarketIds, MarketsList
@@ -25,7 +24,7 @@ async def handle_markets_list(ctx: EventContext, payload: MarketsList) -> dict[s
 @router.event("market:get", MarketGet)
 async def handle_market_get(ctx: EventContext, payload: MarketGet) -> dict[str, Any]:
     row = await lookup(
-        ctx.app[appkeys.DB_POOL], ctx.app[appkeys.MARKET_CACHE], payload.marketId.lower()
+        ctx.app[appkeys.DB_POOL], ctx.app[appkeys.MARKET_CACHE], str(payload.marketId)
     )
     return {"market": market_view(row)}
 
@@ -33,9 +32,7 @@ async def handle_market_get(ctx: EventContext, payload: MarketGet) -> dict[str, 
 @router.event("market:subscribe", MarketIds)
 async def handle_market_subscribe(ctx: EventContext, payload: MarketIds) -> dict[str, Any]:
     # All ids are checked before any room is joined: an unknown id changes nothing.
-    ids = list(dict.fromkeys(market_id.lower() for market_id in payload.marketIds))
-    for market_id in ids:
-        _check_id(market_id)
+    ids = list(dict.fromkeys(str(market_id) for market_id in payload.marketIds))
     rows = [
         await lookup(ctx.app[appkeys.DB_POOL], ctx.app[appkeys.MARKET_CACHE], market_id)
         for market_id in ids
@@ -50,7 +47,7 @@ async def handle_market_subscribe(ctx: EventContext, payload: MarketIds) -> dict
 @router.event("market:unsubscribe", MarketIds)
 async def handle_market_unsubscribe(ctx: EventContext, payload: MarketIds) -> dict[str, Any]:
     sio = ctx.app[appkeys.SIO]
-    for market_id in {market_id.lower() for market_id in payload.marketIds}:
+    for market_id in {str(market_id) for market_id in payload.marketIds}:
         await sio.leave_room(ctx.sid, market_room(market_id))
         ctx.session.markets.discard(market_id)
     return {}
