@@ -115,18 +115,18 @@ class TokenService:
         if not isinstance(token, str):
             raise GameError(ErrorCode.TOKEN_INVALID, "token must be a string")
         try:
+            # Expiry is checked below, once `exp` is known to be a timestamp this server could
+            # have written: a negative or fractional one is not ours, so invalid, not expired.
             payload = jwt.decode(
                 token,
                 self._secret(token_type),
                 algorithms=ALGORITHMS,
                 audience=self.audience,
                 issuer=self.issuer,
-                options={"require": REQUIRED_CLAIMS},
+                options={"require": REQUIRED_CLAIMS, "verify_exp": False},
                 leeway=0,
             )
             claims = msgspec.convert(payload, SignedClaims, strict=True)
-        except jwt.ExpiredSignatureError as error:
-            raise GameError(ErrorCode.TOKEN_EXPIRED, f"{token_type} token expired") from error
         except (
             jwt.PyJWTError,
             msgspec.ValidationError,
@@ -138,7 +138,7 @@ class TokenService:
         if claims.typ != token_type:
             raise GameError(ErrorCode.TOKEN_INVALID, f"not a {token_type} token")
         expires_at = datetime.fromtimestamp(claims.exp, UTC)
-        if now is not None and expires_at <= now:
+        if expires_at <= (now or datetime.now(UTC)):
             raise GameError(ErrorCode.TOKEN_EXPIRED, f"{token_type} token expired")
         return TokenClaims(claims.sub, token_type, claims.jti, expires_at, claims.fam, claims.name)
 
