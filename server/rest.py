@@ -108,6 +108,7 @@ async def login(request: web.Request) -> web.Response:
     settings = app[SETTINGS]
     await limit(request, "login-ip", client_ip(request), settings.rate_limit_login_per_ip)
     body = parse(Credentials, await read_json(request))
+    body.check_password_fits()
     # Only failures count against a username, and per address first: a stranger's guesses slow
     # the stranger, never the owner signing in from their own address.
     guard = app[LOGIN_GUARD]

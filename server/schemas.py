@@ -6,8 +6,10 @@ handlers only ever see valid data. server/apidocs.py turns these into the API do
 
 from __future__ import annotations
 
+import re
+import uuid
 from decimal import Decimal
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Any, Final, Literal, TypeVar
 
 import msgspec
 
@@ -24,21 +26,52 @@ Password = Annotated[
 Limit200 = Annotated[int, msgspec.Meta(ge=1, le=200)]
 Limit100 = Annotated[int, msgspec.Meta(ge=1, le=100)]
 Cursor = Annotated[str, msgspec.Meta(max_length=200)]
-# Every string this pattern admits is a UUID, so a malformed id is VALIDATION_ERROR at the edge,
-# the same in every event, and a handler may call uuid.UUID on it without a second check.
-Id = Annotated[
-    str,
-    msgspec.Meta(
-        pattern=r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
-        description="a UUID",
-    ),
-]
+# A real UUID: 32 hex digits, hyphenated in the canonical places or not at all. Handlers see the
+# parsed value, so every id names one market however the client spelled it.
+Id = Annotated[uuid.UUID, msgspec.Meta(description="a UUID")]
 ClientBetId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 Period = Literal["all", "week", "day"]
-# Sent as a JSON number or a decimal string ("12.50"); read exactly, never as a float.
+
+# Bounds on every decimal the server reads: well inside what PostgreSQL's numeric and Python's
+# decimal context handle, far outside any amount or odds the game allows.
+DECIMAL_PLACES: Final = 18
+DECIMAL_LIMIT: Final = Decimal(10) ** 18
+_DECIMAL_TEXT: Final = re.compile(r"-?[0-9]{1,40}(?:\.[0-9]{1,40})?(?:[eE][+-]?[0-9]{1,3})?")
+
+
+class WireDecimal(Decimal):
+    """A decimal from the wire: a JSON number or a plain decimal string ("12.50"), read exactly.
+
+    Python's Decimal() also reads "NaN", "sNaN", "Infinity", "1_000", " 12 ", non-ASCII digits and
+    exponents no database column can hold; `read_decimal` refuses all of those.
+    """
+
+
 DecimalInput = Annotated[
-    Decimal, msgspec.Meta(extra_json_schema={"x-wire-type": ["number", "string"]})
+    WireDecimal, msgspec.Meta(extra_json_schema={"x-wire-type": ["number", "string"]})
 ]
+
+
+def read_decimal(value: object) -> WireDecimal:
+    """A finite decimal with at most DECIMAL_PLACES places and a magnitude below DECIMAL_LIMIT."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise TypeError("must be a JSON number or a decimal string")
+    text = value if isinstance(value, str) else str(value)
+    if not _DECIMAL_TEXT.fullmatch(text):
+        raise ValueError("must be a decimal number such as 12.50")
+    number = WireDecimal(text)
+    if number.as_tuple().exponent < -DECIMAL_PLACES:  # type: ignore[operator]  # finite: an int
+        raise ValueError(f"must have at most {DECIMAL_PLACES} decimal places")
+    if abs(number) >= DECIMAL_LIMIT:
+        raise ValueError(f"must be below {DECIMAL_LIMIT:.0E} in magnitude")
+    return number
+
+
+def _read_custom(kind: type, value: Any) -> Any:
+    """msgspec's hook for types it does not know: only WireDecimal is declared."""
+    if kind is WireDecimal:
+        return read_decimal(value)
+    raise NotImplementedError(kind)
 
 
 class Payload(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -54,6 +87,12 @@ class Credentials(Payload):
         """The 8-72 byte rule is in bytes (bcrypt's limit), which a string schema cannot express."""
         if not 8 <= len(self.password.encode()) <= 72:
             raise ValidationFailed("password must be 8-72 bytes of UTF-8", "password")
+
+    def check_password_fits(self) -> None:
+        """A login password longer than bcrypt's 72 bytes is refused as one longer than 72
+        characters is; no stored password can be that long."""
+        if len(self.password.encode()) > 72:
+            raise ValidationFailed("password: at most 72 bytes of UTF-8", "password")
 
 
 class RefreshRequest(Payload):
@@ -94,7 +133,12 @@ class BetPlace(Payload):
     amount: DecimalInput
     clientBetId: ClientBetId
     expectedOdds: DecimalInput | None = None
-    maxSlippage: DecimalInput = Decimal("0")
+    # A factory, as msgspec cannot write a WireDecimal default into the schema; the schema's
+    # default says it instead.
+    maxSlippage: Annotated[
+        WireDecimal,
+        msgspec.Meta(extra_json_schema={"x-wire-type": ["number", "string"], "default": "0"}),
+    ] = msgspec.field(default_factory=lambda: WireDecimal(0))
 
     def __post_init__(self) -> None:
         # msgspec has no range constraints for Decimal; the " - at `$.field`" suffix names the field.
@@ -127,7 +171,6 @@ def parse(schema: type[P], data: object) -> P:
     if data is None:
         data = {}
     try:
-        # Not strict about str -> Decimal ("12.50" is a fine amount), strict about everything else.
-        return msgspec.convert(data, schema, strict=schema is not BetPlace)
+        return msgspec.convert(data, schema, strict=True, dec_hook=_read_custom)
     except msgspec.ValidationError as error:
         raise validation_error(error) from error

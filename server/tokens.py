@@ -6,9 +6,10 @@ import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 import jwt
+import msgspec
 from aiohttp import web
 
 from server.errors import AuthRequired, TokenExpired, TokenInvalid
@@ -19,6 +20,23 @@ ALGORITHMS: Final = ["HS256"]
 REQUIRED_CLAIMS: Final = ["exp", "iat", "iss", "aud", "sub", "typ", "jti"]
 
 TokenType = Literal["access", "refresh"]
+
+# Seconds since the epoch as this server writes them: whole, and within datetime's range.
+Timestamp = Annotated[int, msgspec.Meta(ge=0, le=253402300799)]
+
+
+class SignedClaims(msgspec.Struct):
+    """The claims `issue` writes, with the types it writes them in. A token signed with the right
+    key is still refused unless its claims read back as these (a float, string, huge or negative
+    `exp`, a numeric `sub`): the key proves who signed it, not that it was written by `issue`."""
+
+    sub: uuid.UUID
+    typ: str
+    jti: uuid.UUID
+    iat: Timestamp
+    exp: Timestamp
+    fam: uuid.UUID | None = None
+    name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,31 +146,32 @@ class TokenService:
         if not isinstance(token, str):
             raise TokenInvalid("token must be a string")
         try:
+            # Expiry is checked below, once `exp` is known to be a timestamp this server could
+            # have written: a negative or fractional one is not ours, so invalid, not expired.
             payload = jwt.decode(
                 token,
                 self._secret(token_type),
                 algorithms=ALGORITHMS,
                 audience=self.audience,
                 issuer=self.issuer,
-                options={"require": REQUIRED_CLAIMS},
+                options={"require": REQUIRED_CLAIMS, "verify_exp": False},
                 leeway=0,
             )
-        except jwt.ExpiredSignatureError as error:
-            raise TokenExpired(f"{token_type} token expired") from error
-        except jwt.PyJWTError as error:
+            claims = msgspec.convert(payload, SignedClaims, strict=True)
+        except (
+            jwt.PyJWTError,
+            msgspec.ValidationError,
+            ValueError,
+            TypeError,
+            OverflowError,
+        ) as error:
             raise TokenInvalid(f"invalid {token_type} token") from error
-        if payload.get("typ") != token_type:
+        if claims.typ != token_type:
             raise TokenInvalid(f"not a {token_type} token")
-        try:
-            user_id = uuid.UUID(payload["sub"])
-            token_id = uuid.UUID(payload["jti"])
-            family = uuid.UUID(payload["fam"]) if "fam" in payload else None
-        except (ValueError, TypeError) as error:
-            raise TokenInvalid(f"invalid {token_type} token") from error
-        expires_at = datetime.fromtimestamp(payload["exp"], UTC)
-        if now is not None and expires_at <= now:
+        expires_at = datetime.fromtimestamp(claims.exp, UTC)
+        if expires_at <= (now or datetime.now(UTC)):
             raise TokenExpired(f"{token_type} token expired")
-        return TokenClaims(user_id, token_type, token_id, expires_at, family, payload.get("name"))
+        return TokenClaims(claims.sub, token_type, claims.jti, expires_at, claims.fam, claims.name)
 
 
 def token_hash(token: str) -> bytes:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import base64
+import re
+import uuid
 from collections.abc import Mapping
-from typing import Any, TypeAlias
+from datetime import datetime, timedelta
+from typing import Any, Final, TypeAlias
 
 import asyncpg
 
@@ -44,15 +47,56 @@ def encode_cursor(*parts: object) -> str:
     )
 
 
+_CURSOR_TEXT: Final = re.compile(r"[A-Za-z0-9_-]{1,200}")
+_SEQ_TEXT: Final = re.compile(r"0|[1-9][0-9]{0,18}")
+_BIGINT_MAX: Final = 2**63 - 1
+
+
+def not_our_cursor() -> NotACursor:
+    return NotACursor()
+
+
 def decode_cursor(cursor: str, count: int) -> list[str]:
+    """The `count` parts of a cursor `encode_cursor` wrote, or VALIDATION_ERROR naming `cursor`.
+
+    Only the exact text `encode_cursor` gives for those parts is taken: no other alphabet, no
+    padding, no spare bits.
+    """
+    if not _CURSOR_TEXT.fullmatch(cursor):
+        raise not_our_cursor()
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         parts = base64.urlsafe_b64decode(padded.encode()).decode().split("|")
     except (ValueError, UnicodeDecodeError) as error:
-        raise NotACursor() from error
-    if len(parts) != count:
-        raise NotACursor()
+        raise not_our_cursor() from error
+    if len(parts) != count or encode_cursor(*parts) != cursor:
+        raise not_our_cursor()
     return parts
+
+
+def decode_seq_cursor(cursor: str) -> int:
+    """A position in a bigint sequence (the ledger's `seq`), as `encode_cursor(seq)` wrote it."""
+    (text,) = decode_cursor(cursor, 1)
+    if not _SEQ_TEXT.fullmatch(text) or int(text) > _BIGINT_MAX:
+        raise not_our_cursor()
+    return int(text)
+
+
+def decode_time_id_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """A (UTC time, id) position as `encode_cursor(time.isoformat(), id)` wrote it.
+
+    The time must be in UTC, as the database gives it: a year-1 or year-9999 time at another
+    offset falls outside the range of times and would fail in the query, not here.
+    """
+    time_text, id_text = decode_cursor(cursor, 2)
+    try:
+        at = datetime.fromisoformat(time_text)
+        row_id = uuid.UUID(id_text)
+    except ValueError:
+        raise not_our_cursor() from None
+    if at.utcoffset() != timedelta(0) or at.isoformat() != time_text or str(row_id) != id_text:
+        raise not_our_cursor()
+    return at, row_id
 
 
 def market_view(row: Row) -> dict[str, Any]:

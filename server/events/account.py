@@ -5,14 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from game.errors import NotACursor
 from server.application import SERVICES
 from server.errors import TokenInvalid
 from server.router import EVENTS, EventContext, EventRouter
 from server.schemas import AuthRefresh, Empty, WalletHistory
 from server.sessions import SESSIONS
 from server.tokens import TOKENS
-from server.views import decode_cursor, encode_cursor, ledger_entry_view, user_view
+from server.views import decode_seq_cursor, encode_cursor, ledger_entry_view, user_view
 
 
 async def handle_wallet_get(ctx: EventContext, payload: Empty) -> dict[str, Any]:
@@ -27,10 +26,7 @@ async def handle_wallet_get(ctx: EventContext, payload: Empty) -> dict[str, Any]
 async def handle_wallet_history(ctx: EventContext, payload: WalletHistory) -> dict[str, Any]:
     before = None
     if payload.cursor is not None:
-        (seq,) = decode_cursor(payload.cursor, 1)
-        if not seq.isdigit():
-            raise NotACursor()
-        before = int(seq)
+        before = decode_seq_cursor(payload.cursor)
     rows = await ctx.app[SERVICES].wallet.history(ctx.session.user_id, before, payload.limit)
     page = rows[: payload.limit]
     next_cursor = encode_cursor(page[-1]["seq"]) if len(rows) > payload.limit else None

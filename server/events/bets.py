@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import datetime
 from typing import Any
 
-from game.errors import NotACursor
 from game.markets import Side
 from server.application import SERVICES
 from server.router import EventContext, EventRouter
 from server.schemas import BetPlace, BetsList
-from server.views import bet_view, decode_cursor, encode_cursor
+from server.views import bet_view, decode_time_id_cursor, encode_cursor
 from storage.bets import BetRequest
 
 
 async def handle_bet_place(ctx: EventContext, payload: BetPlace) -> dict[str, Any]:
     request = BetRequest(
         user_id=ctx.session.user_id,
-        market_id=uuid.UUID(payload.marketId),
+        market_id=payload.marketId,
         client_bet_id=payload.clientBetId,
         side=Side(payload.side),
         amount=payload.amount,
@@ -30,13 +27,7 @@ async def handle_bet_place(ctx: EventContext, payload: BetPlace) -> dict[str, An
 
 
 async def handle_bets_list(ctx: EventContext, payload: BetsList) -> dict[str, Any]:
-    cursor = None
-    if payload.cursor is not None:
-        placed_at, bet_id = decode_cursor(payload.cursor, 2)
-        try:
-            cursor = (datetime.fromisoformat(placed_at), uuid.UUID(bet_id))
-        except ValueError:
-            raise NotACursor() from None
+    cursor = None if payload.cursor is None else decode_time_id_cursor(payload.cursor)
     rows = await ctx.app[SERVICES].betting.page(
         ctx.session.user_id, payload.status, cursor, payload.limit
     )

@@ -6,7 +6,6 @@ from typing import Any
 
 from server.connections import DB_POOL
 from server.market_cache import MARKET_CACHE, lookup
-from server.market_cache import parse_market_id as _check_id
 from server.pushes import SIO
 from server.rooms import market_room
 from server.router import EventContext, EventRouter
@@ -20,15 +19,13 @@ async def handle_markets_list(ctx: EventContext, payload: MarketsList) -> dict[s
 
 
 async def handle_market_get(ctx: EventContext, payload: MarketGet) -> dict[str, Any]:
-    row = await lookup(ctx.app[DB_POOL], ctx.app[MARKET_CACHE], payload.marketId.lower())
+    row = await lookup(ctx.app[DB_POOL], ctx.app[MARKET_CACHE], str(payload.marketId))
     return {"market": market_view(row)}
 
 
 async def handle_market_subscribe(ctx: EventContext, payload: MarketIds) -> dict[str, Any]:
     # All ids are checked before any room is joined: an unknown id changes nothing.
-    ids = list(dict.fromkeys(market_id.lower() for market_id in payload.marketIds))
-    for market_id in ids:
-        _check_id(market_id)
+    ids = list(dict.fromkeys(str(market_id) for market_id in payload.marketIds))
     rows = [await lookup(ctx.app[DB_POOL], ctx.app[MARKET_CACHE], market_id) for market_id in ids]
     sio = ctx.app[SIO]
     for market_id in ids:
@@ -39,7 +36,7 @@ async def handle_market_subscribe(ctx: EventContext, payload: MarketIds) -> dict
 
 async def handle_market_unsubscribe(ctx: EventContext, payload: MarketIds) -> dict[str, Any]:
     sio = ctx.app[SIO]
-    for market_id in {market_id.lower() for market_id in payload.marketIds}:
+    for market_id in {str(market_id) for market_id in payload.marketIds}:
         await sio.leave_room(ctx.sid, market_room(market_id))
         ctx.session.markets.discard(market_id)
     return {}
