@@ -23,7 +23,7 @@ import pytest
 import socketio
 from aiohttp import web
 
-from server import appkeys
+from server.settings import SETTINGS
 from server.views import encode_cursor
 from tests.betting_fixtures import insert_market
 from tests.conftest import PlayerFactory
@@ -200,7 +200,7 @@ async def test_a_login_password_over_72_bytes_is_a_validation_error_like_at_sign
 def hand_signed(app: web.Application, user_id: str, exp: object, secret: str = "access") -> str:
     """A token signed with the server's key, with the claims it writes but an odd `exp`
     (`...` leaves it out). PyJWT refuses to write some of these, so it is signed by hand."""
-    settings = app[appkeys.SETTINGS]
+    settings = app[SETTINGS]
     now = int(datetime.now(UTC).timestamp())
     claims: dict[str, Any] = {
         "sub": user_id,

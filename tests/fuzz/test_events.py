@@ -18,8 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from game.errors import ErrorCode
-from server import appkeys
-from server.router import router
+from server.events import register_all
+from server.router import EventRouter
+from server.settings import SETTINGS
 from tests.fuzz.conftest import (
     DERANDOMIZE,
     EXAMPLES,
@@ -29,6 +30,10 @@ from tests.fuzz.conftest import (
 )
 from tests.fuzz.strategies import Targets, payloads, signed_tokens, uuid_inputs
 from tests.players import Player
+
+# The registry the app builds: every event the server answers, whatever is added later.
+router = EventRouter()
+register_all(router)
 
 # Events whose accepted answer moves the player's money.
 MOVES_MONEY: Final = {"bet:place", "reward:claim"}
@@ -50,7 +55,7 @@ def strategy(event: str, app: web.Application, market_id: uuid.UUID, player: Pla
     """Payloads for `event`, aimed at the real market and, for tokens, at the player."""
     key = (event, market_id, player.access_token)
     if key not in _strategies:
-        settings = app[appkeys.SETTINGS]
+        settings = app[SETTINGS]
         tokens = signed_tokens(
             [settings.jwt_access_secret, settings.jwt_refresh_secret],
             settings.jwt_issuer,

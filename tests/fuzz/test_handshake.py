@@ -16,7 +16,7 @@ from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from server import appkeys
+from server.settings import SETTINGS
 from tests.fuzz.conftest import DERANDOMIZE, EXAMPLES, Budget, LogWatch
 from tests.fuzz.strategies import json_values, signed_tokens, texts
 from tests.players import Player
@@ -27,7 +27,7 @@ _auths: dict[str, st.SearchStrategy[Any]] = {}
 
 def auths(app: web.Application, player: Player) -> Any:
     if player.access_token not in _auths:
-        settings_ = app[appkeys.SETTINGS]
+        settings_ = app[SETTINGS]
         tokens = signed_tokens(
             [settings_.jwt_access_secret, settings_.jwt_refresh_secret],
             settings_.jwt_issuer,

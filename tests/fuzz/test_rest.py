@@ -25,7 +25,8 @@ from hypothesis import strategies as st
 from yarl import URL
 
 from game.errors import ErrorCode
-from server import apidocs, appkeys, schemas
+from server import apidocs, schemas
+from server.settings import SETTINGS
 from tests.fuzz.conftest import DERANDOMIZE, EXAMPLES, Budget, LogWatch, table_counts
 from tests.fuzz.strategies import TEXT_CHARS, Targets, json_values, payloads, signed_tokens
 from tests.players import Player
@@ -65,7 +66,7 @@ def requests(method: str, path: str, app: web.Application, player: Player) -> An
     key = (method, path, player.access_token)
     if key in _requests:
         return _requests[key]
-    settings_ = app[appkeys.SETTINGS]
+    settings_ = app[SETTINGS]
     odd_tokens = signed_tokens(
         [settings_.jwt_access_secret, settings_.jwt_refresh_secret],
         settings_.jwt_issuer,
