@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import struct
 import time
 import zlib
@@ -35,6 +36,7 @@ from aiohttp import WSMsgType, web
 from engineio import packet as eio_packet
 
 from server import metrics
+from server.overload import LOOP_LAG
 
 logger = logging.getLogger("thisthat.websocket")
 
@@ -44,6 +46,12 @@ FIN: Final = 0x80
 RSV1: Final = 0x40
 DEFLATE_TAIL: Final = b"\x00\x00\xff\xff"
 CLOSE_TIMEOUT_S: Final = 2.0
+# A `bet:place` event asking for an ack, as the engine.io message carries it: 4, 2, ack id.
+_BET_FRAME: Final = re.compile(r'42(\d{1,15})\["bet:place"')
+BUSY_ACK: Final = (
+    '[{"ok":false,"error":{"code":"RATE_LIMITED",'
+    '"message":"the server is busy; retry shortly","retryAfterMs":500}}]'
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +240,7 @@ async def serve_socket(
     socket.send = send
 
     timeout = server.ping_interval + server.ping_timeout
+    lag = request.app.get(LOOP_LAG)
     try:
         while not socket.closed and not writer.closed:
             try:
@@ -240,6 +249,12 @@ async def serve_socket(
                 break
             if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                 break
+            if lag is not None and lag.admitted_fraction < 1.0:
+                busy = _BET_FRAME.match(message.data) if message.type == WSMsgType.TEXT else None
+                if busy is not None and lag.sheds_at_edge():
+                    # Past capacity: answered before Socket.IO decodes it (server/overload.py).
+                    writer.send(PreparedMessage(f"43{busy.group(1)}{BUSY_ACK}"))
+                    continue
             try:
                 pkt = eio_packet.Packet(encoded_packet=message.data)
             except Exception:  # noqa: BLE001 - whatever a peer sends must not raise out of here

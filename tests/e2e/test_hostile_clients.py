@@ -11,15 +11,18 @@ import socket as stdlib_socket
 import struct
 
 import aiohttp
+import asyncpg
 import orjson
 import pytest
 import socketio
 
+from server.overload import LOOP_LAG
 from server.pushes import PUSHES, SIO
 from server.rooms import user_room
 from server.sessions import SESSIONS
 from server.websocket import writer_of
 from storage import accounts
+from tests.betting_fixtures import insert_market
 from tests.conftest import ServerFactory
 from tests.players import Player
 from tests.raw_socket import RawSocket
@@ -282,3 +285,28 @@ async def test_a_client_that_reads_nothing_is_bounded_then_dropped(
         while app[SESSIONS].get(sid) is not None:  # noqa: ASYNC110 - no event to await
             await asyncio.sleep(0.05)
     writer.close()
+
+
+async def test_past_capacity_a_bet_is_refused_at_the_edge_and_not_written(
+    start_server: ServerFactory,
+    http: aiohttp.ClientSession,
+    db: asyncpg.Pool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    base, app = await start_server()
+    player = await signed_up(base, http)
+    market = await insert_market(db)
+    lag = app[LOOP_LAG]
+    monkeypatch.setattr(lag, "adjust", lambda: None)  # hold the share the test sets
+    lag.admitted_fraction = 0.0
+    raw = await RawSocket(base, http).open()
+    await raw.authenticate(player.access_token)
+    bet = {"marketId": str(market), "side": "this", "amount": 10, "clientBetId": "edge-1"}
+    await raw.send("425" + orjson.dumps(["bet:place", bet]).decode())
+    answer = await raw.ack(5)
+    assert answer["error"]["code"] == "RATE_LIMITED" and answer["error"]["retryAfterMs"] > 0
+    # Other events are not shed, and the refused bet was never written.
+    await raw.send('426["wallet:get",{}]')
+    assert (await raw.ack(6))["data"]["balance"] == 1000
+    assert await db.fetchval("SELECT count(*) FROM bets") == 0
+    await raw.close()

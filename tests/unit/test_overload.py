@@ -39,3 +39,28 @@ async def test_the_watcher_measures_a_blocked_loop() -> None:
     assert lag.lag_s > 0.2
     watcher.cancel()
     await asyncio.gather(watcher, return_exceptions=True)
+
+
+def test_the_edge_lets_fewer_bets_in_while_the_loop_is_late_and_recovers_after() -> None:
+    lag = LoopLag()
+    lag.lag_s = 0.3
+    for _ in range(5):
+        lag.adjust()
+    late_share = lag.admitted_fraction
+    assert late_share < 0.2
+    lag.lag_s = 0.0
+    for _ in range(30):
+        lag.adjust()
+    assert lag.admitted_fraction == 1.0
+
+
+def test_a_prompt_loop_sheds_nothing_at_the_edge() -> None:
+    lag = LoopLag()
+    assert not any(lag.sheds_at_edge() for _ in range(1000))
+
+
+def test_the_edge_sheds_about_the_share_it_does_not_admit() -> None:
+    lag = LoopLag()
+    lag.admitted_fraction = 0.25
+    shed = sum(lag.sheds_at_edge() for _ in range(4000))
+    assert 2500 < shed < 3500
