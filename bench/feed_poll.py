@@ -15,7 +15,6 @@ from datetime import datetime
 from pathlib import Path
 
 import aiohttp
-import asyncpg
 import orjson
 
 from feeds.polymarket import PolymarketClient
@@ -23,6 +22,7 @@ from game.markets import Resolution
 from services.markets import MarketPoller
 from storage import database
 from storage.embedded import EmbeddedServices
+from storage.rows import Market
 from tests.fake_polymarket import FakePolymarket
 
 
@@ -30,10 +30,10 @@ class CountingListener:
     def __init__(self) -> None:
         self.changed = 0
 
-    async def markets_changed(self, rows: Sequence[asyncpg.Record]) -> None:
+    async def markets_changed(self, rows: Sequence[Market]) -> None:
         self.changed += len(rows)
 
-    async def odds_changed(self, rows: Sequence[asyncpg.Record], at: datetime) -> None:
+    async def odds_changed(self, rows: Sequence[Market], at: datetime) -> None:
         self.changed += len(rows)
 
     async def odds_touched(self, market_ids: Sequence[object], at: datetime) -> None:

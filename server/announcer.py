@@ -16,8 +16,9 @@ from server.pushes import Pushes
 from server.rooms import emit_balance, leaderboard_room, market_room, user_room
 from server.views import bet_view, entry_view, market_view
 from services import metrics
-from services.notifier import BalanceReason, Row
+from services.notifier import BalanceReason
 from storage.leaderboards import Standing
+from storage.rows import Bet, Market
 
 
 class SocketNotifier:
@@ -36,28 +37,28 @@ class SocketNotifier:
     ) -> None:
         emit_balance(self.pushes, user_id, balance, reason, skip_sid=except_asker)
 
-    def bet_settled(self, user_id: uuid.UUID, bet: Row, balance: Decimal) -> None:
+    def bet_settled(self, user_id: uuid.UUID, bet: Bet, balance: Decimal) -> None:
         self.pushes.emit(
             "bet:settled", {"bet": bet_view(bet), "balance": balance}, user_room(user_id)
         )
 
-    async def markets_changed(self, rows: Sequence[Row]) -> None:
+    async def markets_changed(self, rows: Sequence[Market]) -> None:
         self.cache.apply(rows)
-        await publish_changes(self.client, self.cache, [row["id"] for row in rows])
+        await publish_changes(self.client, self.cache, [row.id for row in rows])
 
-    async def odds_changed(self, rows: Sequence[Row], at: datetime) -> None:
+    async def odds_changed(self, rows: Sequence[Market], at: datetime) -> None:
         await self.markets_changed(rows)
         for row in rows:
             # Odds are state: only changes are pushed; a (re)subscribe gets the snapshot.
             self.pushes.emit(
                 "odds",
                 {
-                    "marketId": str(row["id"]),
-                    "thisOdds": row["this_odds"],
-                    "thatOdds": row["that_odds"],
+                    "marketId": str(row.id),
+                    "thisOdds": row.this_odds,
+                    "thatOdds": row.that_odds,
                     "at": at,
                 },
-                market_room(row["id"]),
+                market_room(row.id),
             )
         metrics.ODDS_TICKS.inc(len(rows))
 
@@ -65,9 +66,9 @@ class SocketNotifier:
         self.cache.touch(market_ids, at)
         await publish_changes(self.client, self.cache, market_ids)
 
-    async def market_updated(self, row: Row) -> None:
+    async def market_updated(self, row: Market) -> None:
         await self.markets_changed([row])
-        self.pushes.emit("market:update", {"market": market_view(row)}, market_room(row["id"]))
+        self.pushes.emit("market:update", {"market": market_view(row)}, market_room(row.id))
 
     def leaderboard_changed(self, period: Period, standings: Sequence[Standing]) -> None:
         self.pushes.emit(

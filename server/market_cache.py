@@ -8,9 +8,10 @@ reload covers a missed message.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable
 from datetime import datetime
 from typing import Any, Final
 
@@ -24,9 +25,10 @@ from game.errors import MarketNotFound
 from server import metrics
 from server.connections import DB_POOL, REDIS
 from server.jobs import stop_if_cancelled
-from server.views import Row, decode_cursor, encode_cursor, market_view
+from server.views import decode_cursor, encode_cursor, market_view
 from storage import keys
 from storage import markets as market_store
+from storage.rows import Market
 
 logger = logging.getLogger("thisthat.markets")
 
@@ -40,33 +42,31 @@ class MarketCache:
     def __init__(self) -> None:
         # Names this node's announcements, so its follower skips what this node already applied.
         self.origin = uuid.uuid4().hex
-        self._rows: dict[str, dict[str, Any]] = {}
+        self._rows: dict[str, Market] = {}
         self._views: dict[str, dict[str, Any]] = {}
         self._order: dict[str, list[str]] = {}
 
     def __len__(self) -> int:
         return len(self._rows)
 
-    def replace_all(self, rows: Iterable[Row]) -> None:
+    def replace_all(self, rows: Iterable[Market]) -> None:
         self._rows.clear()
         self._views.clear()
         self.apply(rows)
 
-    def apply(self, rows: Iterable[Row]) -> None:
+    def apply(self, rows: Iterable[Market]) -> None:
         for row in rows:
-            market_id = str(row["id"])
-            stored = dict(row)
-            stored.pop("inserted", None)
-            self._rows[market_id] = stored
-            self._views[market_id] = market_view(stored)
+            market_id = str(row.id)
+            self._rows[market_id] = row
+            self._views[market_id] = market_view(row)
         self._reorder()
 
     def touch(self, market_ids: Iterable[object], at: datetime) -> None:
         """Odds read again, unchanged: only their freshness moves (no order or status change)."""
         for market_id in map(str, market_ids):
             row = self._rows.get(market_id)
-            if row is not None and row["status"] == "open":
-                row["odds_updated_at"] = at
+            if row is not None and row.status == "open":
+                self._rows[market_id] = dataclasses.replace(row, odds_updated_at=at)
                 self._views[market_id]["oddsUpdatedAt"] = at
 
     def _reorder(self) -> None:
@@ -74,13 +74,13 @@ class MarketCache:
         ordered = sorted(self._rows, key=self._sort_key)
         self._order = {"all": ordered}
         for status in ("open", "closed", "resolved", "cancelled"):
-            self._order[status] = [m for m in ordered if self._rows[m]["status"] == status]
+            self._order[status] = [m for m in ordered if self._rows[m].status == status]
         # `resolved` in a list request means "finished": resolved or cancelled.
         self._order["resolved"] = [
-            m for m in ordered if self._rows[m]["status"] in ("resolved", "cancelled")
+            m for m in ordered if self._rows[m].status in ("resolved", "cancelled")
         ]
 
-    def row(self, market_id: str) -> dict[str, Any] | None:
+    def row(self, market_id: str) -> Market | None:
         found = self._rows.get(market_id)
         metrics.CACHE_LOOKUPS.labels("markets", "hit" if found else "miss").inc()
         return found
@@ -90,8 +90,8 @@ class MarketCache:
         metrics.CACHE_LOOKUPS.labels("markets", "hit" if found else "miss").inc()
         return found
 
-    def open_rows(self) -> list[dict[str, Any]]:
-        return [row for row in self._rows.values() if row["status"] == "open"]
+    def open_rows(self) -> list[Market]:
+        return [row for row in self._rows.values() if row.status == "open"]
 
     def page(
         self, status: str, cursor: str | None, limit: int
@@ -113,7 +113,7 @@ class MarketCache:
         return [self._views[m] for m in chosen], next_cursor
 
     def _sort_key(self, market_id: str) -> tuple[str, str]:
-        ends_at = self._rows[market_id]["ends_at"]
+        ends_at = self._rows[market_id].ends_at
         return (ends_at.isoformat() if ends_at else _FAR_FUTURE, market_id)
 
 
@@ -124,7 +124,7 @@ def parse_market_id(market_id: str) -> uuid.UUID:
         raise MarketNotFound(market_id) from error
 
 
-async def lookup(pool: asyncpg.Pool, cache: MarketCache, market_id: str) -> dict[str, Any]:
+async def lookup(pool: asyncpg.Pool, cache: MarketCache, market_id: str) -> Market:
     """A market's row from memory; on a miss (created a moment ago on another node) from the database."""
     row = cache.row(market_id)
     if row is None:
@@ -187,8 +187,8 @@ async def market_cache_ctx(app: web.Application) -> AsyncIterator[None]:
     await follower.close()
 
 
-def is_stale(row: Mapping[str, Any], now: datetime, max_age_s: float) -> bool:
-    return odds_are_stale(row["odds_updated_at"], now, max_age_s)
+def is_stale(row: Market, now: datetime, max_age_s: float) -> bool:
+    return odds_are_stale(row.odds_updated_at, now, max_age_s)
 
 
 MARKET_CACHE: Final = web.AppKey("market_cache", MarketCache)

@@ -32,6 +32,7 @@ from server.tokens import TOKENS, IssuedToken, token_hash
 from server.views import user_view
 from server.wire import dumps_bytes
 from storage import accounts, database
+from storage.rows import User
 
 logger = logging.getLogger("thisthat.rest")
 
@@ -60,12 +61,12 @@ async def limit(request: web.Request, scope: str, subject: str, rule: tuple[int,
     _refuse_if_waiting(await request.app[LIMITER].hit(scope, subject, *rule))
 
 
-async def _issue_session(app: web.Application, user: Any) -> dict[str, Any]:
+async def _issue_session(app: web.Application, user: User) -> dict[str, Any]:
     """An access token and the first refresh token of a new family."""
     settings = app[SETTINGS]
     tokens = app[TOKENS]
     now = datetime.now(UTC)
-    pair = tokens.issue_pair(user["id"], user["username"], uuid.uuid4(), uuid.uuid4(), now)
+    pair = tokens.issue_pair(user.id, user.username, uuid.uuid4(), uuid.uuid4(), now)
     await _store_refresh(app[DB_POOL], pair.refresh, now)
     return {
         "user": user_view(user),
@@ -99,7 +100,7 @@ async def signup(request: web.Request) -> web.Response:
     user = await accounts.create_user(
         app[DB_POOL], body.username, password_hash, app[RULES].starting_credits
     )
-    logger.info("signup", extra={"userId": str(user["id"])})
+    logger.info("signup", extra={"userId": str(user.id)})
     return json_response(await _issue_session(app, user), status=201)
 
 
@@ -114,14 +115,14 @@ async def login(request: web.Request) -> web.Response:
     guard = app[LOGIN_GUARD]
     address = client_ip(request)
     _refuse_if_waiting(await guard.attempt(body.username, address))
-    row = await accounts.get_login(app[DB_POOL], body.username)
+    found = await accounts.get_login(app[DB_POOL], body.username)
     # Unknown users are checked against a decoy hash: same cost, same answer as a wrong password.
-    if not await app[PASSWORDS].verify(body.password, row["password_hash"] if row else None):
+    if not await app[PASSWORDS].verify(body.password, found.password_hash if found else None):
         raise InvalidCredentials()
-    assert row is not None
+    assert found is not None
     await guard.succeeded(body.username, address)
-    logger.info("login", extra={"userId": str(row["id"])})
-    return json_response(await _issue_session(app, row))
+    logger.info("login", extra={"userId": str(found.user.id)})
+    return json_response(await _issue_session(app, found.user))
 
 
 async def refresh(request: web.Request) -> web.Response:
@@ -154,13 +155,13 @@ async def refresh(request: web.Request) -> web.Response:
                 assert row is not None
                 if outcome is accounts.RotationOutcome.ROTATED:
                     pair = tokens.issue_pair(
-                        user["id"], user["username"], row["family_id"], successor_id, now
+                        user.id, user.username, row["family_id"], successor_id, now
                     )
                     await _store_refresh(connection, pair.refresh, now)
                 else:
                     # A retry: the pair answered before, signed again from the same claims.
                     pair = tokens.issue_pair(
-                        user["id"], user["username"], row["family_id"], row["id"], row["created_at"]
+                        user.id, user.username, row["family_id"], row["id"], row["created_at"]
                     )
         # Outside the transaction: a detected reuse has committed its family revocation.
         if outcome is accounts.RotationOutcome.REUSED:

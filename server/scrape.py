@@ -49,7 +49,7 @@ def _markets(app: web.Application) -> None:
     rows = app[MARKET_CACHE].open_rows()
     metrics.MARKETS_OPEN.set(len(rows))
     metrics.MARKETS_STALE_ODDS.set(sum(1 for row in rows if is_stale(row, now, max_age_s)))
-    ages = [(now - row["odds_updated_at"]).total_seconds() for row in rows]
+    ages = [(now - row.odds_updated_at).total_seconds() for row in rows]
     metrics.ODDS_AGE_MAX.set(max(ages, default=0.0))
 
 

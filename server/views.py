@@ -1,40 +1,35 @@
-"""Database rows as the wire shapes of docs/protocol.md (camelCase; Decimals stay exact)."""
+"""Storage rows as the wire shapes of docs/protocol.md (camelCase; Decimals stay exact)."""
 
 from __future__ import annotations
 
 import base64
 import re
 import uuid
-from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any, Final, TypeAlias
-
-import asyncpg
+from typing import Any, Final
 
 from game.errors import NotACursor
 from storage.leaderboards import Standing
-
-# A database row or a plain mapping (cached rows are dicts).
-Row: TypeAlias = Mapping[str, Any] | asyncpg.Record
+from storage.rows import Bet, LedgerEntry, Market, User
 
 
-def user_view(row: Row) -> dict[str, Any]:
+def user_view(row: User) -> dict[str, Any]:
     return {
-        "id": str(row["id"]),
-        "username": row["username"],
-        "balance": row["balance"],
-        "createdAt": row["created_at"],
+        "id": str(row.id),
+        "username": row.username,
+        "balance": row.balance,
+        "createdAt": row.created_at,
     }
 
 
-def ledger_entry_view(row: Row) -> dict[str, Any]:
+def ledger_entry_view(row: LedgerEntry) -> dict[str, Any]:
     return {
-        "id": str(row["id"]),
-        "kind": row["kind"],
-        "amount": row["amount"],
-        "balanceAfter": row["balance_after"],
-        "betId": str(row["bet_id"]) if row["bet_id"] is not None else None,
-        "createdAt": row["created_at"],
+        "id": str(row.id),
+        "kind": row.kind,
+        "amount": row.amount,
+        "balanceAfter": row.balance_after,
+        "betId": str(row.bet_id) if row.bet_id is not None else None,
+        "createdAt": row.created_at,
     }
 
 
@@ -99,39 +94,39 @@ def decode_time_id_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     return at, row_id
 
 
-def market_view(row: Row) -> dict[str, Any]:
+def market_view(row: Market) -> dict[str, Any]:
     return {
-        "id": str(row["id"]),
-        "question": row["question"],
-        "thisLabel": row["this_label"],
-        "thatLabel": row["that_label"],
-        "thisOdds": row["this_odds"],
-        "thatOdds": row["that_odds"],
-        "oddsUpdatedAt": row["odds_updated_at"],
-        "status": row["status"],
-        "endsAt": row["ends_at"],
-        "resolvedSide": row["resolved_side"],
-        "category": row["category"],
-        "imageUrl": row["image_url"],
-        "source": row["source"],
-        "sourceId": row["source_id"],
+        "id": str(row.id),
+        "question": row.question,
+        "thisLabel": row.this_label,
+        "thatLabel": row.that_label,
+        "thisOdds": row.this_odds,
+        "thatOdds": row.that_odds,
+        "oddsUpdatedAt": row.odds_updated_at,
+        "status": row.status,
+        "endsAt": row.ends_at,
+        "resolvedSide": row.resolved_side,
+        "category": row.category,
+        "imageUrl": row.image_url,
+        "source": row.source,
+        "sourceId": row.source_id,
     }
 
 
-def bet_view(row: Row) -> dict[str, Any]:
+def bet_view(row: Bet) -> dict[str, Any]:
     """A bet as docs/protocol.md's `Bet`; `payout` and `settledAt` are null while it is open."""
     return {
-        "id": str(row["id"]),
-        "clientBetId": row["client_bet_id"],
-        "marketId": str(row["market_id"]),
-        "side": row["side"],
-        "amount": row["amount"],
-        "odds": row["odds"],
-        "potentialPayout": row["potential_payout"],
-        "status": row["status"],
-        "payout": row["payout"],
-        "placedAt": row["placed_at"],
-        "settledAt": row["settled_at"],
+        "id": str(row.id),
+        "clientBetId": row.client_bet_id,
+        "marketId": str(row.market_id),
+        "side": row.side,
+        "amount": row.amount,
+        "odds": row.odds,
+        "potentialPayout": row.potential_payout,
+        "status": row.status,
+        "payout": row.payout,
+        "placedAt": row.placed_at,
+        "settledAt": row.settled_at,
     }
 
 

@@ -33,6 +33,7 @@ from services import metrics
 from services.notifier import Notifier
 from storage import bets
 from storage.bets import BetFilter, BetRequest, PlacedBet
+from storage.rows import Bet
 
 
 @dataclass
@@ -225,9 +226,9 @@ class Betting:
         status: BetFilter,
         cursor: tuple[datetime, uuid.UUID] | None,
         limit: int,
-    ) -> list[asyncpg.Record]:
+    ) -> list[Bet]:
         """Up to `limit` + 1 bets, newest first: the extra one says another page exists."""
         return await bets.list_bets(self.pool, user_id, status, cursor, limit)
 
-    async def open_bets(self, user_id: uuid.UUID) -> list[asyncpg.Record]:
+    async def open_bets(self, user_id: uuid.UUID) -> list[Bet]:
         return await bets.open_bets(self.pool, user_id)

@@ -33,16 +33,17 @@ from feeds.parsing import (
 )
 from feeds.polymarket import PolymarketClient
 from game.markets import Resolution, UpstreamState
-from services.notifier import Notifier, Row
+from services.notifier import Notifier
 from services.settlement import Settlement
 from storage import markets as market_store
+from storage.rows import Market
 
 RESOLUTION_CONCURRENCY = 8
 
 
 class FeedListener(Protocol):
-    async def markets_changed(self, rows: Sequence[Row]) -> None: ...
-    async def odds_changed(self, rows: Sequence[Row], at: datetime) -> None: ...
+    async def markets_changed(self, rows: Sequence[Market]) -> None: ...
+    async def odds_changed(self, rows: Sequence[Market], at: datetime) -> None: ...
     async def odds_touched(self, market_ids: Sequence[uuid.UUID], at: datetime) -> None: ...
     async def close(self, market_id: uuid.UUID) -> bool: ...
     async def resolve(self, market_id: uuid.UUID, resolution: Resolution) -> None: ...
@@ -88,7 +89,7 @@ class MarketPoller:
         changed = await market_store.upsert_listings(self.pool, listings, now)
         listed = {listing.source_id for listing in listings}
         stored_open = await market_store.open_markets(self.pool)
-        self.unlisted = {row["source_id"] for row in stored_open if row["source_id"] not in listed}
+        self.unlisted = {row.source_id for row in stored_open if row.source_id not in listed}
         if changed:
             await self.listener.markets_changed(changed)
         report.seen, report.changed, report.skipped = len(listings), len(changed), stats.skipped
@@ -101,21 +102,19 @@ class MarketPoller:
         report = PollReport("odds")
         requests_before = self.client.requests_made
         open_rows = await market_store.open_markets(self.pool)
-        tokens = [
-            token for row in open_rows for token in (row["this_token_id"], row["that_token_id"])
-        ]
+        tokens = [token for row in open_rows for token in (row.this_token_id, row.that_token_id)]
         midpoints = await self.client.get_midpoints(tokens) if tokens else {}
         readings: list[tuple[uuid.UUID, Decimal, Decimal]] = []
-        missing: list[asyncpg.Record] = []
+        missing: list[Market] = []
         for row in open_rows:
             odds = complete_odds(
-                midpoint_value(midpoints.get(row["this_token_id"])),
-                midpoint_value(midpoints.get(row["that_token_id"])),
+                midpoint_value(midpoints.get(row.this_token_id)),
+                midpoint_value(midpoints.get(row.that_token_id)),
             )
             if odds is None:
                 missing.append(row)
             else:
-                readings.append((row["id"], *odds))
+                readings.append((row.id, *odds))
         if missing:
             readings.extend(await self._gamma_prices(missing))
         now = datetime.now(UTC)
@@ -130,9 +129,9 @@ class MarketPoller:
         return report
 
     async def _gamma_prices(
-        self, rows: Sequence[asyncpg.Record]
+        self, rows: Sequence[Market]
     ) -> list[tuple[uuid.UUID, Decimal, Decimal]]:
-        by_source = {row["source_id"]: row for row in rows}
+        by_source = {row.source_id: row for row in rows}
         readings = []
         for raw in await self.client.get_gamma_markets(list(by_source)):
             state = resolution_from_gamma(raw)
@@ -140,7 +139,7 @@ class MarketPoller:
                 continue
             row = by_source.get(state.source_id)
             if row is not None:
-                readings.append((row["id"], state.this_odds, state.that_odds))
+                readings.append((row.id, state.this_odds, state.that_odds))
         return readings
 
     async def poll_resolutions(self) -> PollReport:
@@ -152,9 +151,9 @@ class MarketPoller:
         )
         semaphore = asyncio.Semaphore(RESOLUTION_CONCURRENCY)
 
-        async def check(row: asyncpg.Record) -> bool:
+        async def check(row: Market) -> bool:
             async with semaphore:
-                state = await self._upstream_state(row["source_id"])
+                state = await self._upstream_state(row.source_id)
             return await self._apply_state(row, state)
 
         outcomes = await asyncio.gather(*(check(row) for row in candidates), return_exceptions=True)
@@ -165,7 +164,7 @@ class MarketPoller:
                 report.skipped += 1
                 logger.warning(
                     "resolution check failed",
-                    extra={"marketId": str(row["id"]), "error": repr(outcome)},
+                    extra={"marketId": str(row.id), "error": repr(outcome)},
                 )
             elif outcome:
                 report.changed += 1
@@ -188,17 +187,17 @@ class MarketPoller:
                 return gamma_state
         return state
 
-    async def _apply_state(self, row: asyncpg.Record, state: UpstreamState | None) -> bool:
+    async def _apply_state(self, row: Market, state: UpstreamState | None) -> bool:
         if state is None:
             # Confirmed gone upstream (neither CLOB nor Gamma knows it): void, refund every stake.
-            logger.warning("market gone upstream; cancelling", extra={"marketId": str(row["id"])})
-            await self.listener.resolve(row["id"], Resolution.CANCELLED)
+            logger.warning("market gone upstream; cancelling", extra={"marketId": str(row.id)})
+            await self.listener.resolve(row.id, Resolution.CANCELLED)
             return True
         if state.resolution is not None:
-            await self.listener.resolve(row["id"], state.resolution)
+            await self.listener.resolve(row.id, state.resolution)
             return True
-        if state.closed and row["status"] == "open":
-            return await self.listener.close(row["id"])
+        if state.closed and row.status == "open":
+            return await self.listener.close(row.id)
         return False
 
 
@@ -212,10 +211,10 @@ class Markets:
         self.settlement = settlement
 
     # What the poller reports (services.markets.FeedListener).
-    async def markets_changed(self, rows: Sequence[Row]) -> None:
+    async def markets_changed(self, rows: Sequence[Market]) -> None:
         await self.notifier.markets_changed(rows)
 
-    async def odds_changed(self, rows: Sequence[Row], at: datetime) -> None:
+    async def odds_changed(self, rows: Sequence[Market], at: datetime) -> None:
         await self.notifier.odds_changed(rows, at)
 
     async def odds_touched(self, market_ids: Sequence[uuid.UUID], at: datetime) -> None:
@@ -249,21 +248,21 @@ class Markets:
             return
         if isinstance(event, replay.OddsEvent):
             changed = await market_store.record_odds(
-                self.pool, [(row["id"], event.this_odds, event.that_odds)], now
+                self.pool, [(row.id, event.this_odds, event.that_odds)], now
             )
             if changed:
                 await self.odds_changed(changed, now)
         elif isinstance(event, replay.CloseEvent):
-            await self.close(row["id"])
+            await self.close(row.id)
         elif isinstance(event, replay.ResolveEvent):
-            await self.resolve(row["id"], event.resolution)
+            await self.resolve(row.id, event.resolution)
         elif isinstance(event, replay.RemoveEvent):
-            await self.resolve(row["id"], Resolution.CANCELLED)
+            await self.resolve(row.id, Resolution.CANCELLED)
 
     async def keep_replay_odds_fresh(self) -> PollReport:
         """A replayed market's odds are as fresh as the replay: every pass counts as a read."""
         report = PollReport("odds")
-        ids = [row["id"] for row in await market_store.open_markets(self.pool)]
+        ids = [row.id for row in await market_store.open_markets(self.pool)]
         now = datetime.now(UTC)
         await market_store.touch_odds(self.pool, ids, now)
         if ids:

@@ -7,18 +7,15 @@ server/announcer.py decides how it reaches sockets on every node. Tests may pass
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal, Protocol
-
-import asyncpg
+from typing import Literal, Protocol
 
 from game.leaderboard import Period
 from storage.leaderboards import Standing
+from storage.rows import Bet, Market
 
-# A market, bet or user as storage returns it.
-Row = Mapping[str, Any] | asyncpg.Record
 BalanceReason = Literal["bet", "payout", "refund", "reward"]
 
 
@@ -33,18 +30,18 @@ class Notifier(Protocol):
     ) -> None:
         """Every socket of the user hears the new balance, but the asker whose ack carries it."""
 
-    def bet_settled(self, user_id: uuid.UUID, bet: Row, balance: Decimal) -> None: ...
+    def bet_settled(self, user_id: uuid.UUID, bet: Bet, balance: Decimal) -> None: ...
 
-    async def markets_changed(self, rows: Sequence[Row]) -> None:
+    async def markets_changed(self, rows: Sequence[Market]) -> None:
         """Listings changed: every node's cache reloads them; nothing is pushed."""
 
-    async def odds_changed(self, rows: Sequence[Row], at: datetime) -> None:
+    async def odds_changed(self, rows: Sequence[Market], at: datetime) -> None:
         """New odds: caches reload them and each market's subscribers get an `odds` tick."""
 
     async def odds_touched(self, market_ids: Sequence[uuid.UUID], at: datetime) -> None:
         """Unchanged odds were read again: they are fresh, here and on other nodes."""
 
-    async def market_updated(self, row: Row) -> None:
+    async def market_updated(self, row: Market) -> None:
         """A market's status moved: caches reload it and its subscribers get `market:update`."""
 
     def leaderboard_changed(self, period: Period, standings: Sequence[Standing]) -> None: ...

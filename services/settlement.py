@@ -94,7 +94,7 @@ class Settlement:
             )
         try:
             for settled in result.bets:
-                metrics.BETS_SETTLED.labels(settled.bet["status"]).inc()
+                metrics.BETS_SETTLED.labels(settled.bet.status).inc()
                 self.notifier.bet_settled(settled.user_id, settled.bet, settled.balance)
             reason: BalanceReason = (
                 "refund" if result.resolution is Resolution.CANCELLED else "payout"

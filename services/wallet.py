@@ -14,6 +14,7 @@ from game.rewards import next_claim_at, reward_day
 from game.rules import GameRules
 from services.notifier import Notifier
 from storage import accounts, wallet
+from storage.rows import LedgerEntry, User, WalletState
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,14 +30,14 @@ class Wallet:
         self.rules = rules
         self.notifier = notifier
 
-    async def user(self, user_id: uuid.UUID) -> asyncpg.Record:
+    async def user(self, user_id: uuid.UUID) -> User:
         """The player's account, or UserGone when it no longer exists."""
         user = await accounts.get_user(self.pool, user_id)
         if user is None:
             raise UserGone()
         return user
 
-    async def wallet(self, user_id: uuid.UUID) -> asyncpg.Record:
+    async def wallet(self, user_id: uuid.UUID) -> WalletState:
         row = await wallet.get_wallet(self.pool, user_id)
         if row is None:
             raise UserGone()
@@ -44,7 +45,7 @@ class Wallet:
 
     async def history(
         self, user_id: uuid.UUID, before: int | None, limit: int
-    ) -> list[asyncpg.Record]:
+    ) -> list[LedgerEntry]:
         """Up to `limit` + 1 ledger entries, newest first: the extra one says more exist."""
         return await wallet.history_page(self.pool, user_id, before, limit)
 

@@ -12,6 +12,7 @@ import asyncpg
 
 from game.errors import UsernameTaken
 from storage.database import Connection, Executor
+from storage.rows import Login, User
 
 INSERT_USER_WITH_BONUS: Final = """
 WITH new_user AS (
@@ -72,7 +73,7 @@ async def create_user(
     starting_credits: Decimal,
     *,
     is_load_test: bool = False,
-) -> asyncpg.Record:
+) -> User:
     """The user and their `signup_bonus` ledger row, in one statement (so one transaction)."""
     try:
         row = await connection.fetchrow(
@@ -81,15 +82,17 @@ async def create_user(
     except asyncpg.UniqueViolationError as error:
         raise UsernameTaken(username) from error
     assert row is not None
-    return row
+    return User.from_record(row)
 
 
-async def get_user(connection: Executor, user_id: uuid.UUID) -> asyncpg.Record | None:
-    return await connection.fetchrow(SELECT_USER_BY_ID, user_id)
+async def get_user(connection: Executor, user_id: uuid.UUID) -> User | None:
+    row = await connection.fetchrow(SELECT_USER_BY_ID, user_id)
+    return None if row is None else User.from_record(row)
 
 
-async def get_login(connection: Executor, username: str) -> asyncpg.Record | None:
-    return await connection.fetchrow(SELECT_LOGIN, username)
+async def get_login(connection: Executor, username: str) -> Login | None:
+    row = await connection.fetchrow(SELECT_LOGIN, username)
+    return None if row is None else Login.from_record(row)
 
 
 async def store_refresh_token(

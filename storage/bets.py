@@ -28,6 +28,7 @@ from game.errors import (
 from game.markets import Side
 from game.rules import GameRules
 from storage.database import Executor
+from storage.rows import Bet
 
 # The bet rules execute in the database (storage/migrations/0004), under the market and user
 # locks; game.bets states them in Python as the oracle of a parity test, nothing more.
@@ -72,7 +73,7 @@ DEADLOCK_ATTEMPTS: Final = 5
 
 @dataclass(frozen=True, slots=True)
 class PlacedBet:
-    bet: asyncpg.Record
+    bet: Bet
     balance: Decimal
     # False for a repeat of a clientBetId: the original bet, and nothing was debited.
     created: bool
@@ -133,7 +134,9 @@ async def place_bets(
     for request, row in zip(requests, rows, strict=True):
         code = row["code"]
         if code in ("placed", "duplicate"):
-            answers.append(PlacedBet(row["bet"], row["new_balance"], created=code == "placed"))
+            answers.append(
+                PlacedBet(Bet.from_record(row["bet"]), row["new_balance"], created=code == "placed")
+            )
         else:
             answers.append(_refusal(code, row, request.amount, rules))
     return answers
@@ -158,7 +161,7 @@ async def place_bet(
         # Idempotency holds whatever the payload: a repeat with a bad amount still gets its bet.
         original = await pool.fetchrow(SELECT_BET_BY_CLIENT_ID, user_id, client_bet_id)
         if original is not None:
-            return PlacedBet(original["bet"], original["balance"], created=False)
+            return PlacedBet(Bet.from_record(original["bet"]), original["balance"], created=False)
         raise
     rows = await _fetch_again_on_deadlock(
         pool,
@@ -176,7 +179,7 @@ async def place_bet(
     row = rows[0]
     code = row["code"]
     if code in ("placed", "duplicate"):
-        return PlacedBet(row["bet"], row["new_balance"], created=code == "placed")
+        return PlacedBet(Bet.from_record(row["bet"]), row["new_balance"], created=code == "placed")
     raise _refusal(code, row, stake, rules)
 
 
@@ -221,11 +224,12 @@ async def list_bets(
     status: BetFilter,
     cursor: tuple[datetime, uuid.UUID] | None,
     limit: int,
-) -> list[asyncpg.Record]:
+) -> list[Bet]:
     """Up to `limit` + 1 bets, newest first: the extra one tells the caller another page exists."""
     placed_at, bet_id = cursor if cursor is not None else (None, None)
-    return list(await pool.fetch(SELECT_BETS_PAGE, user_id, status, placed_at, bet_id, limit + 1))
+    rows = await pool.fetch(SELECT_BETS_PAGE, user_id, status, placed_at, bet_id, limit + 1)
+    return [Bet.from_record(row) for row in rows]
 
 
-async def open_bets(pool: Executor, user_id: uuid.UUID) -> list[asyncpg.Record]:
-    return list(await pool.fetch(SELECT_OPEN_BETS, user_id))
+async def open_bets(pool: Executor, user_id: uuid.UUID) -> list[Bet]:
+    return [Bet.from_record(row) for row in await pool.fetch(SELECT_OPEN_BETS, user_id)]

@@ -13,6 +13,7 @@ import asyncpg
 
 from game.markets import MarketListing
 from storage.database import Connection, Executor
+from storage.rows import Market
 
 MARKET_COLUMNS: Final = """
 id, source, source_id, slug, question, this_label, that_label, this_token_id, that_token_id,
@@ -125,8 +126,8 @@ WHERE status IN ('open', 'closed')
 
 async def upsert_listings(
     connection: Executor, listings: Sequence[MarketListing], now: datetime
-) -> list[asyncpg.Record]:
-    """Store the listing; returns rows that were inserted or changed (with an `inserted` flag)."""
+) -> list[Market]:
+    """Store the listing; returns the markets that were inserted or changed."""
     if not listings:
         return []
     columns = list(
@@ -156,21 +157,23 @@ async def upsert_listings(
     )
     async with _transaction(connection) as locked:
         await locked.execute(LOCK_MARKETS_BY_SOURCE_ID, list(columns[0]))
-        return list(await locked.fetch(UPSERT_LISTINGS, *(list(column) for column in columns)))
+        rows = await locked.fetch(UPSERT_LISTINGS, *(list(column) for column in columns))
+    return [Market.from_record(row) for row in rows]
 
 
 async def record_odds(
     connection: Executor,
     readings: Sequence[tuple[uuid.UUID, Decimal, Decimal]],
     now: datetime,
-) -> list[asyncpg.Record]:
+) -> list[Market]:
     """Store one poll's odds; returns the markets whose odds changed (the ones to push)."""
     if not readings:
         return []
     ids, this_odds, that_odds = (list(column) for column in zip(*readings, strict=True))
     async with _transaction(connection) as locked:
         await locked.execute(LOCK_MARKETS_BY_ID, ids)
-        return list(await locked.fetch(RECORD_ODDS, ids, this_odds, that_odds, now))
+        rows = await locked.fetch(RECORD_ODDS, ids, this_odds, that_odds, now)
+    return [Market.from_record(row) for row in rows]
 
 
 async def touch_odds(connection: Executor, ids: Sequence[uuid.UUID], now: datetime) -> None:
@@ -190,13 +193,13 @@ async def _transaction(executor: Executor) -> AsyncIterator[Connection]:
             yield executor
 
 
-async def close_market(connection: Executor, market_id: uuid.UUID) -> asyncpg.Record | None:
+async def close_market(connection: Executor, market_id: uuid.UUID) -> Market | None:
     """Open -> closed (no more bets; waiting for the resolution). None if it was not open."""
-    return await connection.fetchrow(CLOSE_MARKET, market_id)
+    return _market_or_none(await connection.fetchrow(CLOSE_MARKET, market_id))
 
 
-async def get_market(connection: Executor, market_id: uuid.UUID) -> asyncpg.Record | None:
-    return await connection.fetchrow(SELECT_MARKET, market_id)
+async def get_market(connection: Executor, market_id: uuid.UUID) -> Market | None:
+    return _market_or_none(await connection.fetchrow(SELECT_MARKET, market_id))
 
 
 async def source_ids_from(connection: Executor, source_ids: Sequence[str]) -> list[str]:
@@ -204,23 +207,30 @@ async def source_ids_from(connection: Executor, source_ids: Sequence[str]) -> li
     return [row["source_id"] for row in await connection.fetch(SELECT_SOURCE_IDS_FROM, source_ids)]
 
 
-async def get_by_source_id(connection: Executor, source_id: str) -> asyncpg.Record | None:
-    return await connection.fetchrow(SELECT_BY_SOURCE_ID, source_id)
+async def get_by_source_id(connection: Executor, source_id: str) -> Market | None:
+    return _market_or_none(await connection.fetchrow(SELECT_BY_SOURCE_ID, source_id))
 
 
-async def get_markets(connection: Executor, ids: Sequence[uuid.UUID]) -> list[asyncpg.Record]:
-    return list(await connection.fetch(SELECT_MARKETS_BY_ID, list(ids)))
+async def get_markets(connection: Executor, ids: Sequence[uuid.UUID]) -> list[Market]:
+    return [
+        Market.from_record(row) for row in await connection.fetch(SELECT_MARKETS_BY_ID, list(ids))
+    ]
 
 
-async def all_markets(connection: Executor, limit: int) -> list[asyncpg.Record]:
-    return list(await connection.fetch(SELECT_ALL_MARKETS, limit))
+async def all_markets(connection: Executor, limit: int) -> list[Market]:
+    return [Market.from_record(row) for row in await connection.fetch(SELECT_ALL_MARKETS, limit)]
 
 
-async def open_markets(connection: Executor) -> list[asyncpg.Record]:
-    return list(await connection.fetch(SELECT_OPEN))
+async def open_markets(connection: Executor) -> list[Market]:
+    return [Market.from_record(row) for row in await connection.fetch(SELECT_OPEN)]
 
 
 async def markets_to_resolve(
     connection: Executor, now: datetime, unlisted_source_ids: Sequence[str]
-) -> list[asyncpg.Record]:
-    return list(await connection.fetch(SELECT_TO_RESOLVE, now, list(unlisted_source_ids)))
+) -> list[Market]:
+    rows = await connection.fetch(SELECT_TO_RESOLVE, now, list(unlisted_source_ids))
+    return [Market.from_record(row) for row in rows]
+
+
+def _market_or_none(row: asyncpg.Record | None) -> Market | None:
+    return None if row is None else Market.from_record(row)

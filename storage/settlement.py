@@ -26,6 +26,7 @@ import asyncpg
 from game.markets import Resolution, Side
 from game.settlement import settle_bet
 from storage.database import Connection
+from storage.rows import Bet, Market
 
 logger = logging.getLogger("thisthat.settlement")
 
@@ -104,7 +105,7 @@ class SettledBet:
     """One bet settled by this call: what it paid and the user's balance right after it."""
 
     user_id: uuid.UUID
-    bet: asyncpg.Record
+    bet: Bet
     payout: Decimal
     balance: Decimal
 
@@ -114,7 +115,7 @@ class SettlementResult:
     """What one call settled. `market` is None when the market was not this call's to settle."""
 
     market_id: uuid.UUID
-    market: asyncpg.Record | None
+    market: Market | None
     resolution: Resolution | None
     bets: list[SettledBet] = field(default_factory=list)
     complete: bool = False  # every bet of the market is settled (settled_at is set)
@@ -124,10 +125,12 @@ class SettlementResult:
         return {settled.user_id: settled.balance for settled in self.bets}
 
 
-def resolution_of(market: asyncpg.Record) -> Resolution:
-    if market["status"] == "cancelled":
+def resolution_of(market: Market) -> Resolution:
+    if market.status == "cancelled":
         return Resolution.CANCELLED
-    return Resolution(market["resolved_side"])
+    # The transition to 'resolved' sets the side in the same statement.
+    assert market.resolved_side is not None
+    return Resolution(market.resolved_side)
 
 
 async def settle_market(
@@ -144,9 +147,12 @@ async def settle_market(
     own transaction, until no open bet is left.
     """
     async with pool.acquire() as connection, connection.transaction():
-        market = await connection.fetchrow(TRANSITION_MARKET, market_id, resolution.value, now)
-        if market is None:
+        transitioned = await connection.fetchrow(
+            TRANSITION_MARKET, market_id, resolution.value, now
+        )
+        if transitioned is None:
             return SettlementResult(market_id, None, None)
+        market = Market.from_record(transitioned)
         await connection.execute(INSERT_OUTBOX, market_id)
         result = SettlementResult(market_id, market, resolution)
         result.complete = await _settle_chunk(
@@ -185,9 +191,10 @@ async def _finish(
     # Every round settles at least one bet or ends the loop, so it terminates.
     while True:
         async with pool.acquire() as connection, connection.transaction():
-            market = await connection.fetchrow(LOCK_UNSETTLED_MARKET, market_id)
-            if market is None:
+            locked = await connection.fetchrow(LOCK_UNSETTLED_MARKET, market_id)
+            if locked is None:
                 return  # settled meanwhile (by another worker), or not resolved at all
+            market = Market.from_record(locked)
             if result.market is None:
                 result.market = market
                 result.resolution = resolution_of(market)
@@ -221,24 +228,25 @@ async def _settle_chunk(
             row["id"]: row["balance"] for row in await connection.fetch(LOCK_USERS, user_ids)
         }
         ids = list(outcomes)
-        settled = await connection.fetch(
+        settled_rows = await connection.fetch(
             SETTLE_BETS,
             ids,
             [outcomes[i].status.value for i in ids],
             [outcomes[i].payout for i in ids],
             now,
         )
+        settled = [Bet.from_record(row) for row in settled_rows]
         ledger_rows: list[tuple[uuid.UUID, str, Decimal, Decimal, uuid.UUID]] = []
-        per_user: dict[uuid.UUID, list[asyncpg.Record]] = defaultdict(list)
-        for bet in sorted(settled, key=lambda bet: bet["id"]):
-            per_user[bet["user_id"]].append(bet)
+        per_user: dict[uuid.UUID, list[Bet]] = defaultdict(list)
+        for bet in sorted(settled, key=lambda bet: bet.id):
+            per_user[bet.user_id].append(bet)
         for user_id in sorted(per_user):
             for bet in per_user[user_id]:
-                outcome = outcomes[bet["id"]]
+                outcome = outcomes[bet.id]
                 balances[user_id] += outcome.payout
                 if outcome.ledger_kind is not None:
                     ledger_rows.append(
-                        (user_id, outcome.ledger_kind, outcome.payout, balances[user_id], bet["id"])
+                        (user_id, outcome.ledger_kind, outcome.payout, balances[user_id], bet.id)
                     )
                 result.bets.append(SettledBet(user_id, bet, outcome.payout, balances[user_id]))
         if ledger_rows:
@@ -247,7 +255,7 @@ async def _settle_chunk(
             )
         changed = sorted(per_user)
         released = [
-            sum((bet["potential_payout"] for bet in per_user[user_id]), Decimal(0))
+            sum((bet.potential_payout for bet in per_user[user_id]), Decimal(0))
             for user_id in changed
         ]
         await connection.execute(

@@ -13,6 +13,7 @@ import asyncpg
 from game.errors import BalanceCapExceeded, RewardAlreadyClaimed
 from game.rewards import next_claim_at
 from storage.database import Executor
+from storage.rows import LedgerEntry, WalletState
 
 INSERT_REWARD_CLAIM: Final = """
 INSERT INTO daily_rewards (user_id, day, amount) VALUES ($1, $2, $3)
@@ -69,15 +70,17 @@ async def claim_daily_reward(
         return Decimal(balance)
 
 
-async def get_wallet(connection: Executor, user_id: uuid.UUID) -> asyncpg.Record | None:
-    return await connection.fetchrow(SELECT_WALLET, user_id)
+async def get_wallet(connection: Executor, user_id: uuid.UUID) -> WalletState | None:
+    row = await connection.fetchrow(SELECT_WALLET, user_id)
+    return None if row is None else WalletState.from_record(row)
 
 
 async def history_page(
     connection: Executor, user_id: uuid.UUID, before_seq: int | None, limit: int
-) -> list[asyncpg.Record]:
+) -> list[LedgerEntry]:
     """Up to `limit` + 1 entries, newest first: the extra one tells the caller another page exists."""
-    return list(await connection.fetch(SELECT_HISTORY_PAGE, user_id, before_seq, limit + 1))
+    rows = await connection.fetch(SELECT_HISTORY_PAGE, user_id, before_seq, limit + 1)
+    return [LedgerEntry.from_record(row) for row in rows]
 
 
 # One scan of users. width_bucket over the negated bounds (ascending) counts the bounds at or

@@ -55,8 +55,8 @@ async def insert_market(
 
 async def make_user(db: asyncpg.Pool, name: str, credits: str = "1000") -> uuid.UUID:
     user = await accounts.create_user(db, name, "hash", Decimal(credits))
-    assert isinstance(user["id"], uuid.UUID)
-    return user["id"]
+    assert isinstance(user.id, uuid.UUID)
+    return user.id
 
 
 async def bet(

@@ -17,9 +17,9 @@ from server.views import decode_seq_cursor, encode_cursor, ledger_entry_view, us
 async def handle_wallet_get(ctx: EventContext, payload: Empty) -> dict[str, Any]:
     row = await ctx.app[SERVICES].wallet.wallet(ctx.session.user_id)
     return {
-        "balance": row["balance"],
-        "openStake": row["open_stake"],
-        "openPotentialPayout": row["open_potential_payout"],
+        "balance": row.balance,
+        "openStake": row.open_stake,
+        "openPotentialPayout": row.open_potential_payout,
     }
 
 
@@ -29,7 +29,7 @@ async def handle_wallet_history(ctx: EventContext, payload: WalletHistory) -> di
         before = decode_seq_cursor(payload.cursor)
     rows = await ctx.app[SERVICES].wallet.history(ctx.session.user_id, before, payload.limit)
     page = rows[: payload.limit]
-    next_cursor = encode_cursor(page[-1]["seq"]) if len(rows) > payload.limit else None
+    next_cursor = encode_cursor(page[-1].seq) if len(rows) > payload.limit else None
     return {"entries": [ledger_entry_view(row) for row in page], "nextCursor": next_cursor}
 
 

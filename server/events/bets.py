@@ -35,7 +35,7 @@ async def handle_bets_list(ctx: EventContext, payload: BetsList) -> dict[str, An
     next_cursor = None
     if len(rows) > payload.limit:
         # Full microsecond precision: a millisecond cursor could skip bets placed in the same ms.
-        next_cursor = encode_cursor(page[-1]["placed_at"].isoformat(), page[-1]["id"])
+        next_cursor = encode_cursor(page[-1].placed_at.isoformat(), page[-1].id)
     return {"bets": [bet_view(row) for row in page], "nextCursor": next_cursor}
 
 

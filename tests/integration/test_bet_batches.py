@@ -64,7 +64,7 @@ async def test_a_batch_answers_each_bet_in_arrival_order(db: asyncpg.Pool) -> No
     assert isinstance(answers[1], bets.PlacedBet) and answers[1].created
     assert isinstance(answers[2], GameError) and answers[2].code is ErrorCode.INSUFFICIENT_CREDITS
     assert isinstance(answers[3], bets.PlacedBet) and not answers[3].created
-    assert answers[3].bet["id"] == answers[1].bet["id"]
+    assert answers[3].bet.id == answers[1].bet.id
     assert isinstance(answers[4], GameError) and answers[4].code is ErrorCode.ODDS_CHANGED
     assert answers[4].details["currentOdds"] == Decimal("0.4000")
     assert isinstance(answers[5], GameError) and answers[5].code is ErrorCode.MARKET_NOT_FOUND
@@ -209,11 +209,11 @@ async def test_a_mixed_batch_answers_every_bet_as_placing_them_one_at_a_time_wou
         return (
             answer.created,
             answer.balance,
-            bet["client_bet_id"],
-            bet["side"],
-            bet["amount"],
-            bet["odds"],
-            bet["potential_payout"],
+            bet.client_bet_id,
+            bet.side,
+            bet.amount,
+            bet.odds,
+            bet.potential_payout,
         )
 
     batched = await bets.place_bets(db, await world("batch"), RULES)
@@ -242,7 +242,7 @@ async def test_a_mixed_batch_answers_every_bet_as_placing_them_one_at_a_time_wou
         ErrorCode.AUTH_REQUIRED,
     ]
     repeat = batched[3]
-    assert isinstance(repeat, bets.PlacedBet) and repeat.bet["id"] == batched[0].bet["id"]  # type: ignore[union-attr]
+    assert isinstance(repeat, bets.PlacedBet) and repeat.bet.id == batched[0].bet.id  # type: ignore[union-attr]
     assert repeat.balance == Decimal("0.00")  # the balance at its turn: after p1 and p3
     await assert_sound(db)
 
@@ -265,4 +265,4 @@ async def test_the_schema_still_refuses_a_bad_client_bet_id_and_orphaning_delete
     with pytest.raises(asyncpg.ForeignKeyViolationError):
         await db.execute("DELETE FROM markets WHERE id = $1", market)
     with pytest.raises(asyncpg.ForeignKeyViolationError):
-        await db.execute("DELETE FROM bets WHERE id = $1", placed.bet["id"])
+        await db.execute("DELETE FROM bets WHERE id = $1", placed.bet.id)

@@ -19,6 +19,7 @@ from game.markets import MarketListing, Resolution, Side
 from storage import audit, bets, database, settlement
 from storage import markets as market_store
 from storage.bets import BetRequest
+from storage.rows import Market
 from tests.betting_fixtures import RULES, insert_market, make_user
 
 RUN_SECONDS = 4.0
@@ -46,17 +47,17 @@ async def server_log(url: str) -> Path | None:
     return log if log.is_file() else None
 
 
-def listing_of(row: asyncpg.Record, volume: int) -> MarketListing:
+def listing_of(row: Market, volume: int) -> MarketListing:
     return MarketListing(
-        source_id=row["source_id"],
-        question=row["question"],
-        this_label=row["this_label"],
-        that_label=row["that_label"],
-        this_token_id=row["this_token_id"],
-        that_token_id=row["that_token_id"],
-        this_odds=row["this_odds"],
-        that_odds=row["that_odds"],
-        ends_at=row["ends_at"],
+        source_id=row.source_id,
+        question=row.question,
+        this_label=row.this_label,
+        that_label=row.that_label,
+        this_token_id=row.this_token_id,
+        that_token_id=row.that_token_id,
+        this_odds=row.this_odds,
+        that_odds=row.that_odds,
+        ends_at=row.ends_at,
         category=None,
         image_url=None,
         volume=Decimal(volume),

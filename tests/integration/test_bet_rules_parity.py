@@ -121,7 +121,7 @@ async def placed_for_real(db: asyncpg.Pool, case: Case) -> Answer:
     bet = answer.bet
     return Answer(
         "placed" if answer.created else "duplicate",
-        {"odds": bet["odds"], "payout": bet["potential_payout"], "balance": answer.balance},
+        {"odds": bet.odds, "payout": bet.potential_payout, "balance": answer.balance},
         None,
     )
 

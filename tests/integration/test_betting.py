@@ -39,7 +39,7 @@ async def test_a_bet_debits_the_stake_and_locks_the_odds(db: asyncpg.Pool) -> No
     placed = await bet(db, user, market, "this", "100.00", client_bet_id="first")
     assert placed.created and placed.balance == Decimal("900.00")
     row = placed.bet
-    assert (row["side"], row["amount"], row["odds"], row["status"]) == (
+    assert (row.side, row.amount, row.odds, row.status) == (
         "this",
         Decimal("100.00"),
         Decimal("0.3333"),
@@ -47,12 +47,10 @@ async def test_a_bet_debits_the_stake_and_locks_the_odds(db: asyncpg.Pool) -> No
     )
     # 100 / 0.3333 = 300.030003..., rounded down to the cent.
     assert (
-        row["potential_payout"] == Decimal("300.03")
-        and row["payout"] is None
-        and row["settled_at"] is None
+        row.potential_payout == Decimal("300.03") and row.payout is None and row.settled_at is None
     )
     stake = await db.fetchrow(
-        "SELECT kind, amount, balance_after FROM ledger WHERE bet_id = $1", row["id"]
+        "SELECT kind, amount, balance_after FROM ledger WHERE bet_id = $1", row.id
     )
     assert stake is not None and dict(stake) == {
         "kind": "bet_stake",
@@ -92,7 +90,7 @@ async def test_the_same_client_bet_id_twelve_times_at_once_is_one_bet_and_one_de
         *(bet(db, user, market, "this", "50", client_bet_id="once") for _ in range(12))
     )
     assert sum(answer.created for answer in answers) == 1
-    assert {answer.bet["id"] for answer in answers} == {answers[0].bet["id"]}
+    assert {answer.bet.id for answer in answers} == {answers[0].bet.id}
     assert await balance_of(db, user) == Decimal("950.00")
     assert await counts(db) == (1, 2)
     await assert_ledger_sound(db)
@@ -113,7 +111,7 @@ async def test_a_repeat_returns_the_original_bet_whatever_its_payload(db: asyncp
         answer = await repeat
         assert (
             not answer.created
-            and answer.bet["id"] == original.bet["id"]
+            and answer.bet.id == original.bet.id
             and answer.balance == Decimal("900.00")
         )
     assert await counts(db) == (1, 2)
@@ -169,7 +167,7 @@ async def test_odds_within_slippage_or_better_than_expected_are_accepted(db: asy
     market = await insert_market(db)  # this side at 0.4000
     within = await bet(db, user, market, "this", "10", expected_odds="0.39", max_slippage="0.01")
     better = await bet(db, user, market, "this", "10", expected_odds="0.45")
-    assert within.bet["odds"] == better.bet["odds"] == Decimal("0.4000")
+    assert within.bet.odds == better.bet.odds == Decimal("0.4000")
 
 
 async def test_the_cap_counts_every_open_potential_payout(db: asyncpg.Pool) -> None:
@@ -233,14 +231,14 @@ async def test_bets_list_pages_newest_first_and_filters_by_status(db: asyncpg.Po
     cursor = None
     for _ in range(10):
         page = await bets.list_bets(db, user, "all", cursor, 2)
-        seen += [row["client_bet_id"] for row in page[:2]]
+        seen += [row.client_bet_id for row in page[:2]]
         if len(page) <= 2:
             break
-        cursor = (page[1]["placed_at"], page[1]["id"])
+        cursor = (page[1].placed_at, page[1].id)
     assert seen[0] == "still-open" and sorted(seen[1:]) == [f"p{i}" for i in range(5)]
     assert len(seen) == 6
-    assert [row["client_bet_id"] for row in await bets.list_bets(db, user, "open", None, 50)] == [
+    assert [row.client_bet_id for row in await bets.list_bets(db, user, "open", None, 50)] == [
         "still-open"
     ]
     assert len(await bets.list_bets(db, user, "settled", None, 50)) == 5
-    assert [row["client_bet_id"] for row in await bets.open_bets(db, user)] == ["still-open"]
+    assert [row.client_bet_id for row in await bets.open_bets(db, user)] == ["still-open"]

@@ -28,14 +28,14 @@ async def test_each_check_fires_on_the_disagreement_it_names(
 
     journal = Journal(users={user: "chaos_checked"})
     for item in (
-        intent("good", "20", Attempt("ok", "n", bet={"id": str(good.bet["id"]), "amount": 20})),
+        intent("good", "20", Attempt("ok", "n", bet={"id": str(good.bet.id), "amount": 20})),
         intent("lost", "25", Attempt("ok", "n", bet={"id": "0-0", "amount": 25})),
         intent("refused", "30", Attempt("refused", "n", code="ODDS_CHANGED")),
         intent(
             "repeated",
             "20",
-            Attempt("ok", "n", bet={"id": str(good.bet["id"]), "amount": 20}),
-            Attempt("ok", "n", bet={"id": str(refused_but_stored.bet["id"]), "amount": 20}),
+            Attempt("ok", "n", bet={"id": str(good.bet.id), "amount": 20}),
+            Attempt("ok", "n", bet={"id": str(refused_but_stored.bet.id), "amount": 20}),
         ),
         intent("never", "10", Attempt("unanswered", "n")),
     ):

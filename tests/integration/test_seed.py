@@ -81,7 +81,7 @@ async def test_reset_removes_only_load_test_players_with_their_bets_and_ledger(
     real = await accounts.create_user(db, "real_player", "not-a-hash", Decimal("1000"))
     first = await seed(settings, SeedPlan(players=4, credits=Decimal("500")), show_progress=False)
     market_id = await db.fetchval(INSERT_MARKET)
-    for index, user_id in enumerate([real["id"], uuid.UUID(first["players"][0]["id"])]):
+    for index, user_id in enumerate([real.id, uuid.UUID(first["players"][0]["id"])]):
         assert await db.fetchval(PLACE_BET, user_id, market_id, f"bet-{index}") == "placed"
 
     second = await seed(settings, SeedPlan(players=2, reset=True), show_progress=False)
@@ -92,7 +92,7 @@ async def test_reset_removes_only_load_test_players_with_their_bets_and_ledger(
     }
     assert [row["username"] for row in users if not row["is_load_test"]] == ["real_player"]
     assert await db.fetchval("SELECT count(*) FROM bets") == 1
-    assert await db.fetchval("SELECT count(*) FROM ledger WHERE user_id = $1", real["id"]) == 2
+    assert await db.fetchval("SELECT count(*) FROM ledger WHERE user_id = $1", real.id) == 2
     assert await db.fetchval("SELECT count(*) FROM ledger") == 2 + 2
     async with db.acquire() as connection:
         assert await audit.check_ledger(connection, settings.max_balance) == []

@@ -46,23 +46,23 @@ async def test_each_resolution_pays_what_the_rules_say(
 
     result = await settlement.settle_market(db, market, resolution, datetime.now(UTC))
     assert result.complete and result.market is not None
-    assert result.market["status"] == (
+    assert result.market.status == (
         "cancelled" if resolution is Resolution.CANCELLED else "resolved"
     )
-    assert result.market["resolved_side"] == (
+    assert result.market.resolved_side == (
         None if resolution is Resolution.CANCELLED else resolution.value
     )
-    by_bet = {settled.bet["id"]: settled for settled in result.bets}
+    by_bet = {settled.bet.id: settled for settled in result.bets}
     for (status, payout, balance), placed, user in zip(
         EXPECTED[resolution], (alice_bet, bob_bet), (alice, bob), strict=True
     ):
-        settled = by_bet[placed.bet["id"]]
-        assert (settled.bet["status"], settled.payout, settled.balance) == (
+        settled = by_bet[placed.bet.id]
+        assert (settled.bet.status, settled.payout, settled.balance) == (
             status,
             Decimal(payout),
             Decimal(balance),
         )
-        assert settled.bet["payout"] == Decimal(payout) and settled.bet["settled_at"] is not None
+        assert settled.bet.payout == Decimal(payout) and settled.bet.settled_at is not None
         assert await balance_of(db, user) == Decimal(balance)
     kinds = [
         row["kind"]
@@ -116,7 +116,7 @@ async def test_a_market_with_more_bets_than_a_chunk_settles_in_several_transacti
         db, market, Resolution.THIS, datetime.now(UTC), chunk_size=4
     )
     assert result.complete and len(result.bets) == 25
-    assert len({settled.bet["id"] for settled in result.bets}) == 25
+    assert len({settled.bet.id for settled in result.bets}) == 25
     # The balance each push reports is the user's balance after that bet; the last is the final one.
     for user, balance in result.final_balances().items():
         assert await balance_of(db, user) == balance
