@@ -170,9 +170,26 @@ async def lead(app: web.Application, lease: Lease, http: aiohttp.ClientSession) 
                     )
                     break
         finally:
-            for job in jobs:
-                job.cancel()
-            await asyncio.gather(*jobs, return_exceptions=True)
+            await _stop_jobs(jobs)
+
+
+async def _stop_jobs(jobs: list[asyncio.Task[None]], attempts: int = 3) -> None:
+    """Cancel the feed's jobs and wait for them, boundedly: a cancel that lands while a library's
+    own timeout fires can be swallowed, so a job still running is cancelled again, and one that
+    outlives every attempt is left to end by itself rather than holding up the shutdown."""
+    for _ in range(attempts):
+        running = [job for job in jobs if not job.done()]
+        if not running:
+            break
+        for job in running:
+            job.cancel()
+        await asyncio.wait(running, timeout=1.0)
+    for job in jobs:
+        if job.done() and not job.cancelled():
+            job.exception()  # retrieved: its end was already reported by _job_ended
+    stuck = [job.get_name() for job in jobs if not job.done()]
+    if stuck:
+        logger.warning("feed jobs did not stop when cancelled", extra={"jobs": stuck})
 
 
 async def _quietly(write: Awaitable[None]) -> None:
