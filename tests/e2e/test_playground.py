@@ -104,9 +104,12 @@ async def test_playground_signs_up_bets_and_sees_balance_and_odds_move(
     await page.fill("#raw-event", "wallet:get")
     await page.fill("#raw-payload", '{"unexpected": 1}')
     await page.click("#raw-send")
-    ack = page.locator('#log li[data-direction="ack"][data-event="wallet:get"]').first
-    await ack.wait_for()
-    assert "VALIDATION_ERROR" in (await ack.text_content() or "")
+    # The page itself also asks for the wallet; the raw event's ack is the one refused.
+    ack = page.locator(
+        '#log li[data-direction="ack"][data-event="wallet:get"]', has_text="VALIDATION_ERROR"
+    ).first
+    await ack.wait_for(timeout=15000)
+    assert '"unexpected"' in (await ack.text_content() or "")
 
     screenshot = tmp_path / "playground.png"
     await page.screenshot(path=str(screenshot), full_page=True)
