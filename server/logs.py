@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -51,3 +52,24 @@ def configure_logging(level: str = "INFO") -> None:
     # Library chatter (every engine.io packet) is not an event worth a line.
     for noisy in ("engineio", "socketio", "aiohttp.access", "pgserver"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class RateLimitedLog:
+    """At most one line per `interval_s` for one kind of client misbehaviour, with a count of the
+    lines it held back, so a flood of bad packets cannot flood the log."""
+
+    def __init__(self, logger: logging.Logger, what: str, interval_s: float = 1.0) -> None:
+        self.logger = logger
+        self.what = what
+        self.interval_s = interval_s
+        self._last = -interval_s
+        self.suppressed = 0
+
+    def warn(self, **extra: Any) -> None:
+        now = time.monotonic()
+        if now - self._last < self.interval_s:
+            self.suppressed += 1
+            return
+        self.logger.warning(self.what, extra={**extra, "suppressedSinceLast": self.suppressed})
+        self._last = now
+        self.suppressed = 0

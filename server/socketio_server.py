@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import time
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -31,6 +30,7 @@ import socketio
 from game.errors import ErrorCode, ValidationFailed
 from server import metrics
 from server.errors import UnknownEvent, ack_error
+from server.logs import RateLimitedLog
 from server.websocket import PreparedMessage, writer_of
 
 logger = logging.getLogger("thisthat.socketio")
@@ -55,26 +55,6 @@ class TextPacket(socketio.packet.Packet):  # type: ignore[misc]  # untyped libra
     """Socket.IO packets whose outgoing payloads are JSON only (no binary attachments)."""
 
     uses_binary_events = False
-
-
-class RateLimitedLog:
-    """At most one line per `interval_s` for one kind of client misbehaviour, with a count of the
-    lines it held back, so a flood of bad packets cannot flood the log."""
-
-    def __init__(self, what: str, interval_s: float = 1.0) -> None:
-        self.what = what
-        self.interval_s = interval_s
-        self._last = -interval_s
-        self.suppressed = 0
-
-    def warn(self, **extra: Any) -> None:
-        now = time.monotonic()
-        if now - self._last < self.interval_s:
-            self.suppressed += 1
-            return
-        logger.warning(self.what, extra={**extra, "suppressedSinceLast": self.suppressed})
-        self._last = now
-        self.suppressed = 0
 
 
 class GameEngineServer(engineio.AsyncServer):  # type: ignore[misc]  # untyped library base
@@ -102,7 +82,7 @@ class QuietLibraryLog(logging.Filter):
 
     def __init__(self) -> None:
         super().__init__()
-        self.limited = RateLimitedLog("client packet refused by the socket library")
+        self.limited = RateLimitedLog(logger, "client packet refused by the socket library")
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.ERROR and not record.exc_info:
@@ -127,8 +107,8 @@ class GameSocketServer(socketio.AsyncServer):  # type: ignore[misc]  # untyped l
         self.limits = limits or ClientLimits()
         self._binary_bytes: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self.bad_packets = RateLimitedLog("bad socket.io packet")
-        self.reserved = RateLimitedLog("reserved event name sent by a client")
+        self.bad_packets = RateLimitedLog(logger, "bad socket.io packet")
+        self.reserved = RateLimitedLog(logger, "reserved event name sent by a client")
 
     async def _send_packet(self, eio_sid: str, pkt: socketio.packet.Packet) -> None:
         socket = self.eio.sockets.get(eio_sid)

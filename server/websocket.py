@@ -26,7 +26,6 @@ import asyncio
 import logging
 import re
 import struct
-import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,8 +34,12 @@ from typing import Any, Final
 from aiohttp import WSMsgType, web
 from engineio import packet as eio_packet
 
+from game.errors import ServerBusy
 from server import metrics
-from server.overload import LOOP_LAG
+from server.errors import ack_error
+from server.logs import RateLimitedLog
+from server.overload import LOOP_LAG, RETRY_AFTER_MS
+from server.wire import dumps_bytes
 
 logger = logging.getLogger("thisthat.websocket")
 
@@ -48,10 +51,8 @@ DEFLATE_TAIL: Final = b"\x00\x00\xff\xff"
 CLOSE_TIMEOUT_S: Final = 2.0
 # A `bet:place` event asking for an ack, as the engine.io message carries it: 4, 2, ack id.
 _BET_FRAME: Final = re.compile(r'42(\d{1,15})\["bet:place"')
-BUSY_ACK: Final = (
-    '[{"ok":false,"error":{"code":"RATE_LIMITED",'
-    '"message":"the server is busy; retry shortly","retryAfterMs":500}}]'
-)
+# The same refusal the router gives a bet while the server is busy, encoded once.
+BUSY_ACK: Final = dumps_bytes([ack_error(ServerBusy(RETRY_AFTER_MS))]).decode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,23 +309,13 @@ async def _close(ws: web.WebSocketResponse, writer: FrameWriter) -> None:
         writer.abort()
 
 
-_last_protocol_log = 0.0
-_suppressed = 0
+# At most one line a second for bad frames, however many a peer sends.
+_bad_frames = RateLimitedLog(logger, "socket closed: bad engine.io packet")
 
 
 def _log_protocol_error(sid: str, what: str) -> None:
-    """At most one line a second for bad frames, however many a peer sends."""
-    global _last_protocol_log, _suppressed
     metrics.PROTOCOL_ERRORS.inc()
-    now = time.monotonic()
-    if now - _last_protocol_log < 1.0:
-        _suppressed += 1
-        return
-    logger.warning(
-        "socket closed: %s", what, extra={"sid": sid, "suppressedSinceLast": _suppressed}
-    )
-    _last_protocol_log = now
-    _suppressed = 0
+    _bad_frames.warn(sid=sid, reason=what)
 
 
 def writer_of(socket: Any) -> FrameWriter | None:
