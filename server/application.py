@@ -16,7 +16,7 @@ from server.jobs import spawn, stop_if_cancelled
 from server.market_cache import MARKET_CACHE
 from server.pushes import PUSHES
 from server.settings import RULES, SETTINGS
-from services.betting import WORKERS, QueueAdmission
+from services.betting import QueueAdmission
 from services.container import Services, build_services
 from services.settlement import SETTLE_PENDING_INTERVAL_S
 
@@ -40,7 +40,8 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     services = build_services(app[DB_POOL], app[REDIS], app[RULES], notifier, spawn_job, admission)
     app[SERVICES] = services
     workers = [
-        await spawn(app, services.batcher.work(), name=f"bet-batcher-{n}") for n in range(WORKERS)
+        await spawn(app, services.batcher.work(), name=f"bet-batcher-{n}")
+        for n in range(settings.bet_workers)
     ]
     # Crash safety: at start (first run at once) and every 30 s, finish what a dead process left.
     settler = await spawn(app, _settle_pending_forever(services), name="settle-pending")

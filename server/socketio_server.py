@@ -66,6 +66,8 @@ class GameEngineServer(engineio.AsyncServer):  # type: ignore[misc]  # untyped l
     it at once; the packets left in the queue were meant for a client that is gone.
     """
 
+    _loop: asyncio.AbstractEventLoop | None = None
+
     async def disconnect(self, sid: str | None = None) -> None:
         if sid is None:
             await super().disconnect()
@@ -74,6 +76,18 @@ class GameEngineServer(engineio.AsyncServer):  # type: ignore[misc]  # untyped l
         if socket is not None:
             await socket.close(wait=False, reason=self.reason.SERVER_DISCONNECT)
             self.sockets.pop(sid, None)
+
+    def start_background_task(self, target: Any, *args: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        """A task on the running loop, as the stock one, minus a loop lookup per event.
+
+        Both servers start a task per received event; on Python 3.11 every lookup of the running
+        loop is a getpid() system call, which profiling found among the costliest lines of the
+        bet path. The loop is looked up once and kept while it lives.
+        """
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            loop = self._loop = asyncio.get_running_loop()
+        return loop.create_task(target(*args, **kwargs))
 
 
 class QuietLibraryLog(logging.Filter):

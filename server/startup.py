@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import gc
 import logging
 import signal
 import socket
@@ -25,6 +26,19 @@ from server.drain import drain_sockets
 logger = logging.getLogger("thisthat.startup")
 
 CHECK_TIMEOUT_S = 10.0
+# Young-generation collections start after this many new objects (CPython's default is 700). A
+# bet makes a few hundred short-lived objects, so the default ran a collection every few bets;
+# profiling put the collector at about 5% of the server's CPU under load.
+GC_YOUNG_THRESHOLD = 20_000
+
+
+def settle_heap() -> None:
+    """Move everything start-up made into the collector's permanent generation and collect the
+    young generation less often: what lives for the whole process is never scanned again."""
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
 class StartupError(RuntimeError):
@@ -130,6 +144,7 @@ async def run_server(
         port = sockets[0].getsockname()[1]
         if on_listening is not None:
             on_listening(port)
+        settle_heap()
         logger.info("serving", extra={"addresses": [str(site.name) for site in runner.sites]})
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

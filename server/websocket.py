@@ -17,7 +17,7 @@ frames itself:
   disconnected instead of being buffered without bound.
 
 Sockets still on HTTP long-polling keep python-engineio's queue, unchanged. The reading side is
-one loop per socket with a receive timeout and no task per message.
+one loop per socket with one idle timer (`ReadDeadline`) and no task per message.
 """
 
 from __future__ import annotations
@@ -130,6 +130,8 @@ class FrameWriter:
         self._pending: list[bytes] = []
         self._pending_bytes = 0
         self._flush_scheduled = False
+        # Looked up once: on Python 3.11 each lookup of the running loop is a getpid() call.
+        self._loop = asyncio.get_running_loop()
         self.closed = False
         self.skipped = 0
 
@@ -156,7 +158,7 @@ class FrameWriter:
         self._pending_bytes += len(frame)
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
+            self._loop.call_soon(self.flush)
         return True
 
     def flush(self) -> None:
@@ -176,6 +178,38 @@ class FrameWriter:
         self._pending.clear()
         self._pending_bytes = 0
         self.transport.abort()
+
+
+class ReadDeadline:
+    """Ends the read of a connection whose peer has sent nothing for `timeout_s`.
+
+    One timer per connection, re-armed only when it fires, instead of a timeout context around
+    every received frame: that context (a timer, a task lookup and a running-loop lookup, each a
+    getpid() on Python 3.11) cost more per frame than the rest of the read loop. On expiry the
+    reading task is cancelled and `expired` is set, as `asyncio.timeout` would.
+    """
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self.expired = False
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        self.last_read = self._loop.time()
+        self._timer = self._loop.call_later(timeout_s, self._check)
+
+    def read(self) -> None:
+        self.last_read = self._loop.time()
+
+    def _check(self) -> None:
+        quiet = self._loop.time() - self.last_read
+        if quiet < self.timeout_s:
+            self._timer = self._loop.call_later(self.timeout_s - quiet, self._check)
+        elif self._task is not None:
+            self.expired = True
+            self._task.cancel()
+
+    def cancel(self) -> None:
+        self._timer.cancel()
 
 
 class GameWebSocket:
@@ -240,14 +274,18 @@ async def serve_socket(
             writer.send(PreparedMessage(pkt.encode()))
     socket.send = send
 
-    timeout = server.ping_interval + server.ping_timeout
+    deadline = ReadDeadline(server.ping_interval + server.ping_timeout)
     lag = request.app.get(LOOP_LAG)
     try:
         while not socket.closed and not writer.closed:
             try:
-                message = await ws.receive(timeout)
-            except TimeoutError:
+                message = await ws.receive()
+            except asyncio.CancelledError:
+                if not deadline.expired:
+                    raise
+                asyncio.current_task().uncancel()  # type: ignore[union-attr]  # in a task
                 break
+            deadline.read()
             if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                 break
             if lag is not None and lag.admitted_fraction < 1.0:
@@ -269,6 +307,7 @@ async def serve_socket(
                 _log_protocol_error(socket.sid, "unexpected engine.io packet")
                 break
     finally:
+        deadline.cancel()
         await socket.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
         writer.flush()
         if closing:

@@ -1,8 +1,8 @@
 """Placing bets: admission, micro-batching, and the use case behind `bet:place`, `bets:list`, `sync`.
 
-Micro-batching: a bet waits for nothing artificial. A few workers each take whatever bets have
-queued up while the previous commit was in flight (one bet when the server is quiet, hundreds
-under load) and place them with `place_bets`, one round trip and one durable commit for the lot.
+Micro-batching: a bet waits for nothing artificial. A few workers (BET_WORKERS, 2 by default)
+each take whatever bets have queued up while the previous commit was in flight (one bet when
+the server is quiet, hundreds under load) and place them with `place_bets`, one round trip and one durable commit for the lot.
 So the commit cost is shared and throughput grows with load instead of stopping at one fsync
 per bet.
 
@@ -84,7 +84,6 @@ class QueueAdmission:
 logger = logging.getLogger("thisthat.bets")
 
 MAX_BATCH = 200
-WORKERS = 4
 
 # A bet, its answer, and when it was queued (loop time).
 Pending = tuple[BetRequest, "asyncio.Future[PlacedBet]", float]
@@ -104,19 +103,21 @@ class BetBatcher:
         self.max_batch = max_batch
         self.admission = admission or QueueAdmission()
         self._queue: asyncio.Queue[Pending] = asyncio.Queue()
+        # Set by the first worker; on Python 3.11 each lookup of the running loop is a getpid().
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.batches = 0
         self.bets = 0
 
     async def place(self, request: BetRequest) -> PlacedBet:
         """Answers once the bet's transaction committed; raises the GameError that refused it."""
         self.admission.admit(queue_empty=self._queue.empty())
-        loop = asyncio.get_running_loop()
+        loop = self._loop or asyncio.get_running_loop()
         future: asyncio.Future[PlacedBet] = loop.create_future()
         self._queue.put_nowait((request, future, loop.time()))
         return await future
 
     async def work(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         while True:
             batch = [await self._queue.get()]
             while len(batch) < self.max_batch and not self._queue.empty():

@@ -12,6 +12,7 @@ from server.websocket import (
     RSV1,
     FrameWriter,
     PreparedMessage,
+    ReadDeadline,
     WireLimits,
     deflate_message,
     frame_header,
@@ -127,3 +128,39 @@ async def test_a_reader_past_the_limit_is_dropped_not_buffered() -> None:
     assert socket.overflows == [True]  # type: ignore[attr-defined]
     # Nothing more is queued once it is gone.
     assert socket.send(PreparedMessage('4["odds",{}]')) is False
+
+
+async def test_a_peer_silent_past_the_read_deadline_has_its_read_ended() -> None:
+    async def read_until_silent() -> bool:
+        deadline = ReadDeadline(0.05)
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            return deadline.expired
+        return False
+
+    assert await asyncio.wait_for(read_until_silent(), 5) is True
+
+
+async def test_a_read_within_the_deadline_keeps_the_connection() -> None:
+    loop = asyncio.get_running_loop()
+    made: list[ReadDeadline] = []
+
+    async def reader() -> None:
+        made.append(ReadDeadline(100))
+        await asyncio.sleep(10)
+
+    task = asyncio.create_task(reader())
+    await asyncio.sleep(0)
+    deadline = made[0]
+    # The timer fires at the deadline's first end; the last read was 99 s ago, so it re-arms.
+    deadline.last_read = loop.time() - 99
+    deadline._check()
+    await asyncio.sleep(0)
+    assert not deadline.expired and not task.done()
+    deadline.last_read = loop.time() - 101
+    deadline._check()
+    assert deadline.expired
+    await asyncio.wait({task}, timeout=5)
+    assert task.cancelled()
+    deadline.cancel()
