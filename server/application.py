@@ -14,6 +14,7 @@ from server.announcer import SocketNotifier
 from server.connections import DB_POOL, REDIS
 from server.jobs import spawn, stop_if_cancelled
 from server.market_cache import MARKET_CACHE
+from server.overload import LOOP_LAG
 from server.pushes import PUSHES
 from server.settings import RULES, SETTINGS
 from services.betting import QueueAdmission
@@ -39,6 +40,8 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     services = build_services(app[DB_POOL], app[REDIS], app[RULES], notifier, spawn_job, admission)
     app[SERVICES] = services
+    # Past capacity the transport refuses bets before decoding them (server/overload.py).
+    app[LOOP_LAG].queue_backlogged = services.batcher.backlogged
     workers = [
         await spawn(app, services.batcher.work(), name=f"bet-batcher-{n}")
         for n in range(settings.bet_workers)

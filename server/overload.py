@@ -1,7 +1,8 @@
 """Load shedding: when the event loop falls behind, new bets are refused at once instead of queued.
 
 Two places refuse. At the edge (server/websocket.py), a `bet:place` frame is answered busy before
-Socket.IO decodes it, for a fraction of bets that tracks the lag: the fraction let in shrinks
+Socket.IO decodes it while the bet queue is backlogged (services/betting.py: its oldest bet has
+waited past the target), and otherwise for a fraction of bets that tracks the lag: the fraction let in shrinks
 by a factor while the loop is late and grows back by steps while it is prompt (AIMD), so past
 capacity the node spends its time on the bets it can place, not on refusing the rest slowly. A
 refusal there costs a fraction of a decoded event, which is what keeps goodput up when far more
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Final
 
 from aiohttp import web
@@ -41,6 +42,10 @@ EDGE_INCREASE = 0.05
 EDGE_MIN_FRACTION = 0.02
 
 
+def _never() -> bool:
+    return False
+
+
 class LoopLag:
     def __init__(self, limit_s: float = LAG_LIMIT_S) -> None:
         self.limit_s = limit_s
@@ -48,6 +53,12 @@ class LoopLag:
         self.shed = 0
         # Share of bets the edge lets through to the game (1.0 while the loop is prompt).
         self.admitted_fraction = 1.0
+        # Whether the bet queue would refuse a new bet now; the app points it at the batcher.
+        self.queue_backlogged: Callable[[], bool] = _never
+
+    def sheds_some(self) -> bool:
+        """Whether the edge may refuse bets now (else it need not look at frames at all)."""
+        return self.admitted_fraction < 1.0 or self.queue_backlogged()
 
     async def watch(self) -> None:
         loop = asyncio.get_running_loop()
@@ -66,7 +77,12 @@ class LoopLag:
             self.admitted_fraction = min(1.0, self.admitted_fraction + EDGE_INCREASE)
 
     def sheds_at_edge(self) -> bool:
-        """Whether the edge should refuse this bet (random, at the current admitted share)."""
+        """Whether the edge should refuse this bet: the bet queue is backlogged, or at random at
+        the current admitted share."""
+        if self.queue_backlogged():
+            self.shed += 1
+            service_metrics.BETS_SHED.inc()
+            return True
         if self.admitted_fraction >= 1.0:
             return False
         if random.random() < self.admitted_fraction:  # noqa: S311 - sampling, not security

@@ -288,7 +288,7 @@ async def serve_socket(
             deadline.read()
             if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                 break
-            if lag is not None and lag.admitted_fraction < 1.0:
+            if lag is not None and lag.sheds_some():
                 busy = _BET_FRAME.match(message.data) if message.type == WSMsgType.TEXT else None
                 if busy is not None and lag.sheds_at_edge():
                     # Past capacity: answered before Socket.IO decodes it (server/overload.py).

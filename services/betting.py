@@ -9,11 +9,12 @@ per bet.
 Admission by the age of the queued work, so goodput holds past capacity: past its capacity an
 open-loop load (players who bet whatever the latency) grows the bet queue until every answer
 comes after the client gave up, while the event loop itself stays prompt. So the queue's own
-delay decides, in the manner of CoDel: when bets have waited longer than `target_s` at dequeue
-for a whole `interval_s`, new bets are refused at once (RATE_LIMITED with a retry hint) until a
-dequeue sees the queue fast again; and a bet that has waited past `deadline_s` is refused
+delay decides: while the oldest queued bet has waited longer than `target_s` (the workers have
+not drained the queue for that long), a new bet is refused at once (RATE_LIMITED with a retry
+hint) instead of queued behind it; and a bet that has waited past `deadline_s` is refused
 without being written, because its client has likely given up on it. Either way a bet is
-written and acked ok, or refused and not written.
+written and acked ok, or refused and not written. The refusals keep arrivals to what the
+workers place within the target, so accepted bets keep a bounded latency.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from dataclasses import dataclass, field
+from collections import deque
+from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
@@ -39,38 +41,21 @@ from storage.rows import Bet
 @dataclass
 class QueueAdmission:
     target_s: float = 0.05
-    interval_s: float = 0.1
     deadline_s: float = 2.0
     retry_after_ms: int = 250
-    overloaded: bool = False
     refused: int = 0
     expired: int = 0
-    _above_since: float | None = field(default=None, repr=False)
 
-    def admit(self, *, queue_empty: bool) -> None:
-        """Raise RATE_LIMITED at once while the queue is known to be slow.
+    def admit(self, *, oldest_wait_s: float) -> None:
+        """Raise RATE_LIMITED at once while the oldest queued bet has waited past the target.
 
-        Refusing keeps new bets out of the queue, so no dequeue would ever see it fast again:
-        a queue found empty ends the overload, and the next dequeues judge afresh.
+        The age of the head of the queue needs no state to recover: refusals stop new bets
+        from queueing, the workers take what is queued, and the next bet finds a young queue.
         """
-        if self.overloaded and queue_empty:
-            self.overloaded = False
-            self._above_since = None
-        if self.overloaded:
+        if oldest_wait_s > self.target_s:
             self.refused += 1
             metrics.BETS_SHED.inc()
             raise ServerBusy(self.retry_after_ms)
-
-    def dequeued(self, waited_s: float, now: float) -> None:
-        """Called for the head of each batch: how long it waited decides the state."""
-        if waited_s <= self.target_s:
-            self._above_since = None
-            self.overloaded = False
-            return
-        if self._above_since is None:
-            self._above_since = now
-        elif now - self._above_since >= self.interval_s:
-            self.overloaded = True
 
     def expired_bet(self, waited_s: float) -> ServerBusy | None:
         """The refusal for a bet that waited past the deadline, else None."""
@@ -102,29 +87,42 @@ class BetBatcher:
         self.rules = rules
         self.max_batch = max_batch
         self.admission = admission or QueueAdmission()
-        self._queue: asyncio.Queue[Pending] = asyncio.Queue()
-        # Set by the first worker; on Python 3.11 each lookup of the running loop is a getpid().
+        # Bets waiting for a worker, oldest first; `_queued` wakes the workers.
+        self._queue: deque[Pending] = deque()
+        self._queued = asyncio.Event()
+        # Kept once known; on Python 3.11 each lookup of the running loop is a getpid().
         self._loop: asyncio.AbstractEventLoop | None = None
         self.batches = 0
         self.bets = 0
 
     async def place(self, request: BetRequest) -> PlacedBet:
         """Answers once the bet's transaction committed; raises the GameError that refused it."""
-        self.admission.admit(queue_empty=self._queue.empty())
-        loop = self._loop or asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self._queue:
+            self.admission.admit(oldest_wait_s=now - self._queue[0][2])
         future: asyncio.Future[PlacedBet] = loop.create_future()
-        self._queue.put_nowait((request, future, loop.time()))
+        self._queue.append((request, future, now))
+        self._queued.set()
         return await future
+
+    def backlogged(self) -> bool:
+        """Whether a new bet would be refused now: the transport asks before decoding a bet, so
+        past capacity most refusals cost next to nothing."""
+        if not self._queue or self._loop is None:
+            return False
+        return self._loop.time() - self._queue[0][2] > self.admission.target_s
 
     async def work(self) -> None:
         loop = self._loop = asyncio.get_running_loop()
         while True:
-            batch = [await self._queue.get()]
-            while len(batch) < self.max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            now = loop.time()
-            self.admission.dequeued(now - batch[0][2], now)
-            batch = self._drop_expired(batch, now)
+            while not self._queue:
+                self._queued.clear()
+                await self._queued.wait()
+            batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
+            batch = self._drop_expired(batch, loop.time())
             if not batch:
                 continue
             try:
@@ -185,8 +183,8 @@ class BetBatcher:
 
     def drain(self) -> None:
         """At shutdown: bets still queued were never sent, so they are refused, not lost."""
-        while not self._queue.empty():
-            _, future, _ = self._queue.get_nowait()
+        while self._queue:
+            _, future, _ = self._queue.popleft()
             future.cancel()
 
 

@@ -41,9 +41,11 @@ async def test_a_bet_that_waited_past_the_deadline_is_refused_and_not_written(
         await asyncio.gather(worker, return_exceptions=True)
 
 
-async def test_an_overloaded_queue_refuses_new_bets_before_they_queue(db: asyncpg.Pool) -> None:
-    admission = QueueAdmission()
-    batcher = BetBatcher(db, RULES, admission=admission)  # no worker: what queues, stays
+async def test_a_queue_whose_oldest_bet_waited_past_the_target_refuses_new_bets_before_they_queue(
+    db: asyncpg.Pool,
+) -> None:
+    # A target below zero: any queued bet is older than it.
+    batcher = BetBatcher(db, RULES, admission=QueueAdmission(target_s=-1.0))  # no worker yet
     user = await make_user(db, "turned_away")
     market = await insert_market(db)
     queued = asyncio.create_task(
@@ -52,14 +54,20 @@ async def test_an_overloaded_queue_refuses_new_bets_before_they_queue(db: asyncp
         )
     )
     await asyncio.sleep(0)
-    admission.overloaded = True
     bet = BetRequest(user, market, "busy-1", Side.THIS, Decimal("100"), None, Decimal("0"))
     with pytest.raises(GameError) as refused:
         await batcher.place(bet)
     assert refused.value.code is ErrorCode.RATE_LIMITED
-    assert await db.fetchval("SELECT count(*) FROM bets") == 0
-    queued.cancel()
-    await asyncio.gather(queued, return_exceptions=True)
+    # The queued bet is placed once a worker runs; the refused one never is.
+    worker = asyncio.create_task(batcher.work())
+    try:
+        placed = await asyncio.wait_for(queued, 10)
+        assert placed.created and placed.bet.client_bet_id == "queued-1"
+        assert await db.fetchval("SELECT count(*) FROM bets") == 1
+        assert await balance_of(db, user) == Decimal("900")
+    finally:
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
 
 
 async def test_a_batch_failing_with_an_unexpected_error_answers_its_bets_and_the_worker_goes_on(
@@ -93,17 +101,41 @@ async def test_a_batch_failing_with_an_unexpected_error_answers_its_bets_and_the
         await asyncio.gather(worker, return_exceptions=True)
 
 
-async def test_an_overloaded_queue_that_drained_lets_the_next_bet_in(db: asyncpg.Pool) -> None:
-    admission = QueueAdmission()
-    admission.overloaded = True  # the queue has since drained: nothing is waiting
+async def test_a_drained_queue_lets_the_next_bet_in(db: asyncpg.Pool) -> None:
+    admission = QueueAdmission(target_s=-1.0)  # refuses whenever anything is queued
     batcher = BetBatcher(db, RULES, admission=admission)
     worker = asyncio.create_task(batcher.work())
     try:
         user = await make_user(db, "let_in_again")
         market = await insert_market(db)
-        bet = BetRequest(user, market, "again-1", Side.THIS, Decimal("100"), None, Decimal("0"))
-        placed = await asyncio.wait_for(batcher.place(bet), 10)
-        assert placed.created and not admission.overloaded
+        for n in range(3):
+            bet = BetRequest(
+                user, market, f"again-{n}", Side.THIS, Decimal("10"), None, Decimal("0")
+            )
+            placed = await asyncio.wait_for(batcher.place(bet), 10)
+            assert placed.created
+        assert admission.refused == 0
+    finally:
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+
+
+async def test_the_batcher_says_it_is_backlogged_exactly_when_a_new_bet_would_be_refused(
+    db: asyncpg.Pool,
+) -> None:
+    # A target below zero: any queued bet is older than it.
+    batcher = BetBatcher(db, RULES, admission=QueueAdmission(target_s=-1.0))  # no worker yet
+    user = await make_user(db, "edge_asks")
+    market = await insert_market(db)
+    assert not batcher.backlogged()  # nothing queued
+    bet = BetRequest(user, market, "edge-1", Side.THIS, Decimal("10"), None, Decimal("0"))
+    queued = asyncio.create_task(batcher.place(bet))
+    await asyncio.sleep(0)
+    assert batcher.backlogged()
+    worker = asyncio.create_task(batcher.work())
+    try:
+        await asyncio.wait_for(queued, 10)
+        assert not batcher.backlogged()
     finally:
         worker.cancel()
         await asyncio.gather(worker, return_exceptions=True)

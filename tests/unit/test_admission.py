@@ -1,5 +1,6 @@
-"""Bets admitted by the age of the queued work: a slow queue refuses new bets at once, and a bet
-that waited past the deadline is refused, never written late."""
+"""Bets admitted by the age of the queued work: a queue whose oldest bet waited past the target
+refuses new bets at once, and a bet that waited past the deadline is refused, never written
+late."""
 
 from __future__ import annotations
 
@@ -9,42 +10,28 @@ from game.errors import ErrorCode, GameError
 from services.betting import QueueAdmission
 
 
-def test_a_fast_queue_admits_everything() -> None:
-    admission = QueueAdmission(target_s=0.05, interval_s=0.1)
-    for step in range(10):
-        admission.dequeued(0.01, now=step * 0.05)
-        admission.admit(queue_empty=False)
-    assert not admission.overloaded and admission.refused == 0
+def test_a_young_queue_admits_everything() -> None:
+    admission = QueueAdmission(target_s=0.05)
+    for oldest in (0.0, 0.01, 0.05):
+        admission.admit(oldest_wait_s=oldest)
+    assert admission.refused == 0
 
 
-def test_one_slow_dequeue_is_not_overload() -> None:
-    admission = QueueAdmission(target_s=0.05, interval_s=0.1)
-    admission.dequeued(0.4, now=1.0)
-    admission.admit(queue_empty=False)
-    assert not admission.overloaded
-
-
-def test_a_queue_slow_for_the_whole_interval_refuses_new_bets_with_a_retry_hint() -> None:
-    admission = QueueAdmission(target_s=0.05, interval_s=0.1, retry_after_ms=250)
-    admission.dequeued(0.2, now=1.0)
-    admission.dequeued(0.2, now=1.05)
-    assert not admission.overloaded
-    admission.dequeued(0.2, now=1.1)
-    assert admission.overloaded
+def test_a_queue_whose_oldest_bet_waited_past_the_target_refuses_with_a_retry_hint() -> None:
+    admission = QueueAdmission(target_s=0.05, retry_after_ms=250)
     with pytest.raises(GameError) as refused:
-        admission.admit(queue_empty=False)
+        admission.admit(oldest_wait_s=0.051)
     assert refused.value.code is ErrorCode.RATE_LIMITED
     assert refused.value.details["retryAfterMs"] == 250
+    assert admission.refused == 1
 
 
-def test_a_fast_dequeue_ends_the_overload() -> None:
-    admission = QueueAdmission(target_s=0.05, interval_s=0.1)
-    admission.dequeued(0.2, now=1.0)
-    admission.dequeued(0.2, now=1.2)
-    assert admission.overloaded
-    admission.dequeued(0.01, now=1.3)
-    assert not admission.overloaded
-    admission.admit(queue_empty=False)
+def test_a_queue_drained_since_admits_again_with_no_state_to_reset() -> None:
+    admission = QueueAdmission(target_s=0.05)
+    with pytest.raises(GameError):
+        admission.admit(oldest_wait_s=0.3)
+    admission.admit(oldest_wait_s=0.0)
+    assert admission.refused == 1
 
 
 def test_a_bet_past_the_deadline_gets_a_refusal_and_one_within_it_none() -> None:
@@ -53,16 +40,3 @@ def test_a_bet_past_the_deadline_gets_a_refusal_and_one_within_it_none() -> None
     refusal = admission.expired_bet(2.5)
     assert refusal is not None and refusal.code is ErrorCode.RATE_LIMITED
     assert admission.expired == 1
-
-
-def test_an_overloaded_queue_that_drained_admits_again() -> None:
-    admission = QueueAdmission(target_s=0.05, interval_s=0.1)
-    admission.dequeued(0.2, now=1.0)
-    admission.dequeued(0.2, now=1.2)
-    assert admission.overloaded
-    with pytest.raises(GameError):
-        admission.admit(queue_empty=False)
-    # Refusals kept the queue from growing; once it is empty, bets are let in again.
-    admission.admit(queue_empty=True)
-    assert not admission.overloaded
-    admission.admit(queue_empty=False)

@@ -64,3 +64,16 @@ def test_the_edge_sheds_about_the_share_it_does_not_admit() -> None:
     lag.admitted_fraction = 0.25
     shed = sum(lag.sheds_at_edge() for _ in range(4000))
     assert 2500 < shed < 3500
+
+
+def test_a_backlogged_bet_queue_sheds_every_bet_at_the_edge_even_with_a_prompt_loop() -> None:
+    lag = LoopLag()
+    backlogged = [True]
+    lag.queue_backlogged = lambda: backlogged[0]
+    assert lag.admitted_fraction == 1.0
+    assert lag.sheds_some()
+    assert all(lag.sheds_at_edge() for _ in range(100))
+    backlogged[0] = False
+    assert not lag.sheds_some()
+    assert not any(lag.sheds_at_edge() for _ in range(100))
+    assert lag.shed == 100
