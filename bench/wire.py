@@ -61,7 +61,9 @@ async def compare(
             duration_s=seconds,
             deflate=deflate,
         )
-    runs["peer"] = await peer_run(stack, cache, tokens, sockets=sockets, seconds=seconds, deflate=deflate)
+    runs["peer"] = await peer_run(
+        stack, cache, tokens, sockets=sockets, seconds=seconds, deflate=deflate
+    )
     echo, bet = runs["echo"]["cpuUsPerOp"], runs["bet"]["cpuUsPerOp"]
     runs["serverCpuRatio"] = (
         round(bet["server"] / echo["server"], 2)
@@ -69,9 +71,7 @@ async def compare(
         else None
     )
     runs["betsVsPeer"] = (
-        round(runs["bet"]["okRate"] / runs["peer"]["okRate"], 2)
-        if runs["peer"]["okRate"]
-        else None
+        round(runs["bet"]["okRate"] / runs["peer"]["okRate"], 2) if runs["peer"]["okRate"] else None
     )
     return runs
 
