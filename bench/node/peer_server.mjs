@@ -12,7 +12,8 @@
 // type, issuer, audience, expiry) with the same secret. Prints "LISTENING <port>" once ready.
 //
 // Lock order is the schema's: the market row FOR SHARE, then the user row FOR UPDATE, so the
-// peer can run beside ThisThat's settlement and odds updates without deadlocks.
+// peer can run beside ThisThat's settlement and odds updates without deadlocks. Seven round
+// trips a bet: BEGIN, market, user, bet, balance, ledger, COMMIT.
 import { createHmac, timingSafeEqual } from "node:crypto";
 import { createServer } from "node:http";
 import pg from "pg";
@@ -176,6 +177,12 @@ function checkBet(payload) {
   };
 }
 
+// Named queries are parsed and planned once per pooled connection (node-postgres prepares a
+// named query on its first use on a client), as node-postgres' docs suggest for hot queries.
+function prepared(client, name, text, values) {
+  return client.query({ name, text, values });
+}
+
 /** One bet, one transaction; money arithmetic stays in NUMERIC inside PostgreSQL. */
 async function placeBet(userId, payload) {
   const bet = checkBet(payload);
@@ -183,7 +190,9 @@ async function placeBet(userId, payload) {
   try {
     await client.query("BEGIN");
     const market = (
-      await client.query(
+      await prepared(
+        client,
+        "peer-market",
         `SELECT status, accepting_orders,
                 ends_at IS NOT NULL AND ends_at <= now() AS ended,
                 odds_updated_at < now() - make_interval(secs => $2) AS stale,
@@ -195,7 +204,9 @@ async function placeBet(userId, payload) {
     // The money checks are computed in NUMERIC under the user's row lock (market.odds is null
     // when the market is missing; the market checks below refuse before these are read).
     const user = (
-      await client.query(
+      await prepared(
+        client,
+        "peer-user",
         `SELECT u.balance,
                 EXISTS (SELECT 1 FROM bets b
                         WHERE b.user_id = u.id AND b.client_bet_id = $2) AS existing,
@@ -243,20 +254,26 @@ async function placeBet(userId, payload) {
     }
     if (user.over_cap) fail("BALANCE_CAP_EXCEEDED", "the bet could exceed the balance cap");
     const placed = (
-      await client.query(
+      await prepared(
+        client,
+        "peer-bet",
         `INSERT INTO bets (user_id, market_id, client_bet_id, side, amount, odds, potential_payout)
          VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *`,
         [userId, bet.marketId, bet.clientBetId, bet.side, bet.amount, market.odds, user.payout],
       )
     ).rows[0];
     const balance = (
-      await client.query(
+      await prepared(
+        client,
+        "peer-debit",
         `UPDATE users SET balance = balance - $2, open_potential_payout = open_potential_payout + $3
          WHERE id = $1 RETURNING balance`,
         [userId, bet.amount, user.payout],
       )
     ).rows[0].balance;
-    await client.query(
+    await prepared(
+      client,
+      "peer-stake",
       `INSERT INTO ledger (user_id, kind, amount, balance_after, bet_id)
        VALUES ($1, 'bet_stake', -$2::numeric, $3, $4)`,
       [userId, bet.amount, balance, placed.id],
