@@ -25,9 +25,12 @@ def official_section(results: dict[str, Any]) -> str:
     for name, label in (
         ("echo", "bare python-socketio ack"),
         ("bet", "bet:place"),
+        ("peer", "Node peer: socket.io + pg, one transaction per bet"),
         ("overload", ""),
     ):
-        run = official[name]
+        run = official.get(name)
+        if run is None:
+            continue
         cpu = run["cpuUsPerOp"]
         if name == "overload":
             label = f"bet:place open loop at {_fmt(run['offeredRate'])}/s (3x capacity)"
@@ -47,6 +50,7 @@ def official_section(results: dict[str, Any]) -> str:
 |---|---|---|
 | server CPU per bet vs per echo ack | {_fmt(s["server_cpu_us_per_bet"], " µs")} vs {_fmt(s["echo_cpu_us_per_ack"], " µs")} (x{_fmt(s["server_cpu_ratio_bet_vs_echo"])}) | <= 1.5x |
 | PostgreSQL CPU per bet | {_fmt(s["pg_cpu_us_per_bet"], " µs")} | <= 80 µs |
+| bets/s vs the Node peer's | {_fmt(s.get("official_bets_per_s"))} vs {_fmt(s.get("peer_bets_per_s"))} (x{_fmt(s.get("bets_vs_peer"))}) | >= 4x |
 | goodput at 3x capacity (ok/s over capacity) | {_fmt(s["overload_goodput_ratio"])} | >= 0.8 |
 | ... p99 of accepted / of refusals | {_fmt(s["overload_ok_p99_ms"], " ms")} / {_fmt(s["overload_refusal_p99_ms"], " ms")} | < 500 ms / < 100 ms |
 | ... client timeouts | {_fmt(s["overload_timeouts"])} | 0 |"""

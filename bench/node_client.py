@@ -1,16 +1,19 @@
-"""The official socket.io-client from npm as a load client: what real players' clients pay.
+"""The official socket.io-client from npm as a load client: what real players' clients pay; and
+the Node peer server (socket.io + pg, one transaction per bet) that ThisThat is measured against.
 
-The client is installed by `npm ci` into an untracked cache folder (var/bench/node) from the
-committed bench/node/package-lock.json, the first time a bench needs it. Without Node.js the
+Both are installed by `npm ci` into an untracked cache folder (var/bench/node) from the
+committed bench/node/package-lock.json, the first time a bench needs them. Without Node.js the
 measurements that need it are skipped with one clear line.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +23,22 @@ from bench.processes import CpuWindow
 
 SOURCE = Path(__file__).resolve().parent / "node"
 CACHE = Path(__file__).resolve().parent.parent / "var" / "bench" / "node"
+# ES modules resolve packages beside the script, so the scripts run from the cache.
+SCRIPTS = ("closed_loop.mjs", "peer_server.mjs")
 
 
 def say(text: str) -> None:
     print(f"== {text}", file=sys.stderr, flush=True)
 
 
+def copy_scripts(cache: Path) -> None:
+    for name in SCRIPTS:
+        shutil.copyfile(SOURCE / name, cache / name)
+
+
 def ensure_installed(cache: Path = CACHE) -> Path | None:
-    """The folder holding socket.io-client, installed if needed; None when Node.js is missing."""
+    """The folder holding the Node packages and scripts, installed if needed; None when Node.js
+    is missing or npm could not install."""
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
         say("skipped: the official socket.io-client runs need Node.js and npm, not found on PATH")
@@ -38,13 +49,12 @@ def ensure_installed(cache: Path = CACHE) -> Path | None:
     if (cache / "node_modules" / "socket.io-client").is_dir() and (
         installed_lock.is_file() and installed_lock.read_bytes() == lock
     ):
-        shutil.copyfile(SOURCE / "closed_loop.mjs", cache / "closed_loop.mjs")
+        copy_scripts(cache)
         return cache
     for name in ("package.json", "package-lock.json"):
         shutil.copyfile(SOURCE / name, cache / name)
-    # ES modules resolve packages beside the script, so the script runs from the cache.
-    shutil.copyfile(SOURCE / "closed_loop.mjs", cache / "closed_loop.mjs")
-    say(f"installing socket.io-client with npm into {cache}")
+    copy_scripts(cache)
+    say(f"installing socket.io-client, socket.io and pg with npm into {cache}")
     done = subprocess.run(  # noqa: S603 - npm from PATH with fixed arguments
         [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
         cwd=cache,
@@ -124,3 +134,56 @@ async def closed_loop(
     }
     result["deflate"] = deflate
     return result
+
+
+@dataclass
+class Peer:
+    """A running peer server: its URL and its process (the one process its CPU is counted in)."""
+
+    url: str
+    process: asyncio.subprocess.Process
+
+    async def stop(self) -> None:
+        if self.process.returncode is None:
+            self.process.terminate()
+            try:
+                async with asyncio.timeout(10):
+                    await self.process.wait()
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+
+
+async def start_peer(
+    cache: Path, database_url: str, access_secret: str, log: Path, **extra: str
+) -> Peer:
+    """The peer server on a free loopback port, on ThisThat's database and access-token secret;
+    returns once it listens. Its output goes to `log`."""
+    with log.open("ab") as output:
+        process = await asyncio.create_subprocess_exec(
+            "node",
+            str(cache / "peer_server.mjs"),
+            cwd=cache,
+            env={
+                **os.environ,
+                "HOST": "127.0.0.1",
+                "PORT": "0",
+                "DATABASE_URL": database_url,
+                "JWT_ACCESS_SECRET": access_secret,
+                **extra,
+            },
+            stdout=asyncio.subprocess.PIPE,
+            stderr=output,
+        )
+    assert process.stdout is not None
+    try:
+        async with asyncio.timeout(30):
+            line = (await process.stdout.readline()).decode().strip()
+    except TimeoutError:
+        line = ""
+    if not line.startswith("LISTENING "):
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+        raise RuntimeError(f"the peer server did not start ({line!r}); see {log}")
+    return Peer(f"http://127.0.0.1:{int(line.split()[1])}", process)

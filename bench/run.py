@@ -161,8 +161,9 @@ async def official_client_runs(
     players: list[dict[str, Any]],
     sizes: dict[str, Any],
 ) -> dict[str, Any] | None:
-    """The official socket.io-client (permessage-deflate offered): echo and bets closed loop, CPU
-    per operation by process, then bets open loop at 3x the closed-loop capacity (goodput)."""
+    """The official socket.io-client (permessage-deflate offered): echo, bets and the Node peer's
+    bets closed loop, CPU per operation by process, then bets open loop at 3x the closed-loop
+    capacity (goodput)."""
     tokens = [player["accessToken"] for player in players]
     runs = await wire.compare(
         stack,
@@ -211,6 +212,7 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
     bet_cpu = official.get("bet", {}).get("cpuUsPerOp", {})
     echo_cpu = official.get("echo", {}).get("cpuUsPerOp", {})
     overload = official.get("overload", {})
+    peer = official.get("peer", {})
     return {
         "official_echo_acks_per_s": official.get("echo", {}).get("okRate"),
         "official_bets_per_s": official.get("bet", {}).get("okRate"),
@@ -220,6 +222,10 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
         "pg_cpu_us_per_bet": bet_cpu.get("postgres"),
         "redis_cpu_us_per_bet": bet_cpu.get("redis"),
         "client_cpu_us_per_bet": bet_cpu.get("client"),
+        "peer_bets_per_s": peer.get("okRate"),
+        "peer_server_cpu_us_per_bet": peer.get("cpuUsPerOp", {}).get("server"),
+        "peer_pg_cpu_us_per_bet": peer.get("cpuUsPerOp", {}).get("postgres"),
+        "bets_vs_peer": official.get("betsVsPeer"),
         "overload_offered_per_s": overload.get("offeredRate"),
         "overload_ok_per_s": overload.get("okRate"),
         "overload_goodput_ratio": official.get("overloadGoodputRatio"),

@@ -1,9 +1,12 @@
-"""The bet path against the bare Socket.IO ack, both driven by the official socket.io-client.
+"""The bet path against the bare Socket.IO ack and against a plain Node peer, all driven by the
+official socket.io-client.
 
 `python -m bench.wire [--sockets 100] [--seconds 15] [--no-deflate]` starts a private stack
 (embedded PostgreSQL and Redis, one `thisthat serve`, the echo server), and runs the same
-closed loop against the echo server and against `bet:place`, printing rates, latencies and CPU
-per operation by process. `make bench` runs it as one of its scenarios.
+closed loop against the echo server, against `bet:place`, and against the peer server
+(bench/node/peer_server.mjs: socket.io + pg, one transaction per bet, on the same database),
+printing rates, latencies and CPU per operation by process. `make bench` runs it as one of its
+scenarios.
 """
 
 from __future__ import annotations
@@ -58,13 +61,53 @@ async def compare(
             duration_s=seconds,
             deflate=deflate,
         )
+    runs["peer"] = await peer_run(
+        stack, cache, tokens, sockets=sockets, seconds=seconds, deflate=deflate
+    )
     echo, bet = runs["echo"]["cpuUsPerOp"], runs["bet"]["cpuUsPerOp"]
     runs["serverCpuRatio"] = (
         round(bet["server"] / echo["server"], 2)
         if echo.get("server") and bet.get("server")
         else None
     )
+    runs["betsVsPeer"] = (
+        round(runs["bet"]["okRate"] / runs["peer"]["okRate"], 2) if runs["peer"]["okRate"] else None
+    )
     return runs
+
+
+async def peer_run(
+    stack: BenchStack,
+    cache: Path,
+    tokens: list[str],
+    *,
+    sockets: int,
+    seconds: float,
+    deflate: bool,
+) -> dict[str, Any]:
+    """The same closed loop of bets against the Node peer on ThisThat's own database; the peer
+    runs only for this measurement (its CPU is its one process; it uses no Redis)."""
+    peer = await node_client.start_peer(
+        cache,
+        stack.database_url,
+        stack.secrets["JWT_ACCESS_SECRET"],
+        stack.workdir / "peer.log",
+    )
+    try:
+        node_client.say(f"official client, {sockets} sockets, closed loop: peer (bet:place)")
+        window = CpuWindow({"server": [peer.process.pid]}, pgdata=stack.pgdata())
+        return await node_client.closed_loop(
+            cache,
+            peer.url,
+            tokens,
+            window,
+            event="bet:place",
+            sockets=sockets,
+            duration_s=seconds,
+            deflate=deflate,
+        )
+    finally:
+        await peer.stop()
 
 
 def table(runs: dict[str, Any]) -> str:
@@ -72,14 +115,16 @@ def table(runs: dict[str, Any]) -> str:
         "| run | ok/s | p50 ms | p99 ms | server µs/op | PostgreSQL µs/op | Redis µs/op | client µs/op |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for name in ("echo", "bet"):
+    for name in ("echo", "bet", "peer"):
         run = runs[name]
-        cpu = run["cpuUsPerOp"]
+        cpu = {key: "n/a" if value is None else value for key, value in run["cpuUsPerOp"].items()}
         lines.append(
             f"| {name} | {run['okRate']:,} | {run['latencyMs']['p50']} | {run['latencyMs']['p99']}"
-            f" | {cpu.get('server')} | {cpu.get('postgres')} | {cpu.get('redis')}"
-            f" | {cpu.get('client')} |"
+            f" | {cpu.get('server', 'n/a')} | {cpu.get('postgres', 'n/a')}"
+            f" | {cpu.get('redis', 'n/a')} | {cpu.get('client', 'n/a')} |"
         )
+    if runs.get("betsVsPeer") is not None:
+        lines.append(f"\nbets/s vs the peer: x{runs['betsVsPeer']}")
     return "\n".join(lines)
 
 
