@@ -6,18 +6,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Coroutine
+from datetime import timedelta
 from typing import Any, Final
 
 from aiohttp import web
 
 from server.announcer import SocketNotifier
-from server.connections import DB_POOL, REDIS
+from server.connections import DB_POOL, LOGIN_GUARD, REDIS
 from server.jobs import spawn, stop_if_cancelled
 from server.market_cache import MARKET_CACHE
+from server.passwords import PASSWORDS
 from server.pushes import PUSHES
 from server.settings import RULES, SETTINGS
+from server.tokens import TOKENS
 from services.betting import WORKERS, QueueAdmission
-from services.container import Services, build_services
+from services.container import Services, SignIn, build_services
 from services.settlement import SETTLE_PENDING_INTERVAL_S
 
 logger = logging.getLogger("thisthat.app")
@@ -26,7 +29,7 @@ SERVICES: Final = web.AppKey("services", Services)
 
 
 async def services_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Needs the pool, Redis, pushes and the market cache; the feed needs it."""
+    """Needs the pool, Redis, the password hasher, pushes and the market cache; the feed needs it."""
 
     async def spawn_job(coro: Coroutine[Any, Any, None], name: str) -> object:
         return await spawn(app, coro, name=name)
@@ -37,7 +40,15 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         target_s=settings.bet_queue_target_ms / 1000,
         deadline_s=settings.bet_queue_deadline_ms / 1000,
     )
-    services = build_services(app[DB_POOL], app[REDIS], app[RULES], notifier, spawn_job, admission)
+    sign_in = SignIn(
+        app[PASSWORDS],
+        app[TOKENS],
+        app[LOGIN_GUARD],
+        timedelta(seconds=settings.refresh_reuse_grace_s),
+    )
+    services = build_services(
+        app[DB_POOL], app[REDIS], app[RULES], notifier, spawn_job, sign_in, admission
+    )
     app[SERVICES] = services
     workers = [
         await spawn(app, services.batcher.work(), name=f"bet-batcher-{n}") for n in range(WORKERS)
