@@ -2,7 +2,9 @@
 
 Every call has a timeout and retries timeouts, connection errors, 429 and 5xx
 with exponential backoff and full jitter; what still fails raises UpstreamError.
-Answers are raw JSON; `feeds.parsing` turns them into game objects.
+The `get_*`/`list_*` calls answer raw JSON; the three the poller uses (`open_listings`,
+`read_odds`, `upstream_state`) answer game objects, read by `feeds.parsing`, so this module
+is the feed's one entry point.
 """
 
 from __future__ import annotations
@@ -12,12 +14,20 @@ import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import aiohttp
 import orjson
 
-from feeds.parsing import midpoint_value
+from feeds.parsing import (
+    ParseStats,
+    complete_odds,
+    midpoint_value,
+    parse_gamma_markets,
+    resolution_from_clob,
+    resolution_from_gamma,
+)
+from game.markets import MarketListing, UpstreamState
 
 logger = logging.getLogger("thisthat.feed")
 
@@ -61,6 +71,17 @@ def _chunks(items: Sequence[str], size: int) -> list[Sequence[str]]:
 
 def _unique(items: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(items))
+
+
+class Quoted(Protocol):
+    """A stored market as far as reading its odds goes."""
+
+    @property
+    def source_id(self) -> str: ...
+    @property
+    def this_token_id(self) -> str: ...
+    @property
+    def that_token_id(self) -> str: ...
 
 
 class PolymarketClient:
@@ -159,6 +180,56 @@ class PolymarketClient:
                 if isinstance(key, str):
                     merged[key] = record
         return list(merged.values())
+
+    # --- what the poller reads -------------------------------------------------------------
+
+    async def open_listings(self, limit_total: int) -> tuple[list[MarketListing], int]:
+        """Up to `limit_total` open markets as listings, and how many records were unreadable."""
+        stats = ParseStats()
+        listings = parse_gamma_markets(await self.list_open_markets(limit_total), stats)
+        return listings, stats.skipped
+
+    async def read_odds(self, markets: Sequence[Quoted]) -> dict[str, tuple[Decimal, Decimal]]:
+        """(this, that) odds by source id: CLOB midpoints, Gamma prices where CLOB has none.
+
+        A market neither prices (or one Gamma reports closed) is left out.
+        """
+        tokens = [token for row in markets for token in (row.this_token_id, row.that_token_id)]
+        midpoints = await self.get_midpoints(tokens) if tokens else {}
+        odds: dict[str, tuple[Decimal, Decimal]] = {}
+        missing: list[str] = []
+        for row in markets:
+            read = complete_odds(
+                midpoint_value(midpoints.get(row.this_token_id)),
+                midpoint_value(midpoints.get(row.that_token_id)),
+            )
+            if read is None:
+                missing.append(row.source_id)
+            else:
+                odds[row.source_id] = read
+        if missing:
+            wanted = set(missing)
+            for raw in await self.get_gamma_markets(missing):
+                state = resolution_from_gamma(raw)
+                if state is None or state.closed or state.source_id not in wanted:
+                    continue
+                if state.this_odds is not None and state.that_odds is not None:
+                    odds[state.source_id] = (state.this_odds, state.that_odds)
+        return odds
+
+    async def upstream_state(self, source_id: str) -> UpstreamState | None:
+        """CLOB first; Gamma when CLOB does not know the market. None means gone from both."""
+        clob = await self.get_clob_market(source_id)
+        state = resolution_from_clob(clob) if clob is not None else None
+        if state is not None and (state.resolution is not None or not state.closed):
+            return state
+        for raw in await self.get_gamma_markets([source_id]):
+            gamma_state = resolution_from_gamma(raw)
+            # Prefer Gamma's view only when it knows more (a resolution CLOB has not shown yet).
+            known = gamma_state is not None and gamma_state.source_id == source_id
+            if known and (state is None or gamma_state.resolution is not None):  # type: ignore[union-attr]
+                return gamma_state
+        return state
 
     # --- CLOB -----------------------------------------------------------------------------
 

@@ -20,9 +20,16 @@ def next_claim_at(now: datetime) -> datetime:
     return datetime.combine(utc.date() + timedelta(days=1), time(0), tzinfo=utc.tzinfo)
 
 
-def check_reward(balance: Decimal, reward: Decimal, max_balance: Decimal) -> None:
-    """Refuse (BALANCE_CAP_EXCEEDED) a reward that would lift the balance above the cap."""
-    if balance + reward > max_balance:
+def check_reward(
+    balance: Decimal, reward: Decimal, open_potential_payout: Decimal, max_balance: Decimal
+) -> None:
+    """Refuse (BALANCE_CAP_EXCEEDED) a reward that would lift the balance above the cap.
+
+    As for a bet, the payouts of the open bets count: were they all to win after the reward,
+    the balance must still stay within the cap. The database executes this rule when it pays
+    (storage/wallet.py); this statement of it is what the parity test checks that against.
+    """
+    if balance + reward + open_potential_payout > max_balance:
         raise BalanceCapExceeded.for_reward(reward, max_balance)
 
 

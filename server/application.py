@@ -6,19 +6,22 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Coroutine
+from datetime import timedelta
 from typing import Any, Final
 
 from aiohttp import web
 
 from server.announcer import SocketNotifier
-from server.connections import DB_POOL, REDIS
+from server.connections import DB_POOL, LOGIN_GUARD, REDIS
 from server.jobs import spawn, stop_if_cancelled
 from server.market_cache import MARKET_CACHE
 from server.overload import LOOP_LAG
+from server.passwords import PASSWORDS
 from server.pushes import PUSHES
 from server.settings import RULES, SETTINGS
+from server.tokens import TOKENS
 from services.betting import QueueAdmission
-from services.container import Services, build_services
+from services.container import Services, SignIn, build_services
 from services.settlement import SETTLE_PENDING_INTERVAL_S
 
 logger = logging.getLogger("thisthat.app")
@@ -27,7 +30,7 @@ SERVICES: Final = web.AppKey("services", Services)
 
 
 async def services_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Needs the pool, Redis, pushes and the market cache; the feed needs it."""
+    """Needs the pool, Redis, the password hasher, pushes and the market cache; the feed needs it."""
 
     async def spawn_job(coro: Coroutine[Any, Any, None], name: str) -> object:
         return await spawn(app, coro, name=name)
@@ -38,7 +41,15 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         target_s=settings.bet_queue_target_ms / 1000,
         deadline_s=settings.bet_queue_deadline_ms / 1000,
     )
-    services = build_services(app[DB_POOL], app[REDIS], app[RULES], notifier, spawn_job, admission)
+    sign_in = SignIn(
+        app[PASSWORDS],
+        app[TOKENS],
+        app[LOGIN_GUARD],
+        timedelta(seconds=settings.refresh_reuse_grace_s),
+    )
+    services = build_services(
+        app[DB_POOL], app[REDIS], app[RULES], notifier, spawn_job, sign_in, admission
+    )
     app[SERVICES] = services
     # Past capacity the transport refuses bets before decoding them (server/overload.py).
     app[LOOP_LAG].queue_backlogged = services.batcher.backlogged

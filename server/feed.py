@@ -1,7 +1,7 @@
 """Runs the feed on exactly one node: leader election (a Redis lease, storage/feed_status.py) and
 the schedule of the feed jobs while this node holds it.
 
-FEED=polymarket runs the poller (services/market_feed.py), FEED=replay:<file> plays a timeline
+FEED=polymarket runs the poller (services/markets.py), FEED=replay:<file> plays a timeline
 through the same use cases (services/markets.py), FEED=off runs nothing. Every node reports the
 feed's health in /readyz from Redis.
 """

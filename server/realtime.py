@@ -14,8 +14,8 @@ from aiohttp import web
 
 from game.errors import ErrorCode, GameError, RateLimited, UserGone
 from server import metrics, origins
+from server.application import SERVICES
 from server.client_address import client_ip
-from server.connections import DB_POOL
 from server.errors import UNAVAILABLE, NotReady, UnknownEvent, ack_error
 from server.jobs import spawn, stop_if_cancelled
 from server.pushes import PUSHES, SIO
@@ -28,7 +28,7 @@ from server.tokens import TOKENS
 from server.views import user_view
 from server.websocket import WireLimits, websocket_class
 from server.wire import OrjsonModule
-from storage import accounts, keys
+from storage import keys
 
 logger = logging.getLogger("thisthat.realtime")
 
@@ -127,12 +127,12 @@ async def _connect(
         _refuse(RateLimited("too many sockets open for this user; close one first", 1000))
     try:
         # Read before accepting: a socket is only accepted when its `session` can follow.
-        user = await accounts.get_user(app[DB_POOL], claims.user_id)
+        user = await app[SERVICES].accounts.user(claims.user_id)
     except UNAVAILABLE:
         logger.warning("socket refused: database unavailable", exc_info=True)
         _refuse(NotReady())
-    if user is None:
-        _refuse(UserGone())
+    except UserGone as error:
+        _refuse(error)
     session = SocketSession(sid, claims.user_id, claims.username or "", claims.expires_at)
     sessions.add(session)
     await sio.enter_room(sid, user_room(claims.user_id))

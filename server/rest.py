@@ -5,18 +5,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from game.errors import InvalidCredentials, RateLimited, UserGone, ValidationFailed
+from game.errors import RateLimited, ValidationFailed
 from server import exposure, metrics, origins, scrape
+from server.application import SERVICES
 from server.client_address import client_ip
-from server.connections import DB_POOL, LIMITER, LOGIN_GUARD, REDIS
+from server.connections import DB_POOL, LIMITER, REDIS
 from server.errors import (
     AuthRequired,
     ForbiddenOrigin,
@@ -25,14 +25,14 @@ from server.errors import (
     TokenInvalid,
     error_response,
 )
-from server.passwords import PASSWORDS
 from server.schemas import Credentials, RefreshRequest, parse
-from server.settings import RULES, SETTINGS
-from server.tokens import TOKENS, IssuedToken, token_hash
+from server.settings import SETTINGS, Settings
+from server.tokens import TOKENS
 from server.views import user_view
 from server.wire import dumps_bytes
-from storage import accounts, database
-from storage.rows import User
+from services.accounts import MintedPair, Session
+from storage import database
+from storage.accounts import RotationOutcome
 
 logger = logging.getLogger("thisthat.rest")
 
@@ -52,42 +52,25 @@ async def read_json(request: web.Request) -> object:
         raise ValidationFailed("body must be a JSON object") from error
 
 
-def _refuse_if_waiting(wait_ms: int) -> None:
+async def limit(request: web.Request, scope: str, subject: str, rule: tuple[int, int]) -> None:
+    wait_ms = await request.app[LIMITER].hit(scope, subject, *rule)
     if wait_ms:
         raise RateLimited("too many attempts; slow down", wait_ms)
 
 
-async def limit(request: web.Request, scope: str, subject: str, rule: tuple[int, int]) -> None:
-    _refuse_if_waiting(await request.app[LIMITER].hit(scope, subject, *rule))
-
-
-async def _issue_session(app: web.Application, user: User) -> dict[str, Any]:
-    """An access token and the first refresh token of a new family."""
-    settings = app[SETTINGS]
-    tokens = app[TOKENS]
-    now = datetime.now(UTC)
-    pair = tokens.issue_pair(user.id, user.username, uuid.uuid4(), uuid.uuid4(), now)
-    await _store_refresh(app[DB_POOL], pair.refresh, now)
+def _session_view(settings: Settings, session: Session) -> dict[str, Any]:
     return {
-        "user": user_view(user),
-        "accessToken": pair.access.token,
-        "refreshToken": pair.refresh.token,
-        "accessExpiresIn": settings.jwt_access_expires_in,
+        "user": user_view(session.user),
+        **_tokens_view(settings, session.tokens),
     }
 
 
-async def _store_refresh(connection: Any, refresh: IssuedToken, now: datetime) -> None:
-    claims = refresh.claims
-    assert claims.family_id is not None
-    await accounts.store_refresh_token(
-        connection,
-        claims.token_id,
-        claims.user_id,
-        claims.family_id,
-        token_hash(refresh.token),
-        claims.expires_at,
-        now,
-    )
+def _tokens_view(settings: Settings, tokens: MintedPair) -> dict[str, Any]:
+    return {
+        "accessToken": tokens.access_token,
+        "refreshToken": tokens.refresh_token,
+        "accessExpiresIn": settings.jwt_access_expires_in,
+    }
 
 
 async def signup(request: web.Request) -> web.Response:
@@ -96,33 +79,23 @@ async def signup(request: web.Request) -> web.Response:
     await limit(request, "signup-ip", client_ip(request), settings.rate_limit_signup_per_ip)
     body = parse(Credentials, await read_json(request))
     body.check_password_bytes()
-    password_hash = await app[PASSWORDS].hash(body.password)
-    user = await accounts.create_user(
-        app[DB_POOL], body.username, password_hash, app[RULES].starting_credits
-    )
-    logger.info("signup", extra={"userId": str(user.id)})
-    return json_response(await _issue_session(app, user), status=201)
+    session = await app[SERVICES].accounts.signup(body.username, body.password, datetime.now(UTC))
+    logger.info("signup", extra={"userId": str(session.user.id)})
+    return json_response(_session_view(settings, session), status=201)
 
 
 async def login(request: web.Request) -> web.Response:
     app = request.app
     settings = app[SETTINGS]
-    await limit(request, "login-ip", client_ip(request), settings.rate_limit_login_per_ip)
+    address = client_ip(request)
+    await limit(request, "login-ip", address, settings.rate_limit_login_per_ip)
     body = parse(Credentials, await read_json(request))
     body.check_password_fits()
-    # Only failures count against a username, and per address first: a stranger's guesses slow
-    # the stranger, never the owner signing in from their own address.
-    guard = app[LOGIN_GUARD]
-    address = client_ip(request)
-    _refuse_if_waiting(await guard.attempt(body.username, address))
-    found = await accounts.get_login(app[DB_POOL], body.username)
-    # Unknown users are checked against a decoy hash: same cost, same answer as a wrong password.
-    if not await app[PASSWORDS].verify(body.password, found.password_hash if found else None):
-        raise InvalidCredentials()
-    assert found is not None
-    await guard.succeeded(body.username, address)
-    logger.info("login", extra={"userId": str(found.user.id)})
-    return json_response(await _issue_session(app, found.user))
+    session = await app[SERVICES].accounts.login(
+        body.username, body.password, address, datetime.now(UTC)
+    )
+    logger.info("login", extra={"userId": str(session.user.id)})
+    return json_response(_session_view(settings, session))
 
 
 async def refresh(request: web.Request) -> web.Response:
@@ -130,65 +103,23 @@ async def refresh(request: web.Request) -> web.Response:
     settings = app[SETTINGS]
     await limit(request, "refresh-ip", client_ip(request), settings.rate_limit_refresh_per_ip)
     body = parse(RefreshRequest, await read_json(request))
-    tokens = app[TOKENS]
-    now = datetime.now(UTC)
-    old = tokens.verify(body.refreshToken, "refresh")
-    successor_id = uuid.uuid4()
-    user = None
-    async with app[DB_POOL].acquire() as connection:
-        async with connection.transaction():
-            outcome, row = await accounts.spend_refresh_token(
-                connection,
-                token_hash(body.refreshToken),
-                now,
-                successor_id,
-                timedelta(seconds=settings.refresh_reuse_grace_s),
-            )
-            answered = outcome in (
-                accounts.RotationOutcome.ROTATED,
-                accounts.RotationOutcome.REPLAYED,
-            )
-            if answered:
-                assert row is not None
-                user = await accounts.get_user(connection, row["user_id"])
-            if answered and user is not None:
-                assert row is not None
-                if outcome is accounts.RotationOutcome.ROTATED:
-                    pair = tokens.issue_pair(
-                        user.id, user.username, row["family_id"], successor_id, now
-                    )
-                    await _store_refresh(connection, pair.refresh, now)
-                else:
-                    # A retry: the pair answered before, signed again from the same claims.
-                    pair = tokens.issue_pair(
-                        user.id, user.username, row["family_id"], row["id"], row["created_at"]
-                    )
-        # Outside the transaction: a detected reuse has committed its family revocation.
-        if outcome is accounts.RotationOutcome.REUSED:
-            logger.warning(
-                "refresh token reused; family revoked", extra={"userId": str(old.user_id)}
-            )
-            raise RefreshTokenReused()
-        if outcome is accounts.RotationOutcome.EXPIRED:
-            raise TokenExpired("refresh token expired")
-        if not answered:
-            raise TokenInvalid("refresh token is not valid")
-    if user is None:
-        raise UserGone()
-    return json_response(
-        {
-            "accessToken": pair.access.token,
-            "refreshToken": pair.refresh.token,
-            "accessExpiresIn": settings.jwt_access_expires_in,
-        }
-    )
+    old = app[TOKENS].verify(body.refreshToken, "refresh")
+    rotation = await app[SERVICES].accounts.refresh(body.refreshToken, datetime.now(UTC))
+    if rotation.outcome is RotationOutcome.REUSED:
+        logger.warning("refresh token reused; family revoked", extra={"userId": str(old.user_id)})
+        raise RefreshTokenReused()
+    if rotation.outcome is RotationOutcome.EXPIRED:
+        raise TokenExpired("refresh token expired")
+    if rotation.tokens is None:
+        raise TokenInvalid("refresh token is not valid")
+    return json_response(_tokens_view(settings, rotation.tokens))
 
 
 async def logout(request: web.Request) -> web.Response:
     app = request.app
     body = parse(RefreshRequest, await read_json(request))
     app[TOKENS].verify(body.refreshToken, "refresh")
-    await accounts.revoke_family_of(app[DB_POOL], token_hash(body.refreshToken))
+    await app[SERVICES].accounts.logout(body.refreshToken)
     return web.Response(status=204)
 
 
@@ -198,9 +129,7 @@ async def me(request: web.Request) -> web.Response:
     if scheme.lower() != "bearer" or not token:
         raise AuthRequired("send Authorization: Bearer <access token>")
     claims = request.app[TOKENS].verify(token.strip(), "access", datetime.now(UTC))
-    user = await accounts.get_user(request.app[DB_POOL], claims.user_id)
-    if user is None:
-        raise UserGone()
+    user = await request.app[SERVICES].accounts.user(claims.user_id)
     return json_response({"user": user_view(user)})
 
 

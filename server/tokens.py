@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -13,6 +12,7 @@ import msgspec
 from aiohttp import web
 
 from server.errors import AuthRequired, TokenExpired, TokenInvalid
+from services.accounts import MintedPair
 
 # Hard-coded: the algorithm is never taken from the token header, so `alg: none` and
 # key-confusion tricks are refused by construction.
@@ -53,12 +53,6 @@ class TokenClaims:
 class IssuedToken:
     token: str
     claims: TokenClaims
-
-
-@dataclass(frozen=True, slots=True)
-class TokenPair:
-    access: IssuedToken
-    refresh: IssuedToken
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,8 +112,8 @@ class TokenService:
         family_id: uuid.UUID,
         refresh_id: uuid.UUID,
         issued_at: datetime,
-    ) -> TokenPair:
-        """The pair a refresh rotation answers, derived from the new refresh token's id and time.
+    ) -> MintedPair:
+        """A session's pair (services.accounts.TokenMint), derived from its refresh token's id and time.
 
         Deriving it (the access token's id comes from the refresh token's) lets a retry within the
         grace window get the very same pair again from what the database keeps, which is no
@@ -135,7 +129,7 @@ class TokenService:
         refresh = self.issue(
             "refresh", user_id, issued_at, family_id=family_id, token_id=refresh_id
         )
-        return TokenPair(access, refresh)
+        return MintedPair(access.token, refresh.token, refresh.claims.expires_at)
 
     def verify(
         self, token: object, token_type: TokenType, now: datetime | None = None
@@ -172,11 +166,6 @@ class TokenService:
         if expires_at <= (now or datetime.now(UTC)):
             raise TokenExpired(f"{token_type} token expired")
         return TokenClaims(claims.sub, token_type, claims.jti, expires_at, claims.fam, claims.name)
-
-
-def token_hash(token: str) -> bytes:
-    """Refresh tokens are stored by hash only."""
-    return hashlib.sha256(token.encode()).digest()
 
 
 TOKENS: Final = web.AppKey("tokens", TokenService)

@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 import asyncpg
 import redis.asyncio as redis
 
 from game.rules import GameRules
+from services.accounts import Accounts, Passwords, TokenMint
 from services.betting import BetBatcher, Betting, QueueAdmission
 from services.leaderboards import Leaderboards, Spawn
 from services.markets import Markets
 from services.notifier import Notifier
 from services.settlement import Settlement
 from services.wallet import Wallet
+from storage.ratelimit import LoginGuard
 
 
 @dataclass(frozen=True, slots=True)
 class Services:
     rules: GameRules
+    accounts: Accounts
     batcher: BetBatcher
     betting: Betting
     wallet: Wallet
@@ -27,12 +31,23 @@ class Services:
     markets: Markets
 
 
+@dataclass(frozen=True, slots=True)
+class SignIn:
+    """What the accounts use case borrows from the transport: hashing, signing, login limits."""
+
+    passwords: Passwords
+    tokens: TokenMint
+    login_guard: LoginGuard
+    refresh_grace: timedelta
+
+
 def build_services(
     pool: asyncpg.Pool,
     client: redis.Redis,
     rules: GameRules,
     notifier: Notifier,
     spawn: Spawn,
+    sign_in: SignIn,
     admission: QueueAdmission | None = None,
 ) -> Services:
     batcher = BetBatcher(pool, rules, admission=admission)
@@ -40,6 +55,14 @@ def build_services(
     settlement = Settlement(pool, client, notifier, boards)
     return Services(
         rules=rules,
+        accounts=Accounts(
+            pool,
+            rules,
+            sign_in.passwords,
+            sign_in.tokens,
+            sign_in.login_guard,
+            sign_in.refresh_grace,
+        ),
         batcher=batcher,
         betting=Betting(pool, rules, notifier, batcher),
         wallet=Wallet(pool, rules, notifier),

@@ -1,10 +1,11 @@
 """Markets as the feed changes them: the live poller's three jobs, the replay sink, and the one
 writer of a market's status.
 
-A poller pass reads Polymarket (feeds/), writes listings and odds to PostgreSQL, and reports what
-changed to `Markets`; a replayed timeline (feeds/replay.py) comes to `Markets` too. Closes go
-through `Markets.close` and resolutions or removals through settlement, so a market's status
-moves in one place. Every change is announced to the caches of all nodes and to the market's
+A poller pass reads Polymarket (feeds/polymarket.py, the feed's one entry point), writes listings
+and odds to PostgreSQL, and reports what changed to `Markets`; a replayed timeline
+(feeds/replay.py) comes to `Markets` too. Closes go through `Markets.close`, resolutions and
+removals through `Markets.resolve` (storage/settlement.py commits the status with the payouts;
+services/settlement.py takes over after the commit), so a market's status moves in one place. Every change is announced to the caches of all nodes and to the market's
 subscribers. Upstream failures raise out of a pass after the client's retries; the runner counts
 them and tries again next interval. Bad records are skipped and counted, never fatal.
 """
@@ -17,26 +18,19 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any, Protocol
 
 import asyncpg
 
 from feeds import replay
-from feeds.parsing import (
-    ParseStats,
-    complete_odds,
-    midpoint_value,
-    parse_gamma_markets,
-    resolution_from_clob,
-    resolution_from_gamma,
-)
 from feeds.polymarket import PolymarketClient
 from game.markets import Resolution, UpstreamState
 from services.notifier import Notifier
 from services.settlement import Settlement
 from storage import markets as market_store
+from storage import settlement as settlement_store
 from storage.rows import Market
+from storage.settlement import SettlementResult
 
 RESOLUTION_CONCURRENCY = 8
 
@@ -46,7 +40,7 @@ class FeedListener(Protocol):
     async def odds_changed(self, rows: Sequence[Market], at: datetime) -> None: ...
     async def odds_touched(self, market_ids: Sequence[uuid.UUID], at: datetime) -> None: ...
     async def close(self, market_id: uuid.UUID) -> bool: ...
-    async def resolve(self, market_id: uuid.UUID, resolution: Resolution) -> None: ...
+    async def resolve(self, market_id: uuid.UUID, resolution: Resolution) -> object: ...
 
 
 @dataclass
@@ -82,9 +76,7 @@ class MarketPoller:
     async def poll_markets(self) -> PollReport:
         report = PollReport("markets")
         requests_before = self.client.requests_made
-        raw = await self.client.list_open_markets(self.max_markets)
-        stats = ParseStats()
-        listings = parse_gamma_markets(raw, stats)
+        listings, skipped = await self.client.open_listings(self.max_markets)
         now = datetime.now(UTC)
         changed = await market_store.upsert_listings(self.pool, listings, now)
         listed = {listing.source_id for listing in listings}
@@ -92,7 +84,7 @@ class MarketPoller:
         self.unlisted = {row.source_id for row in stored_open if row.source_id not in listed}
         if changed:
             await self.listener.markets_changed(changed)
-        report.seen, report.changed, report.skipped = len(listings), len(changed), stats.skipped
+        report.seen, report.changed, report.skipped = len(listings), len(changed), skipped
         report.requests = self.client.requests_made - requests_before
         report.extra["unlisted"] = len(self.unlisted)
         return report
@@ -102,21 +94,9 @@ class MarketPoller:
         report = PollReport("odds")
         requests_before = self.client.requests_made
         open_rows = await market_store.open_markets(self.pool)
-        tokens = [token for row in open_rows for token in (row.this_token_id, row.that_token_id)]
-        midpoints = await self.client.get_midpoints(tokens) if tokens else {}
-        readings: list[tuple[uuid.UUID, Decimal, Decimal]] = []
-        missing: list[Market] = []
-        for row in open_rows:
-            odds = complete_odds(
-                midpoint_value(midpoints.get(row.this_token_id)),
-                midpoint_value(midpoints.get(row.that_token_id)),
-            )
-            if odds is None:
-                missing.append(row)
-            else:
-                readings.append((row.id, *odds))
-        if missing:
-            readings.extend(await self._gamma_prices(missing))
+        by_source = {row.source_id: row.id for row in open_rows}
+        odds = await self.client.read_odds(open_rows)
+        readings = [(by_source[source_id], *pair) for source_id, pair in odds.items()]
         now = datetime.now(UTC)
         changed = await market_store.record_odds(self.pool, readings, now)
         if readings:
@@ -128,32 +108,18 @@ class MarketPoller:
         report.requests = self.client.requests_made - requests_before
         return report
 
-    async def _gamma_prices(
-        self, rows: Sequence[Market]
-    ) -> list[tuple[uuid.UUID, Decimal, Decimal]]:
-        by_source = {row.source_id: row for row in rows}
-        readings = []
-        for raw in await self.client.get_gamma_markets(list(by_source)):
-            state = resolution_from_gamma(raw)
-            if state is None or state.closed or state.this_odds is None or state.that_odds is None:
-                continue
-            row = by_source.get(state.source_id)
-            if row is not None:
-                readings.append((row.id, state.this_odds, state.that_odds))
-        return readings
-
     async def poll_resolutions(self) -> PollReport:
         """Markets past their end, closed, or no longer listed: ask CLOB (then Gamma) how they ended."""
         report = PollReport("resolution")
         requests_before = self.client.requests_made
-        candidates = await market_store.markets_to_resolve(
+        candidates = await settlement_store.markets_to_resolve(
             self.pool, datetime.now(UTC), sorted(self.unlisted)
         )
         semaphore = asyncio.Semaphore(RESOLUTION_CONCURRENCY)
 
         async def check(row: Market) -> bool:
             async with semaphore:
-                state = await self._upstream_state(row.source_id)
+                state = await self.client.upstream_state(row.source_id)
             return await self._apply_state(row, state)
 
         outcomes = await asyncio.gather(*(check(row) for row in candidates), return_exceptions=True)
@@ -171,21 +137,6 @@ class MarketPoller:
         report.seen = len(candidates)
         report.requests = self.client.requests_made - requests_before
         return report
-
-    async def _upstream_state(self, source_id: str) -> UpstreamState | None:
-        """CLOB first; Gamma when CLOB does not know the market. None means gone from both."""
-        clob = await self.client.get_clob_market(source_id)
-        state = resolution_from_clob(clob) if clob is not None else None
-        if state is not None and (state.resolution is not None or not state.closed):
-            return state
-        gamma = await self.client.get_gamma_markets([source_id])
-        for raw in gamma:
-            gamma_state = resolution_from_gamma(raw)
-            # Prefer Gamma's view only when it knows more (a resolution CLOB has not shown yet).
-            known = gamma_state is not None and gamma_state.source_id == source_id
-            if known and (state is None or gamma_state.resolution is not None):  # type: ignore[union-attr]
-                return gamma_state
-        return state
 
     async def _apply_state(self, row: Market, state: UpstreamState | None) -> bool:
         if state is None:
@@ -228,8 +179,21 @@ class Markets:
         await self.notifier.market_updated(closed)
         return True
 
-    async def resolve(self, market_id: uuid.UUID, resolution: Resolution) -> None:
-        await self.settlement.settle(market_id, resolution)
+    async def resolve(
+        self, market_id: uuid.UUID, resolution: Resolution, now: datetime | None = None
+    ) -> SettlementResult:
+        """Resolve `market_id` once (a repeat settles nothing); then boards and announcements.
+
+        The status transition and every bet's payout or refund commit in storage/settlement.py;
+        only after that commit does `Settlement.settled` recompute the leaderboards and announce
+        (a client never hears of money that could still roll back).
+        """
+        result = await settlement_store.settle_market(
+            self.pool, market_id, resolution, now or datetime.now(UTC)
+        )
+        if result.market is not None:
+            await self.settlement.settled(result)
+        return result
 
     # The replay.
     async def apply_replay_event(self, event: replay.ReplayEvent) -> None:

@@ -1,15 +1,17 @@
-"""Settling a market and telling everyone: storage settlement, leaderboards, then the announcements.
+"""After a market settles: the leaderboards, then the announcements; and finishing what a dead
+process left half done.
 
-Order matters: announcements go out only after the settlement committed (a client never hears of
-money that could still roll back), and the leaderboard is recomputed from the ledger right after
-the commit. If the process dies in between, the market's `leaderboard_outbox` row makes the
-periodic `settle_pending` (also run at start) finish the job.
+The settlement itself (the market's status and every bet's payout or refund) commits in
+storage/settlement.py, called by `Markets.resolve` (services/markets.py, the one writer of a
+market's status). This module runs after that commit, so a client never hears of money that
+could still roll back: the leaderboard is recomputed from the ledger, then everyone is told. If
+the process dies in between, the market's `leaderboard_outbox` row makes the periodic
+`settle_pending` (also run at start) finish the job.
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
 from datetime import UTC, datetime
 
 import asyncpg
@@ -40,30 +42,22 @@ class Settlement:
         self.notifier = notifier
         self.boards = boards
 
-    async def settle(
-        self, market_id: uuid.UUID, resolution: Resolution, now: datetime | None = None
-    ) -> SettlementResult:
-        """Resolve `market_id` once (a repeat settles nothing), update leaderboards, announce.
+    async def settled(self, result: SettlementResult) -> None:
+        """A market's settlement has committed: update leaderboards, announce.
 
         Announced: each settled bet with its owner's balance, each paid player's balance
         (reason payout or refund), and the market's new state.
         """
-        result = await settlement.settle_market(
-            self.pool, market_id, resolution, now or datetime.now(UTC)
-        )
-        if result.market is None:
-            return result
         logger.info(
             "market settled",
             extra={
-                "marketId": str(market_id),
-                "resolution": resolution.value,
+                "marketId": str(result.market_id),
+                "resolution": result.resolution.value if result.resolution else None,
                 "bets": len(result.bets),
                 "complete": result.complete,
             },
         )
         await self._announce(result)
-        return result
 
     async def settle_pending(self) -> int:
         """Finish half-settled markets and replay lost leaderboard updates; how many it touched."""

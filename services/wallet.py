@@ -1,4 +1,4 @@
-"""The player's money and identity: wallet, ledger history, the daily reward, the account itself."""
+"""The player's money: wallet, ledger history, the daily reward."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from game.errors import UserGone
 from game.rewards import next_claim_at, reward_day
 from game.rules import GameRules
 from services.notifier import Notifier
-from storage import accounts, wallet
-from storage.rows import LedgerEntry, User, WalletState
+from storage import wallet
+from storage.rows import LedgerEntry, WalletState
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,13 +29,6 @@ class Wallet:
         self.pool = pool
         self.rules = rules
         self.notifier = notifier
-
-    async def user(self, user_id: uuid.UUID) -> User:
-        """The player's account, or UserGone when it no longer exists."""
-        user = await accounts.get_user(self.pool, user_id)
-        if user is None:
-            raise UserGone()
-        return user
 
     async def wallet(self, user_id: uuid.UUID) -> WalletState:
         row = await wallet.get_wallet(self.pool, user_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import hashlib
 import uuid
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -12,7 +13,7 @@ import asyncpg
 
 from game.errors import UsernameTaken
 from storage.database import Connection, Executor
-from storage.rows import Login, User
+from storage.rows import Login, RefreshToken, User
 
 INSERT_USER_WITH_BONUS: Final = """
 WITH new_user AS (
@@ -39,7 +40,7 @@ VALUES ($1, $2, $3, $4, $5, $6)
 """
 
 SELECT_REFRESH_FOR_UPDATE: Final = """
-SELECT id, user_id, family_id, expires_at, spent_at, revoked_at, replaced_by
+SELECT id, user_id, family_id, created_at, expires_at, spent_at, revoked_at, replaced_by
 FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE
 """
 
@@ -64,6 +65,11 @@ UPDATE refresh_tokens SET revoked_at = now()
 WHERE family_id = (SELECT family_id FROM refresh_tokens WHERE token_hash = $1)
   AND revoked_at IS NULL
 """
+
+
+def token_hash(token: str) -> bytes:
+    """Refresh tokens are stored by hash only: a copy of the table signs nobody in."""
+    return hashlib.sha256(token.encode()).digest()
 
 
 async def create_user(
@@ -97,15 +103,15 @@ async def get_login(connection: Executor, username: str) -> Login | None:
 
 async def store_refresh_token(
     connection: Executor,
+    token: str,
     token_id: uuid.UUID,
     user_id: uuid.UUID,
     family_id: uuid.UUID,
-    token_hash: bytes,
     expires_at: datetime,
     issued_at: datetime,
 ) -> None:
     await connection.execute(
-        INSERT_REFRESH_TOKEN, token_id, user_id, family_id, token_hash, expires_at, issued_at
+        INSERT_REFRESH_TOKEN, token_id, user_id, family_id, token_hash(token), expires_at, issued_at
     )
 
 
@@ -120,11 +126,11 @@ class RotationOutcome(enum.Enum):
 
 async def spend_refresh_token(
     connection: Connection,
-    token_hash: bytes,
+    token: str,
     now: datetime,
     successor_id: uuid.UUID,
     grace: timedelta,
-) -> tuple[RotationOutcome, asyncpg.Record | None]:
+) -> tuple[RotationOutcome, RefreshToken | None]:
     """Spend a refresh token in favour of `successor_id`, or detect reuse. Call inside a transaction.
 
     ROTATED answers the spent token's row: the caller stores the successor in the same
@@ -134,23 +140,24 @@ async def spend_refresh_token(
     revoked (and that revocation must commit even though the caller then refuses the request).
     The row lock makes racing presentations of one token take these branches one at a time.
     """
-    row = await connection.fetchrow(SELECT_REFRESH_FOR_UPDATE, token_hash)
+    row = await connection.fetchrow(SELECT_REFRESH_FOR_UPDATE, token_hash(token))
     if row is None:
         return RotationOutcome.UNKNOWN, None
+    spent = RefreshToken.from_record(row)
     if row["revoked_at"] is not None:
-        return RotationOutcome.REVOKED, row
+        return RotationOutcome.REVOKED, spent
     if row["spent_at"] is not None:
         if row["replaced_by"] is not None and now - row["spent_at"] <= grace:
             successor = await connection.fetchrow(SELECT_UNUSED_SUCCESSOR, row["replaced_by"], now)
             if successor is not None:
-                return RotationOutcome.REPLAYED, successor
+                return RotationOutcome.REPLAYED, RefreshToken.from_record(successor)
         await connection.execute(REVOKE_FAMILY, row["family_id"])
-        return RotationOutcome.REUSED, row
+        return RotationOutcome.REUSED, spent
     if row["expires_at"] <= now:
-        return RotationOutcome.EXPIRED, row
+        return RotationOutcome.EXPIRED, spent
     await connection.execute(SPEND_REFRESH_TOKEN, row["id"], now, successor_id)
-    return RotationOutcome.ROTATED, row
+    return RotationOutcome.ROTATED, spent
 
 
-async def revoke_family_of(connection: Executor, token_hash: bytes) -> None:
-    await connection.execute(REVOKE_FAMILY_OF_TOKEN, token_hash)
+async def revoke_family_of(connection: Executor, token: str) -> None:
+    await connection.execute(REVOKE_FAMILY_OF_TOKEN, token_hash(token))

@@ -116,14 +116,8 @@ SELECT_ALL_MARKETS: Final = (
 )
 SELECT_OPEN: Final = f"SELECT {MARKET_COLUMNS} FROM markets WHERE status = 'open'"
 
+
 # Markets the resolution job looks at: past their end, already closed, or no longer listed.
-SELECT_TO_RESOLVE: Final = f"""
-SELECT {MARKET_COLUMNS} FROM markets
-WHERE status IN ('open', 'closed')
-  AND (status = 'closed' OR ends_at <= $1 OR source_id = ANY($2::text[]))
-"""
-
-
 async def upsert_listings(
     connection: Executor, listings: Sequence[MarketListing], now: datetime
 ) -> list[Market]:
@@ -223,13 +217,6 @@ async def all_markets(connection: Executor, limit: int) -> list[Market]:
 
 async def open_markets(connection: Executor) -> list[Market]:
     return [Market.from_record(row) for row in await connection.fetch(SELECT_OPEN)]
-
-
-async def markets_to_resolve(
-    connection: Executor, now: datetime, unlisted_source_ids: Sequence[str]
-) -> list[Market]:
-    rows = await connection.fetch(SELECT_TO_RESOLVE, now, list(unlisted_source_ids))
-    return [Market.from_record(row) for row in rows]
 
 
 def _market_or_none(row: asyncpg.Record | None) -> Market | None:

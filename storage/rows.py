@@ -42,6 +42,21 @@ class Login:
 
 
 @dataclass(frozen=True, slots=True)
+class RefreshToken:
+    """A refresh token as a rotation reads it: whose it is, its family, its id and issue time
+    (from which the pair it answered is derived again)."""
+
+    id: uuid.UUID
+    user_id: uuid.UUID
+    family_id: uuid.UUID
+    created_at: datetime
+
+    @classmethod
+    def from_record(cls, record: asyncpg.Record) -> Self:
+        return cls(record["id"], record["user_id"], record["family_id"], record["created_at"])
+
+
+@dataclass(frozen=True, slots=True)
 class WalletState:
     """A balance and what the open bets hold: their stakes, and what they would pay if all won."""
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -25,12 +26,21 @@ import asyncpg
 
 from game.markets import Resolution, Side
 from game.settlement import settle_bet
-from storage.database import Connection
+from storage.database import Connection, Executor
+from storage.markets import MARKET_COLUMNS
 from storage.rows import Bet, Market
 
 logger = logging.getLogger("thisthat.settlement")
 
 CHUNK_SIZE: Final = 1000
+
+# Markets that may have ended: closed, past their end time, or missing from the latest listing.
+# MARKET_COLUMNS is a constant column list, never input.
+SELECT_TO_RESOLVE: Final = f"""
+SELECT {MARKET_COLUMNS} FROM markets
+WHERE status IN ('open', 'closed')
+  AND (status = 'closed' OR ends_at <= $1 OR source_id = ANY($2::text[]))
+"""  # noqa: S608
 
 TRANSITION_MARKET: Final = """
 UPDATE markets
@@ -131,6 +141,14 @@ def resolution_of(market: Market) -> Resolution:
     # The transition to 'resolved' sets the side in the same statement.
     assert market.resolved_side is not None
     return Resolution(market.resolved_side)
+
+
+async def markets_to_resolve(
+    connection: Executor, now: datetime, unlisted_source_ids: Sequence[str]
+) -> list[Market]:
+    """The markets whose upstream outcome the resolution job asks about."""
+    rows = await connection.fetch(SELECT_TO_RESOLVE, now, list(unlisted_source_ids))
+    return [Market.from_record(row) for row in rows]
 
 
 async def settle_market(

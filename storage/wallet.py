@@ -10,8 +10,8 @@ from typing import Final
 
 import asyncpg
 
-from game.errors import BalanceCapExceeded, RewardAlreadyClaimed
-from game.rewards import next_claim_at
+from game.errors import BalanceCapExceeded
+from game.rewards import reward_already_claimed
 from storage.database import Executor
 from storage.rows import LedgerEntry, WalletState
 
@@ -62,7 +62,7 @@ async def claim_daily_reward(
     async with pool.acquire() as connection, connection.transaction():
         claimed = await connection.fetchval(INSERT_REWARD_CLAIM, user_id, day, amount)
         if claimed is None:
-            raise RewardAlreadyClaimed(next_claim_at(datetime.combine(day, time(0), UTC)))
+            raise reward_already_claimed(datetime.combine(day, time(0), UTC))
         balance = await connection.fetchval(CREDIT_REWARD, user_id, amount, max_balance)
         if balance is None:
             # Raising rolls the claim back: a refused reward can be claimed later the same day.

@@ -47,7 +47,7 @@ async def handle_auth_refresh(ctx: EventContext, payload: AuthRefresh) -> dict[s
 
 
 async def handle_sync(ctx: EventContext, payload: Empty) -> dict[str, Any]:
-    user = await ctx.app[SERVICES].wallet.user(ctx.session.user_id)
+    user = await ctx.app[SERVICES].accounts.user(ctx.session.user_id)
     state: dict[str, Any] = {"user": user_view(user), "openBets": [], "markets": []}
     for contribute in ctx.app[EVENTS].sync_parts:
         state.update(await contribute(ctx))

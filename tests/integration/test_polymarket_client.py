@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from decimal import Decimal
 
 import aiohttp
@@ -12,7 +13,7 @@ import pytest
 from feeds.parsing import parse_gamma_markets, resolution_from_clob, resolution_from_gamma
 from feeds.polymarket import GAMMA_MAX_OFFSET, USER_AGENT, PolymarketClient, UpstreamError
 from game.markets import Resolution
-from tests.fake_polymarket import FakePolymarket
+from tests.fake_polymarket import FakeMarket, FakePolymarket
 
 NEWSOM = "0x0f49db97f71c68b1e42a6d16e3de93d85dbf7d4148e3f018eb79e88554be9f75"
 NEWSOM_YES = "54533043819946592547517511176940999955633860128497669742211153063842200957669"
@@ -329,3 +330,64 @@ async def test_connection_refused_is_retried_then_raises(
         await client.list_open_markets(10)
     assert client.requests_made == 3
     assert len(sleep.delays) == 2
+
+
+# --- what the poller reads ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A stored market as the odds reader sees it (feeds.polymarket.Quoted)."""
+
+    source_id: str
+    this_token_id: str
+    that_token_id: str
+
+
+def stored(market: FakeMarket) -> Stored:
+    return Stored(market.condition_id, market.this_token, market.that_token)
+
+
+async def test_odds_come_from_midpoints_and_from_gamma_where_a_batch_failed(
+    fake: FakePolymarket, session: aiohttp.ClientSession, sleep: RecordedSleep
+) -> None:
+    markets = fake.add_markets(100)
+    fake.set_price(markets[0].condition_id, "0.615")
+    # One batch at a time, so the first batch (the first 50 markets) takes every failure.
+    client = PolymarketClient(
+        session, fake.gamma_url, fake.clob_url, max_retries=3, max_concurrency=1, sleep=sleep
+    )
+    fake.fail_next(4, status=503, path="/clob/midpoints")
+
+    odds = await client.read_odds([stored(market) for market in markets])
+
+    assert odds == {market.condition_id: market.prices for market in markets}
+    assert odds[markets[0].condition_id] == (Decimal("0.615"), Decimal("0.385"))
+    assert fake.requests["/gamma/markets"] >= 1
+
+
+async def test_a_closed_market_has_no_odds_to_read(
+    fake: FakePolymarket, client: PolymarketClient
+) -> None:
+    trading, closed = fake.add_markets(2)
+    fake.close(closed.condition_id)
+
+    odds = await client.read_odds([stored(trading), stored(closed)])
+
+    assert odds == {trading.condition_id: trading.prices}
+
+
+async def test_upstream_state_open_resolved_and_gone(
+    fake: FakePolymarket, client: PolymarketClient
+) -> None:
+    trading, resolved, gone = fake.add_markets(3)
+    fake.resolve(resolved.condition_id, "that")
+    fake.remove(gone.condition_id)
+
+    open_state = await client.upstream_state(trading.condition_id)
+    assert open_state is not None
+    assert (open_state.closed, open_state.resolution) == (False, None)
+    resolved_state = await client.upstream_state(resolved.condition_id)
+    assert resolved_state is not None
+    assert resolved_state.resolution is Resolution.THAT
+    assert await client.upstream_state(gone.condition_id) is None

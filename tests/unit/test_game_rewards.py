@@ -52,12 +52,19 @@ def test_reward_already_claimed_says_when_to_come_back_in_iso_z() -> None:
 
 
 def test_reward_that_reaches_exactly_the_cap_is_allowed() -> None:
-    check_reward(Decimal("999900.00"), Decimal("100"), Decimal("1000000"))
+    check_reward(Decimal("999900.00"), Decimal("100"), Decimal("0"), Decimal("1000000"))
 
 
 def test_reward_that_would_exceed_the_cap_by_a_cent_is_refused() -> None:
     with pytest.raises(GameError) as exc:
-        check_reward(Decimal("999900.01"), Decimal("100"), Decimal("1000000"))
+        check_reward(Decimal("999900.01"), Decimal("100"), Decimal("0"), Decimal("1000000"))
+    assert exc.value.code is ErrorCode.BALANCE_CAP_EXCEEDED
+
+
+def test_what_open_bets_could_pay_counts_against_the_cap() -> None:
+    check_reward(Decimal("1000.00"), Decimal("100"), Decimal("998900.00"), Decimal("1000000"))
+    with pytest.raises(GameError) as exc:
+        check_reward(Decimal("1000.00"), Decimal("100"), Decimal("998900.01"), Decimal("1000000"))
     assert exc.value.code is ErrorCode.BALANCE_CAP_EXCEEDED
 
 

@@ -1,0 +1,177 @@
+"""Accounts: signing up, signing in, rotating a session's refresh token, signing out.
+
+Passwords and tokens are the transport's tools (bcrypt off the loop, JWT signing keys): the
+use case receives them as the two small interfaces below and decides when each is used. The
+token refusals (invalid, expired, reused) are the transport's too, so a rotation answers its
+outcome and the caller refuses by it; a player who no longer exists is a game refusal, raised here.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+import asyncpg
+
+from game.errors import InvalidCredentials, RateLimited, UserGone
+from game.rules import GameRules
+from storage import accounts
+from storage.accounts import RotationOutcome
+from storage.ratelimit import LoginGuard
+from storage.rows import User
+
+
+class Passwords(Protocol):
+    async def hash(self, password: str) -> str: ...
+
+    async def verify(self, password: str, hashed: str | None) -> bool:
+        """False for a wrong password, and for `hashed` None at the cost of a wrong password."""
+
+
+@dataclass(frozen=True, slots=True)
+class MintedPair:
+    """An access token and a refresh token, signed; the refresh token expires at `refresh_expires_at`."""
+
+    access_token: str
+    refresh_token: str
+    refresh_expires_at: datetime
+
+
+class TokenMint(Protocol):
+    def issue_pair(
+        self,
+        user_id: uuid.UUID,
+        username: str,
+        family_id: uuid.UUID,
+        refresh_id: uuid.UUID,
+        issued_at: datetime,
+    ) -> MintedPair:
+        """The same arguments sign to the same pair: a retried rotation gets it again."""
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    user: User
+    tokens: MintedPair
+
+
+@dataclass(frozen=True, slots=True)
+class Rotation:
+    """What presenting a refresh token came to; `tokens` is set when it was ROTATED or REPLAYED."""
+
+    outcome: RotationOutcome
+    tokens: MintedPair | None
+
+
+class Accounts:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        rules: GameRules,
+        passwords: Passwords,
+        tokens: TokenMint,
+        login_guard: LoginGuard,
+        refresh_grace: timedelta,
+    ) -> None:
+        self.pool = pool
+        self.rules = rules
+        self.passwords = passwords
+        self.tokens = tokens
+        self.login_guard = login_guard
+        self.refresh_grace = refresh_grace
+
+    async def signup(self, username: str, password: str, now: datetime) -> Session:
+        """A new player with the starting credits, signed in; UsernameTaken refuses a taken name."""
+        password_hash = await self.passwords.hash(password)
+        user = await accounts.create_user(
+            self.pool, username, password_hash, self.rules.starting_credits
+        )
+        return await self._open_session(user, now)
+
+    async def login(self, username: str, password: str, address: str, now: datetime) -> Session:
+        """A new session; InvalidCredentials alike for an unknown name and a wrong password.
+
+        Only failures count against a username, and per address first: a stranger's guesses slow
+        the stranger, never the owner signing in from their own address.
+        """
+        wait_ms = await self.login_guard.attempt(username, address)
+        if wait_ms:
+            raise RateLimited("too many attempts; slow down", wait_ms)
+        found = await accounts.get_login(self.pool, username)
+        # Unknown users are checked against a decoy hash: same cost, same answer as a wrong password.
+        if not await self.passwords.verify(password, found.password_hash if found else None):
+            raise InvalidCredentials()
+        assert found is not None
+        await self.login_guard.succeeded(username, address)
+        return await self._open_session(found.user, now)
+
+    async def _open_session(self, user: User, now: datetime) -> Session:
+        """An access token and the first refresh token of a new family."""
+        family_id = uuid.uuid4()
+        refresh_id = uuid.uuid4()
+        tokens = self.tokens.issue_pair(user.id, user.username, family_id, refresh_id, now)
+        await accounts.store_refresh_token(
+            self.pool,
+            tokens.refresh_token,
+            refresh_id,
+            user.id,
+            family_id,
+            tokens.refresh_expires_at,
+            now,
+        )
+        return Session(user, tokens)
+
+    async def refresh(self, refresh_token: str, now: datetime) -> Rotation:
+        """Spend a verified refresh token for a new pair, or say why not.
+
+        ROTATED stores the successor in the spending transaction; REPLAYED (a retry within the
+        grace) signs the successor's pair again. REUSED has revoked the family, and that
+        revocation commits before the caller refuses. UserGone when the token outlived its player.
+        """
+        successor_id = uuid.uuid4()
+        tokens = None
+        user = None
+        async with self.pool.acquire() as connection, connection.transaction():
+            outcome, row = await accounts.spend_refresh_token(
+                connection, refresh_token, now, successor_id, self.refresh_grace
+            )
+            answered = outcome in (RotationOutcome.ROTATED, RotationOutcome.REPLAYED)
+            if answered:
+                assert row is not None
+                user = await accounts.get_user(connection, row.user_id)
+            if answered and user is not None:
+                assert row is not None
+                if outcome is RotationOutcome.ROTATED:
+                    tokens = self.tokens.issue_pair(
+                        user.id, user.username, row.family_id, successor_id, now
+                    )
+                    await accounts.store_refresh_token(
+                        connection,
+                        tokens.refresh_token,
+                        successor_id,
+                        user.id,
+                        row.family_id,
+                        tokens.refresh_expires_at,
+                        now,
+                    )
+                else:
+                    # A retry: the pair answered before, signed again from the same claims.
+                    tokens = self.tokens.issue_pair(
+                        user.id, user.username, row.family_id, row.id, row.created_at
+                    )
+        if answered and user is None:
+            raise UserGone()
+        return Rotation(outcome, tokens)
+
+    async def logout(self, refresh_token: str) -> None:
+        """Revoke the token's whole family: every device holding one of its tokens is signed out."""
+        await accounts.revoke_family_of(self.pool, refresh_token)
+
+    async def user(self, user_id: uuid.UUID) -> User:
+        """The player's account, or UserGone when it no longer exists."""
+        user = await accounts.get_user(self.pool, user_id)
+        if user is None:
+            raise UserGone()
+        return user

@@ -1,0 +1,140 @@
+"""The accounts use case on real PostgreSQL and Redis, with the clock in the test's hands.
+
+Over REST a token cannot be aged; here `now` is an argument, so expiry and the end of the retry
+grace are reached exactly, and each outcome of a rotation is seen with what it hands back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import asyncpg
+import pytest
+import redis.asyncio as redis
+
+from game.errors import InvalidCredentials, RateLimited, UsernameTaken
+from game.rules import GameRules
+from server.passwords import PasswordHasher
+from server.tokens import TokenService
+from services.accounts import Accounts
+from storage.accounts import RotationOutcome
+from storage.ratelimit import LoginGuard
+
+GRACE = timedelta(seconds=10)
+REFRESH_TTL_S = 3600
+START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def passwords() -> Iterator[PasswordHasher]:
+    hasher = PasswordHasher(cost=4)
+    yield hasher
+    hasher.close()
+
+
+@pytest.fixture
+def accounts(db: asyncpg.Pool, redis_client: redis.Redis, passwords: PasswordHasher) -> Accounts:
+    tokens = TokenService(
+        access_secret="test-access-secret-0123456789abcdef",
+        refresh_secret="test-refresh-secret-0123456789abcdef",
+        access_ttl_s=900,
+        refresh_ttl_s=REFRESH_TTL_S,
+        issuer="thisthat",
+        audience="thisthat-clients",
+    )
+    guard = LoginGuard(redis_client, pair=(2, 60), ceiling=(100, 60))
+    rules = GameRules(
+        min_bet_amount=Decimal("1"),
+        max_bet_amount=Decimal("1000"),
+        starting_credits=Decimal("500"),
+        daily_reward_credits=Decimal("100"),
+        max_balance=Decimal("1000000"),
+        odds_max_age_s=30,
+    )
+    return Accounts(db, rules, passwords, tokens, guard, GRACE)
+
+
+async def test_signup_opens_a_session_and_refuses_the_name_twice(
+    accounts: Accounts, db: asyncpg.Pool
+) -> None:
+    session = await accounts.signup("Alice", "correct horse", START)
+    assert session.user.username == "Alice"
+    assert session.user.balance == Decimal("500.00")
+    assert session.tokens.refresh_expires_at == START + timedelta(seconds=REFRESH_TTL_S)
+    assert await db.fetchval("SELECT count(*) FROM refresh_tokens") == 1
+    with pytest.raises(UsernameTaken):
+        await accounts.signup("alice", "another one", START)
+    assert await db.fetchval("SELECT count(*) FROM users") == 1
+
+
+async def test_login_counts_only_failures_against_the_name(accounts: Accounts) -> None:
+    await accounts.signup("bob", "right password", START)
+    with pytest.raises(InvalidCredentials):
+        await accounts.login("bob", "wrong", "10.0.0.1", START)
+    # Successes cost nothing and forget the address's failures: the limit (2) is not reached.
+    for _ in range(3):
+        session = await accounts.login("bob", "right password", "10.0.0.1", START)
+        assert session.user.username == "bob"
+    for _ in range(2):
+        with pytest.raises(InvalidCredentials):
+            await accounts.login("bob", "wrong again", "10.0.0.1", START)
+    # Two failures in the window: even the right password waits now.
+    with pytest.raises(RateLimited):
+        await accounts.login("bob", "right password", "10.0.0.1", START)
+
+
+async def test_an_unknown_name_is_refused_like_a_wrong_password(accounts: Accounts) -> None:
+    await accounts.signup("carol", "right password", START)
+    with pytest.raises(InvalidCredentials) as unknown:
+        await accounts.login("nobody", "right password", "10.0.0.2", START)
+    with pytest.raises(InvalidCredentials) as wrong:
+        await accounts.login("carol", "wrong password", "10.0.0.2", START)
+    assert unknown.value.to_dict() == wrong.value.to_dict()
+
+
+async def test_a_rotation_then_a_retry_then_a_reuse_then_the_revoked_successor(
+    accounts: Accounts, db: asyncpg.Pool
+) -> None:
+    first = (await accounts.signup("dave", "password", START)).tokens
+    rotated_at = START + timedelta(minutes=5)
+
+    rotated = await accounts.refresh(first.refresh_token, rotated_at)
+    assert rotated.outcome is RotationOutcome.ROTATED
+    assert rotated.tokens is not None
+    assert rotated.tokens.refresh_token != first.refresh_token
+
+    retried = await accounts.refresh(first.refresh_token, rotated_at + GRACE)
+    assert retried.outcome is RotationOutcome.REPLAYED
+    assert retried.tokens == rotated.tokens
+
+    reused = await accounts.refresh(first.refresh_token, rotated_at + GRACE + timedelta(seconds=1))
+    assert (reused.outcome, reused.tokens) == (RotationOutcome.REUSED, None)
+    # The reuse revoked the whole family: the successor no longer rotates.
+    successor = await accounts.refresh(rotated.tokens.refresh_token, rotated_at + GRACE * 2)
+    assert (successor.outcome, successor.tokens) == (RotationOutcome.REVOKED, None)
+    assert await db.fetchval("SELECT count(*) FROM refresh_tokens WHERE revoked_at IS NULL") == 0
+
+
+async def test_an_expired_refresh_token_is_refused_and_left_unspent(accounts: Accounts) -> None:
+    first = (await accounts.signup("erin", "password", START)).tokens
+    expired = await accounts.refresh(first.refresh_token, first.refresh_expires_at)
+    assert (expired.outcome, expired.tokens) == (RotationOutcome.EXPIRED, None)
+    still_good = await accounts.refresh(first.refresh_token, first.refresh_expires_at - GRACE)
+    assert still_good.outcome is RotationOutcome.ROTATED
+
+
+async def test_a_token_never_issued_is_unknown_and_logout_revokes_the_family(
+    accounts: Accounts,
+) -> None:
+    unknown = await accounts.refresh("not-a-token-we-issued", START)
+    assert (unknown.outcome, unknown.tokens) == (RotationOutcome.UNKNOWN, None)
+
+    first = (await accounts.signup("frank", "password", START)).tokens
+    rotated = await accounts.refresh(first.refresh_token, START + timedelta(minutes=1))
+    assert rotated.tokens is not None
+    # Signing out with the older token of the family signs out its newest too.
+    await accounts.logout(first.refresh_token)
+    after = await accounts.refresh(rotated.tokens.refresh_token, START + timedelta(minutes=2))
+    assert after.outcome is RotationOutcome.REVOKED
