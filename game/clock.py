@@ -14,8 +14,8 @@ def ensure_utc(dt: datetime) -> datetime:
 
 def iso_z(dt: datetime) -> str:
     """`2026-11-25T08:30:00.123Z`: UTC, millisecond precision (truncated), `Z` suffix."""
-    utc = ensure_utc(dt)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    # isoformat truncates to the millisecond too, and ends in "+00:00" for UTC.
+    return ensure_utc(dt).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def parse_iso(text: str) -> datetime:

@@ -275,6 +275,7 @@ async def serve_socket(
     socket.send = send
 
     deadline = ReadDeadline(server.ping_interval + server.ping_timeout)
+    on_message = server.handlers.get("message")
     lag = request.app.get(LOOP_LAG)
     try:
         while not socket.closed and not writer.closed:
@@ -299,6 +300,14 @@ async def serve_socket(
             except Exception:  # noqa: BLE001 - whatever a peer sends must not raise out of here
                 _log_protocol_error(socket.sid, "undecodable engine.io packet")
                 break
+            if pkt.packet_type == eio_packet.MESSAGE and on_message is not None:
+                # Straight to Socket.IO, which starts its own task per event: engine.io's
+                # `receive` would start one more per message.
+                try:
+                    await on_message(socket.sid, pkt.data)
+                except Exception:  # noqa: BLE001 - logged as the library would, then go on
+                    server.logger.exception("message async handler error")
+                continue
             try:
                 await socket.receive(pkt)
             except Exception:  # noqa: BLE001 - an unknown packet type ends this socket, quietly

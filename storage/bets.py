@@ -92,7 +92,16 @@ class BetRequest:
     max_slippage: Decimal
 
     def with_amount(self, amount: Decimal) -> BetRequest:
-        return dataclasses.replace(self, amount=amount)
+        # Spelled out: dataclasses.replace inspects the fields on every call, once per bet.
+        return BetRequest(
+            self.user_id,
+            self.market_id,
+            self.client_bet_id,
+            self.side,
+            amount,
+            self.expected_odds,
+            self.max_slippage,
+        )
 
     def fields(self) -> dict[str, Any]:
         return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
