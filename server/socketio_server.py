@@ -32,6 +32,7 @@ from server import metrics
 from server.errors import UnknownEvent, ack_error
 from server.logs import RateLimitedLog
 from server.websocket import PreparedMessage, writer_of
+from server.wire import dumps_bytes
 
 logger = logging.getLogger("thisthat.socketio")
 
@@ -217,6 +218,36 @@ class GameSocketServer(socketio.AsyncServer):  # type: ignore[misc]  # untyped l
                 )
             return
         await super()._handle_event(eio_sid, namespace, id, data)
+
+    async def _handle_event_internal(
+        self,
+        server: socketio.AsyncServer,
+        sid: str,
+        eio_sid: str,
+        data: list[Any],
+        namespace: str,
+        id: int | None,
+    ) -> None:
+        """Run the handler and send its ack; an ack of the default namespace to a websocket is
+        encoded in one step (`43<id>[<result>]`, what python-socketio's packet would encode)."""
+        result = await server._trigger_event(data[0], namespace, sid, *data[1:])
+        if id is None or result is self.not_handled:
+            return
+        socket = self.eio.sockets.get(eio_sid)
+        writer = writer_of(socket) if socket is not None else None
+        if writer is not None and not socket.closed and namespace == "/" and type(result) is dict:
+            writer.send(PreparedMessage.text(b"43%d[%b]" % (id, dumps_bytes(result))))
+            return
+        if result is None:
+            payload = []
+        elif isinstance(result, tuple):
+            payload = list(result)
+        else:
+            payload = [result]
+        await server._send_packet(
+            eio_sid,
+            self.packet_class(socketio.packet.ACK, namespace=namespace, id=id, data=payload),
+        )
 
     async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
         self._binary_bytes.pop(eio_sid, None)

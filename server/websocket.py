@@ -100,6 +100,14 @@ class PreparedMessage:
         self._plain: bytes | None = None
         self._deflated: dict[int, bytes] = {}
 
+    @classmethod
+    def text(cls, payload: bytes, *, droppable: bool = False) -> PreparedMessage:
+        """A text message from bytes that are UTF-8 already (orjson's JSON), not decoded and
+        encoded again."""
+        message = cls("", droppable=droppable)
+        message.payload = payload
+        return message
+
     def frame(self, deflate_wbits: int, compress_min_bytes: int) -> bytes:
         if deflate_wbits and len(self.payload) >= compress_min_bytes:
             framed = self._deflated.get(deflate_wbits)
