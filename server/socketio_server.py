@@ -229,8 +229,21 @@ class GameSocketServer(socketio.AsyncServer):  # type: ignore[misc]  # untyped l
         id: int | None,
     ) -> None:
         """Run the handler and send its ack; an ack of the default namespace to a websocket is
-        encoded in one step (`43<id>[<result>]`, what python-socketio's packet would encode)."""
-        result = await server._trigger_event(data[0], namespace, sid, *data[1:])
+        encoded in one step (`43<id>[<result>]`, what python-socketio's packet would encode).
+
+        A registered event of the default namespace calls its handler directly (they are all
+        coroutine functions); python-socketio's general lookup serves everything else.
+        """
+        name = data[0]
+        routes = self.handlers.get("/") if namespace == "/" and type(name) is str else None
+        handler = routes.get(name) if routes else None
+        if handler is None:
+            result = await server._trigger_event(data[0], namespace, sid, *data[1:])
+        else:
+            try:
+                result = await handler(sid, *data[1:])
+            except asyncio.CancelledError:
+                result = None  # as python-socketio answers a handler cancelled mid-way
         if id is None or result is self.not_handled:
             return
         socket = self.eio.sockets.get(eio_sid)
