@@ -7,11 +7,13 @@ deploy/alerts.yml are built on these names.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
+from itertools import accumulate
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import REGISTRY, HistogramMetricFamily, Metric
+from prometheus_client.core import REGISTRY, CounterMetricFamily, HistogramMetricFamily, Metric
 
 # The use cases' own counters, declared in services/metrics.py; listed here so /metrics is one page.
 from services.metrics import (  # noqa: F401
@@ -32,17 +34,56 @@ REST_REQUESTS = Counter(
 REST_LATENCY = Histogram(
     "thisthat_rest_request_seconds", "REST request latency", ["route"], buckets=LATENCY_BUCKETS
 )
-SOCKET_EVENTS = Counter(
-    "thisthat_socket_events_total",
-    "Socket.IO events by name and outcome (ok or error code)",
-    ["event", "outcome"],
-)
-SOCKET_LATENCY = Histogram(
-    "thisthat_socket_event_seconds",
-    "Socket.IO event handling latency until the ack",
-    ["event"],
-    buckets=LATENCY_BUCKETS,
-)
+
+
+class SocketEventStats:
+    """Socket.IO events by name and outcome, and their latency, as plain numbers read at scrape.
+
+    Every answered event lands here, thousands a second; prometheus-client's own counter and
+    histogram take a lock on each update, which the event loop (the only writer) never needs.
+    Exposed as `thisthat_socket_events_total{event,outcome}` and
+    `thisthat_socket_event_seconds{event}` (a histogram on LATENCY_BUCKETS).
+    """
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str], int] = {}
+        # Per event: one count per bucket (the last is +Inf), then the sum of seconds.
+        self.latencies: dict[str, list[float]] = {}
+
+    def record(self, event: str, outcome: str, seconds: float) -> None:
+        key = (event, outcome)
+        self.counts[key] = self.counts.get(key, 0) + 1
+        latency = self.latencies.get(event)
+        if latency is None:
+            latency = self.latencies[event] = [0.0] * (len(LATENCY_BUCKETS) + 2)
+        latency[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        latency[-1] += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        events = CounterMetricFamily(
+            "thisthat_socket_events",
+            "Socket.IO events by name and outcome (ok or error code)",
+            labels=["event", "outcome"],
+        )
+        for (event, outcome), count in self.counts.items():
+            events.add_metric([event, outcome], count)
+        yield events
+        latency = HistogramMetricFamily(
+            "thisthat_socket_event_seconds",
+            "Socket.IO event handling latency until the ack",
+            labels=["event"],
+        )
+        for event, counts in self.latencies.items():
+            cumulative = list(accumulate(counts[:-1]))
+            buckets = [
+                (str(bound), n) for bound, n in zip(LATENCY_BUCKETS, cumulative, strict=False)
+            ]
+            latency.add_metric([event], [*buckets, ("+Inf", cumulative[-1])], counts[-1])
+        yield latency
+
+
+SOCKET_EVENT_STATS = SocketEventStats()
+REGISTRY.register(SOCKET_EVENT_STATS)
 ERRORS = Counter("thisthat_errors_total", "Errors answered, by code", ["code"])
 CONNECTED_SOCKETS = Gauge("thisthat_connected_sockets", "Sockets connected to this node")
 ACTIVE_USERS = Gauge("thisthat_active_users", "Distinct users with a socket on this node")

@@ -120,20 +120,8 @@ async def dispatch(
         _count(route.name, outcome, time.perf_counter() - started)
 
 
-# Labelled children looked up once: `labels()` takes a lock and builds a key on every call.
-_event_counters: dict[tuple[str, str], Any] = {}
-_event_latencies: dict[str, Any] = {}
-
-
 def _count(event: str, outcome: str, seconds: float) -> None:
-    counter = _event_counters.get((event, outcome))
-    if counter is None:
-        counter = _event_counters[event, outcome] = metrics.SOCKET_EVENTS.labels(event, outcome)
-    counter.inc()
-    latency = _event_latencies.get(event)
-    if latency is None:
-        latency = _event_latencies[event] = metrics.SOCKET_LATENCY.labels(event)
-    latency.observe(seconds)
+    metrics.SOCKET_EVENT_STATS.record(event, outcome, seconds)
 
 
 def _check_rate(app: web.Application, route: Route[Any], session: SocketSession) -> None:

@@ -173,6 +173,8 @@ class BetBatcher:
         self.batches += 1
         self.bets += len(batch)
         metrics.BET_BATCH_SIZE.observe(len(batch))
+        # Counted per batch, not per bet: a repeat of a clientBetId placed nothing.
+        metrics.BETS_PLACED.inc(sum(1 for a in answers if isinstance(a, PlacedBet) and a.created))
         for (_, future, _), answer in zip(batch, answers, strict=True):
             if future.done():
                 continue  # the asker is gone (socket closed); the bet stands all the same
@@ -213,7 +215,6 @@ class Betting:
             placed = await self.batcher.place(request.with_amount(stake))
         if placed.created:
             # Only a new bet moved the balance; a repeat of its clientBetId changed nothing.
-            metrics.BETS_PLACED.inc()
             self.notifier.balance_changed(
                 request.user_id, placed.balance, "bet", except_asker=asker
             )
