@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import random
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final, Literal
 
 import asyncpg
+import msgspec
 
 from game.bets import validate_amount
 from game.errors import (
@@ -71,16 +70,15 @@ logger = logging.getLogger("thisthat.bets")
 DEADLOCK_ATTEMPTS: Final = 5
 
 
-@dataclass(frozen=True, slots=True)
-class PlacedBet:
+# Frozen msgspec Structs, not dataclasses: one of each is built for every bet (see rows.Bet).
+class PlacedBet(msgspec.Struct, frozen=True):
     bet: Bet
     balance: Decimal
     # False for a repeat of a clientBetId: the original bet, and nothing was debited.
     created: bool
 
 
-@dataclass(frozen=True, slots=True)
-class BetRequest:
+class BetRequest(msgspec.Struct, frozen=True):
     """One bet as asked for, its amount already validated (game.bets.validate_amount)."""
 
     user_id: uuid.UUID
@@ -92,19 +90,10 @@ class BetRequest:
     max_slippage: Decimal
 
     def with_amount(self, amount: Decimal) -> BetRequest:
-        # Spelled out: dataclasses.replace inspects the fields on every call, once per bet.
-        return BetRequest(
-            self.user_id,
-            self.market_id,
-            self.client_bet_id,
-            self.side,
-            amount,
-            self.expected_odds,
-            self.max_slippage,
-        )
+        return msgspec.structs.replace(self, amount=amount)
 
     def fields(self) -> dict[str, Any]:
-        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        return msgspec.structs.asdict(self)
 
 
 async def place_bets(
