@@ -54,6 +54,11 @@ DecimalInput = Annotated[
 
 def read_decimal(value: object) -> WireDecimal:
     """A finite decimal with at most DECIMAL_PLACES places and a magnitude below DECIMAL_LIMIT."""
+    if type(value) is int:
+        # The common stake (`"amount": 10`): a whole number has no places to check.
+        if abs(value) >= DECIMAL_LIMIT:
+            raise ValueError(f"must be below {DECIMAL_LIMIT:.0E} in magnitude")
+        return WireDecimal(value)
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise TypeError("must be a JSON number or a decimal string")
     text = value if isinstance(value, str) else str(value)
