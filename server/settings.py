@@ -124,7 +124,7 @@ class Settings:
     ws_buffer_limit_bytes: Annotated[int, _allowed("a number of bytes, 1024 or more", ge=1024)] = (
         4 * 1024 * 1024
     )
-    # Bets waiting longer than the target for a sustained moment make new bets refused at once;
+    # While the oldest queued bet has waited longer than the target, new bets are refused at once;
     # a bet that waited past the deadline is refused without being written.
     bet_queue_target_ms: Annotated[int, _allowed("milliseconds above 0", ge=1)] = 50
     bet_queue_deadline_ms: Annotated[int, _allowed("milliseconds above 0", ge=1)] = 2000
