@@ -287,13 +287,7 @@ async def serve_socket(
     lag = request.app.get(LOOP_LAG)
     try:
         while not socket.closed and not writer.closed:
-            try:
-                message = await ws.receive()
-            except asyncio.CancelledError:
-                if not deadline.expired:
-                    raise
-                asyncio.current_task().uncancel()  # type: ignore[union-attr]  # in a task
-                break
+            message = await ws.receive()
             deadline.read()
             if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                 break
@@ -323,6 +317,12 @@ async def serve_socket(
                     break
                 _log_protocol_error(socket.sid, "unexpected engine.io packet")
                 break
+    except asyncio.CancelledError:
+        # The read deadline cancels this task wherever it waits: in the read, or in a packet's
+        # handling (a connect handler's database call, say). Either way the socket just closes.
+        if not deadline.expired:
+            raise
+        asyncio.current_task().uncancel()  # type: ignore[union-attr]  # in a task
     finally:
         deadline.cancel()
         await socket.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
