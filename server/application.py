@@ -15,7 +15,7 @@ from server.announcer import SocketNotifier
 from server.connections import DB_POOL, LOGIN_GUARD, REDIS
 from server.jobs import spawn, stop_if_cancelled
 from server.market_cache import MARKET_CACHE
-from server.overload import LOOP_LAG
+from server.overload import LOOP_LAG, RETRY_AFTER_MS
 from server.passwords import PASSWORDS
 from server.pushes import PUSHES
 from server.settings import RULES, SETTINGS
@@ -40,6 +40,9 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     admission = QueueAdmission(
         target_s=settings.bet_queue_target_ms / 1000,
         deadline_s=settings.bet_queue_deadline_ms / 1000,
+        # The hint the edge gives for the same backlog (server/overload.py), so a busy node
+        # tells a client one thing whichever place refused its bet.
+        retry_after_ms=RETRY_AFTER_MS,
     )
     sign_in = SignIn(
         app[PASSWORDS],

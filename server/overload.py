@@ -2,12 +2,12 @@
 
 Two places refuse. At the edge (server/websocket.py), a `bet:place` frame is answered busy before
 Socket.IO decodes it while the bet queue is backlogged (services/betting.py: its oldest bet has
-waited past the target), and otherwise for a fraction of bets that tracks the lag: the fraction let in shrinks
-by a factor while the loop is late and grows back by steps while it is prompt (AIMD), so past
-capacity the node spends its time on the bets it can place, not on refusing the rest slowly. A
-refusal there costs a fraction of a decoded event, which is what keeps goodput up when far more
-bets arrive than the node can place. Behind it, the router refuses every bet while the lag is
-past the hard limit.
+waited past the target), and otherwise for a fraction of bets that tracks the lag: the fraction
+let in shrinks by a factor while the loop is late and grows back by steps while it is prompt
+(AIMD). So past capacity the node spends its time on the bets it can place, not on refusing the
+rest slowly: a refusal there costs a fraction of a decoded event, which is what keeps goodput up
+when far more bets arrive than the node can place. Behind it, the router refuses every bet while
+the lag is past the hard limit.
 
 Past its capacity an open-loop load (players who keep betting whatever the latency) would
 otherwise grow every queue until every answer came too late to matter. The loop's lag (how

@@ -2,9 +2,9 @@
 
 Micro-batching: a bet waits for nothing artificial. A few workers (BET_WORKERS, 2 by default)
 each take whatever bets have queued up while the previous commit was in flight (one bet when
-the server is quiet, hundreds under load) and place them with `place_bets`, one round trip and one durable commit for the lot.
-So the commit cost is shared and throughput grows with load instead of stopping at one fsync
-per bet.
+the server is quiet, hundreds under load) and place them with `place_bets`, one round trip and
+one durable commit for the lot. So the commit cost is shared and throughput grows with load
+instead of stopping at one fsync per bet.
 
 Admission by the age of the queued work, so goodput holds past capacity: past its capacity an
 open-loop load (players who bet whatever the latency) grows the bet queue until every answer

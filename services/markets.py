@@ -5,9 +5,10 @@ A poller pass reads Polymarket (feeds/polymarket.py, the feed's one entry point)
 and odds to PostgreSQL, and reports what changed to `Markets`; a replayed timeline
 (feeds/replay.py) comes to `Markets` too. Closes go through `Markets.close`, resolutions and
 removals through `Markets.resolve` (storage/settlement.py commits the status with the payouts;
-services/settlement.py takes over after the commit), so a market's status moves in one place. Every change is announced to the caches of all nodes and to the market's
-subscribers. Upstream failures raise out of a pass after the client's retries; the runner counts
-them and tries again next interval. Bad records are skipped and counted, never fatal.
+services/settlement.py takes over after the commit), so a market's status moves in one place.
+Every change is announced to the caches of all nodes and to the market's subscribers. Upstream
+failures raise out of a pass after the client's retries; the runner counts them and tries again
+next interval. Bad records are skipped and counted, never fatal.
 """
 
 from __future__ import annotations
