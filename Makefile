@@ -67,8 +67,8 @@ chaos: $(TEST_STAMP)
 # Refresh the playground's socket.io browser build from the version pinned in tools/package-lock.json.
 play-client:
 	npm ci --prefix tools --no-audit --no-fund
-	cp tools/node_modules/socket.io-client/dist/socket.io.min.js server/static/play/
-	cp tools/node_modules/socket.io-client/LICENSE server/static/play/socket.io-client.LICENSE
+	cp tools/node_modules/socket.io-client/dist/socket.io.min.js server/http/static/play/
+	cp tools/node_modules/socket.io-client/LICENSE server/http/static/play/socket.io-client.LICENSE
 
 # Re-resolve the lock files after changing pyproject.toml's dependencies.
 lock: $(BIN)/python

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from loadtest.plan import OPERATIONS
 from loadtest.system import raise_open_file_limit
-from server.wire import OrjsonModule
+from server.wire.codec import OrjsonModule
 
 ECHO_MARKET: dict[str, Any] = {
     "id": "00000000-0000-4000-8000-000000000001",

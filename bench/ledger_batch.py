@@ -27,10 +27,10 @@ from pathlib import Path
 
 import asyncpg
 
+from game.bets import BetRequest
 from game.markets import Side
 from game.rules import GameRules
 from storage import bets, database
-from storage.bets import BetRequest
 from storage.embedded import EmbeddedServices
 
 RULES = GameRules(odds_max_age_s=24 * 3600.0)

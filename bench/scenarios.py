@@ -18,7 +18,7 @@ from loadtest.plan import LoadPlan, parse_mix
 from loadtest.runner import run_load
 from loadtest.stats import new_histogram, record_seconds, summarize
 from loadtest.system import cpu_seconds, rss_kb
-from server import pushes
+from server.fanout import pushes
 
 BETS_ONLY: Final = parse_mix("bet=1")
 
@@ -137,7 +137,7 @@ async def fanout(
 ) -> dict[str, Any]:
     """One odds tick at a time to every socket of one market room; last delivery and CPU per recipient.
 
-    The tick goes through the same Redis channel the poller's pushes use (server.pushes).
+    The tick goes through the same Redis channel the poller's pushes use (server.fanout.pushes).
     """
     connection = await asyncpg.connect(database_url)
     try:

@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 
-from server.seed import SeedPlan, seed
+from server.cli.seed import SeedPlan, seed
 from server.settings import Settings, load_settings
 from storage import database
 from storage.embedded import EmbeddedServices, free_port

@@ -189,6 +189,20 @@ class PolymarketClient:
         listings = parse_gamma_markets(await self.list_open_markets(limit_total), stats)
         return listings, stats.skipped
 
+    async def listing(self, condition_id: str) -> MarketListing | None:
+        """One market as the listing would have it (the same parsing and filters), if it is an
+        open binary market; None otherwise."""
+        records = [
+            record
+            for record in await self.get_gamma_markets([condition_id])
+            # What the listing asks Gamma for: `active=true&closed=false`.
+            if record.get("active") is True and record.get("closed") is not True
+        ]
+        for listing in parse_gamma_markets(records):
+            if listing.source_id == condition_id:
+                return listing
+        return None
+
     async def read_odds(self, markets: Sequence[Quoted]) -> dict[str, tuple[Decimal, Decimal]]:
         """(this, that) odds by source id: CLOB midpoints, Gamma prices where CLOB has none.
 

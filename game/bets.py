@@ -9,9 +9,13 @@ definition of staleness outside a bet (the feed's status report).
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
+
+import msgspec
 
 from game.clock import ensure_utc
 from game.errors import (
@@ -22,7 +26,7 @@ from game.errors import (
     OddsChanged,
     OddsStale,
 )
-from game.markets import MarketStatus
+from game.markets import MarketStatus, Side
 from game.money import MAX_ODDS, MIN_ODDS, floor_cents, has_at_most_decimals
 from game.rules import GameRules
 
@@ -112,3 +116,21 @@ def check_funds_and_cap(
     worst_case = (balance - amount) + open_potential_payout + payout
     if worst_case > max_balance:
         raise BalanceCapExceeded.for_bet(worst_case, max_balance)
+
+
+class BetRequest(msgspec.Struct, frozen=True):
+    """One bet as asked for, its amount already validated (game.bets.validate_amount)."""
+
+    user_id: uuid.UUID
+    market_id: uuid.UUID
+    client_bet_id: str
+    side: Side
+    amount: Decimal
+    expected_odds: Decimal | None
+    max_slippage: Decimal
+
+    def with_amount(self, amount: Decimal) -> BetRequest:
+        return msgspec.structs.replace(self, amount=amount)
+
+    def fields(self) -> dict[str, Any]:
+        return msgspec.structs.asdict(self)

@@ -2,7 +2,7 @@
 
 Call sites raise `MarketClosed("market is closed")`, never assemble a code and its wording by
 hand, so the same condition gets the same code and words on sockets and over REST. The codes are
-those of docs/protocol.md. Transport refusals (tokens, origins, routes) live in server/errors.py.
+those of docs/protocol.md, the transport's own (tokens, origins, routes, a node not ready) among them.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class GameError(Exception):
     """A refusal with a stable machine code, a human message and optional detail fields.
 
     Each subclass declares its `code` and `http_status` once. The same object becomes a REST
-    body `{"error": ...}` and a socket ack `{"ok": false, "error": ...}` (server/errors.py);
+    body `{"error": ...}` and a socket ack `{"ok": false, "error": ...}` (server/wire/refusals.py);
     `details` are merged into it as top-level keys.
     """
 
@@ -205,3 +205,66 @@ class RewardAlreadyClaimed(GameError):
         super().__init__(
             "daily reward already claimed today (UTC)", nextClaimAt=iso_z(next_claim_at)
         )
+
+
+# Refusals of the way in: tokens, origins, routes and events, and the node's own state.
+
+
+class AuthRequired(GameError):
+    code = ErrorCode.AUTH_REQUIRED
+    http_status = 401
+
+
+class TokenInvalid(GameError):
+    code = ErrorCode.TOKEN_INVALID
+    http_status = 401
+
+
+class TokenExpired(GameError):
+    code = ErrorCode.TOKEN_EXPIRED
+    http_status = 401
+
+
+class RefreshTokenReused(GameError):
+    code = ErrorCode.REFRESH_TOKEN_REUSED
+    http_status = 401
+
+    def __init__(self) -> None:
+        super().__init__("refresh token was already used; sign in again")
+
+
+class ForbiddenOrigin(GameError):
+    code = ErrorCode.FORBIDDEN_ORIGIN
+    http_status = 403
+
+    def __init__(self, origin: str) -> None:
+        super().__init__(f"origin {origin} is not allowed")
+
+
+class RouteNotFound(GameError):
+    code = ErrorCode.NOT_FOUND
+    http_status = 404
+
+
+class UnknownEvent(GameError):
+    code = ErrorCode.UNKNOWN_EVENT
+    http_status = 400
+
+    def __init__(self, event: str, reason: str | None = None) -> None:
+        super().__init__(reason or f"unknown event {event[:100]!r}")
+
+
+class NotReady(GameError):
+    code = ErrorCode.NOT_READY
+    http_status = 503
+
+    def __init__(self, message: str = "a dependency is unavailable; retry shortly") -> None:
+        super().__init__(message)
+
+
+class InternalError(GameError):
+    code = ErrorCode.INTERNAL_ERROR
+    http_status = 500
+
+    def __init__(self) -> None:
+        super().__init__("internal error; it has been logged")

@@ -8,22 +8,27 @@ import aiojobs.aiohttp
 from aiohttp import web
 
 from game.rules import GameRules
-from server import admin, apidocs, drain, engineio_poll, exposure, playground, rest, scrape
-from server.application import services_ctx
-from server.connections import database_ctx, redis_ctx
-from server.errors import error_middleware
-from server.event_limits import EventLimiter
-from server.events import register_all as register_events
-from server.feed import feed_ctx
-from server.market_cache import market_cache_ctx
-from server.overload import loop_lag_ctx
-from server.passwords import passwords_ctx
-from server.pushes import SIO, pushes_ctx
-from server.realtime import create_socket_server, socket_ctx, use_game_websocket
-from server.router import EVENT_LIMITER, EVENTS, EventRouter
-from server.sessions import SESSIONS, SocketSessions
+from server.application.services import services_ctx
+from server.auth.passwords import passwords_ctx
+from server.auth.tokens import TOKENS, TokenService
+from server.fanout.market_cache import market_cache_ctx
+from server.fanout.pushes import pushes_ctx
+from server.http import admin, apidocs, exposure, playground, rest, scrape
+from server.mirror.runner import MIRROR, Mirror, feed_ctx
+from server.runtime.local_limits import CONNECTION_LIMITS, EVENT_LIMITER, EventLimiter
+from server.runtime.overload import loop_lag_ctx
+from server.runtime.readiness import READINESS_CHECKS
+from server.runtime.resources import database_ctx, redis_ctx
 from server.settings import RULES, SETTINGS, Settings
-from server.tokens import TOKENS, TokenService
+from server.sockets.events import register_all as register_events
+from server.sockets.router import EVENTS, EventRouter
+from server.sockets.server import create_socket_server, socket_ctx
+from server.sockets.sessions import SESSIONS, SocketSessions
+from server.transport import drain, engineio_poll
+from server.transport.admission import connection_admission
+from server.transport.socketio_server import SIO
+from server.transport.websocket import use_game_websocket
+from server.wire.refusals import error_middleware
 
 logger = logging.getLogger("thisthat.app")
 
@@ -48,7 +53,7 @@ def create_app(settings: Settings) -> web.Application:
     exposure.redact_unparsable_requests()
     app = web.Application(
         middlewares=[
-            drain.connection_admission,
+            connection_admission,
             rest.cors_middleware,
             rest.metrics_middleware,
             error_middleware,
@@ -67,10 +72,11 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SESSIONS] = SocketSessions(settings.token_expiry_warning_s)
     app[EVENT_LIMITER] = EventLimiter(enabled=settings.rate_limit_enabled)
-    app[drain.CONNECTION_LIMITS] = EventLimiter(enabled=settings.rate_limit_enabled)
-    # `thisthat serve` drains on SIGTERM (server/startup.py) before the app shuts down.
+    app[CONNECTION_LIMITS] = EventLimiter(enabled=settings.rate_limit_enabled)
+    # `thisthat serve` drains on SIGTERM (server/cli/startup.py) before the app shuts down.
     app[drain.DRAIN] = drain.Drain()
-    app[rest.READINESS_CHECKS] = {}
+    app[READINESS_CHECKS] = {}
+    app[MIRROR] = Mirror()
     app[scrape.SCRAPE_STATE] = scrape.ScrapeState()
     # Library patches and the game's events: explicit here, never a side effect of an import.
     engineio_poll.install()

@@ -152,6 +152,18 @@ class Settings:
         1.0
     )
     feed_replay_loop: Flag = False
+    # The market channel (websocket) the feed node streams books from, with FEED=polymarket.
+    polymarket_ws_url: Annotated[str, _allowed("a ws:// or wss:// URL", pattern=r"^wss?://")] = (
+        "wss://ws-subscriptions-clob.polymarket.com/ws/market"
+    )
+    feed_stream: Flag = True
+    feed_stream_tokens_per_connection: Annotated[
+        int, _allowed("a whole number from 2 to 1000", ge=2, le=1000)
+    ] = 200
+    # A market the stream has not kept current for this long is polled over REST again.
+    feed_stream_stale_s: Seconds = 60
+    # At most one `odds` push per market per interval (the latest value wins).
+    odds_push_min_interval_ms: Annotated[int, _allowed("milliseconds above 0", ge=1)] = 250
 
     odds_max_age_s: Seconds = 120
     min_bet_amount: Money = Decimal("10")

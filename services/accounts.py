@@ -8,6 +8,7 @@ outcome and the caller refuses by it; a player who no longer exists is a game re
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,12 +16,21 @@ from typing import Protocol
 
 import asyncpg
 
-from game.errors import InvalidCredentials, RateLimited, UserGone
+from game.errors import (
+    InvalidCredentials,
+    RateLimited,
+    RefreshTokenReused,
+    TokenExpired,
+    TokenInvalid,
+    UserGone,
+)
 from game.rules import GameRules
 from storage import accounts
 from storage.accounts import RotationOutcome
 from storage.ratelimit import LoginGuard
 from storage.rows import User
+
+logger = logging.getLogger("thisthat.accounts")
 
 
 class Passwords(Protocol):
@@ -59,10 +69,10 @@ class Session:
 
 @dataclass(frozen=True, slots=True)
 class Rotation:
-    """What presenting a refresh token came to; `tokens` is set when it was ROTATED or REPLAYED."""
+    """A refresh token spent: ROTATED for a new pair, REPLAYED for a retry within the grace."""
 
     outcome: RotationOutcome
-    tokens: MintedPair | None
+    tokens: MintedPair
 
 
 class Accounts:
@@ -124,11 +134,12 @@ class Accounts:
         return Session(user, tokens)
 
     async def refresh(self, refresh_token: str, now: datetime) -> Rotation:
-        """Spend a verified refresh token for a new pair, or say why not.
+        """Spend a verified refresh token for a new pair, or refuse it.
 
         ROTATED stores the successor in the spending transaction; REPLAYED (a retry within the
-        grace) signs the successor's pair again. REUSED has revoked the family, and that
-        revocation commits before the caller refuses. UserGone when the token outlived its player.
+        grace) signs the successor's pair again. A reused token has revoked its family, and that
+        revocation commits before RefreshTokenReused is raised; TokenExpired and TokenInvalid for
+        an expired or an unknown or revoked one; UserGone when the token outlived its player.
         """
         successor_id = uuid.uuid4()
         tokens = None
@@ -163,6 +174,16 @@ class Accounts:
                     )
         if answered and user is None:
             raise UserGone()
+        if outcome is RotationOutcome.REUSED:
+            logger.warning(
+                "refresh token reused; family revoked",
+                extra={"tokenId": str(row.id) if row else None},
+            )
+            raise RefreshTokenReused()
+        if outcome is RotationOutcome.EXPIRED:
+            raise TokenExpired("refresh token expired")
+        if tokens is None:
+            raise TokenInvalid("refresh token is not valid")
         return Rotation(outcome, tokens)
 
     async def logout(self, refresh_token: str) -> None:

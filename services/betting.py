@@ -28,13 +28,13 @@ from datetime import datetime
 
 import asyncpg
 
-from game.bets import validate_amount
+from game.bets import BetRequest, validate_amount
 from game.errors import GameError, ServerBusy
 from game.rules import GameRules
 from services import metrics
 from services.notifier import Notifier
 from storage import bets
-from storage.bets import BetFilter, BetRequest, PlacedBet
+from storage.bets import BetFilter, PlacedBet
 from storage.rows import Bet
 
 

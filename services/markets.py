@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -42,6 +42,26 @@ class FeedListener(Protocol):
     async def odds_touched(self, market_ids: Sequence[uuid.UUID], at: datetime) -> None: ...
     async def close(self, market_id: uuid.UUID) -> bool: ...
     async def resolve(self, market_id: uuid.UUID, resolution: Resolution) -> object: ...
+
+
+# Reads for the transport's market cache (server/fanout/market_cache.py): its misses and reloads.
+
+
+async def find_market(pool: asyncpg.Pool, market_id: uuid.UUID) -> Market | None:
+    return await market_store.get_market(pool, market_id)
+
+
+async def find_markets(pool: asyncpg.Pool, market_ids: Sequence[uuid.UUID]) -> list[Market]:
+    return await market_store.get_markets(pool, market_ids)
+
+
+async def find_open_markets(pool: asyncpg.Pool) -> list[Market]:
+    return await market_store.open_markets(pool)
+
+
+async def listed_markets(pool: asyncpg.Pool, limit: int) -> list[Market]:
+    """The markets a node keeps in memory: open ones first, then the newest closed."""
+    return await market_store.all_markets(pool, limit)
 
 
 @dataclass
@@ -90,24 +110,56 @@ class MarketPoller:
         report.extra["unlisted"] = len(self.unlisted)
         return report
 
-    async def poll_odds(self) -> PollReport:
-        """Midpoints for every open market's two tokens; Gamma prices where CLOB has none."""
+    async def poll_odds(
+        self,
+        streamed: Collection[uuid.UUID] = frozenset(),
+        fresh: Collection[uuid.UUID] = frozenset(),
+    ) -> PollReport:
+        """Midpoints for every open market's two tokens; Gamma prices where CLOB has none.
+
+        Markets in `streamed` are left to the market channel (it moved them recently enough), and
+        those in `fresh` (the channel keeps them current right now) count as read.
+        """
         report = PollReport("odds")
         requests_before = self.client.requests_made
         open_rows = await market_store.open_markets(self.pool)
-        by_source = {row.source_id: row.id for row in open_rows}
-        odds = await self.client.read_odds(open_rows)
+        polled = [row for row in open_rows if row.id not in streamed]
+        by_source = {row.source_id: row.id for row in polled}
+        odds = await self.client.read_odds(polled) if polled else {}
         readings = [(by_source[source_id], *pair) for source_id, pair in odds.items()]
         now = datetime.now(UTC)
         changed = await market_store.record_odds(self.pool, readings, now)
-        if readings:
-            await self.listener.odds_touched([market_id for market_id, _, _ in readings], now)
+        open_ids = {row.id for row in open_rows}
+        kept_fresh = [market_id for market_id in fresh if market_id in open_ids]
+        if kept_fresh:
+            # record_odds stamped what it read; what the stream keeps current is stamped here.
+            await market_store.touch_odds(self.pool, kept_fresh, now)
+        touched = [market_id for market_id, _, _ in readings] + kept_fresh
+        if touched:
+            await self.listener.odds_touched(touched, now)
+        report.extra["streamed"] = len(open_rows) - len(polled)
         if changed:
             await self.listener.odds_changed(changed, now)
         report.seen, report.changed = len(readings), len(changed)
-        report.skipped = len(open_rows) - len(readings)
+        report.skipped = len(polled) - len(readings)
         report.requests = self.client.requests_made - requests_before
         return report
+
+    async def mirror_new_market(self, condition_id: str) -> bool:
+        """A market announced upstream (the market channel's `new_market`) is stored when it
+        passes the listing's filters and the mirror has room (`FEED_MAX_MARKETS`)."""
+        if len(await market_store.open_markets(self.pool)) >= self.max_markets:
+            return False
+        listing = await self.client.listing(condition_id)
+        if listing is None:
+            return False
+        changed = await market_store.upsert_listings(self.pool, [listing], datetime.now(UTC))
+        if changed:
+            logger.info(
+                "new market mirrored from the market channel", extra={"sourceId": condition_id}
+            )
+            await self.listener.markets_changed(changed)
+        return bool(changed)
 
     async def poll_resolutions(self) -> PollReport:
         """Markets past their end, closed, or no longer listed: ask CLOB (then Gamma) how they ended."""

@@ -1,7 +1,7 @@
 """What the use cases announce, as an interface: the transport implements it with pushes and rooms.
 
 The application layer says *what* happened (a balance moved, a market changed, a board moved);
-server/announcer.py decides how it reaches sockets on every node. Tests may pass a recorder.
+server/fanout/announcer.py decides how it reaches sockets on every node. Tests may pass a recorder.
 """
 
 from __future__ import annotations

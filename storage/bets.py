@@ -13,7 +13,7 @@ from typing import Any, Final, Literal
 import asyncpg
 import msgspec
 
-from game.bets import validate_amount
+from game.bets import BetRequest, validate_amount
 from game.errors import (
     BalanceCapExceeded,
     GameError,
@@ -79,24 +79,6 @@ class PlacedBet(msgspec.Struct, frozen=True):
     balance: Decimal
     # False for a repeat of a clientBetId: the original bet, and nothing was debited.
     created: bool
-
-
-class BetRequest(msgspec.Struct, frozen=True):
-    """One bet as asked for, its amount already validated (game.bets.validate_amount)."""
-
-    user_id: uuid.UUID
-    market_id: uuid.UUID
-    client_bet_id: str
-    side: Side
-    amount: Decimal
-    expected_odds: Decimal | None
-    max_slippage: Decimal
-
-    def with_amount(self, amount: Decimal) -> BetRequest:
-        return msgspec.structs.replace(self, amount=amount)
-
-    def fields(self) -> dict[str, Any]:
-        return msgspec.structs.asdict(self)
 
 
 async def place_bets(

@@ -69,7 +69,12 @@ class FeedStatus:
         self.client = client
 
     async def record(
-        self, job: str, ok: bool, report: PassReport | None = None, error: str | None = None
+        self,
+        job: str,
+        ok: bool,
+        report: PassReport | None = None,
+        error: str | None = None,
+        detail: dict[str, Any] | None = None,
     ) -> None:
         raw = await self.client.hget(keys.FEED_STATUS, job)
         state: dict[str, Any] = orjson.loads(raw) if raw else {"consecutiveFailures": 0}
@@ -88,6 +93,8 @@ class FeedStatus:
         else:
             state["consecutiveFailures"] = int(state.get("consecutiveFailures", 0)) + 1
             state["lastError"] = error
+        if detail is not None:
+            state["detail"] = detail
         await self.client.hset(keys.FEED_STATUS, job, orjson.dumps(state))
 
     async def begin(self, jobs: Sequence[str]) -> None:

@@ -18,6 +18,8 @@ FAST_FEED: dict[str, Any] = {
     "feed_resolution_interval_s": 0.5,
     "feed_lease_ttl_s": 1.5,
     "feed_timeout_s": 1.0,
+    # The REST polls alone; tests of the market channel turn it on with a fake channel's URL.
+    "feed_stream": False,
 }
 
 

@@ -19,9 +19,10 @@ from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage
 from openapi_spec_validator import validate
 
-from server import apidocs, replies
-from server.events import register_all
-from server.router import EventRouter
+from server.http import apidocs
+from server.sockets.events import register_all
+from server.sockets.router import EventRouter
+from server.wire import replies
 from tests.conftest import ServerFactory
 from tests.node_tools import node_tools
 from tests.players import Player

@@ -19,8 +19,8 @@ import socketio
 
 from bench import node_client
 from bench.processes import CpuWindow
+from server.auth.tokens import TokenService
 from server.settings import Settings
-from server.tokens import TokenService
 from storage import audit
 from tests.betting_fixtures import balance_of, insert_market, make_user
 

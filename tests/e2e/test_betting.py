@@ -13,7 +13,7 @@ import redis.asyncio as redis
 from aiohttp import web
 
 from game.markets import Resolution
-from server.application import SERVICES
+from server.application.services import SERVICES
 from storage import audit
 from tests.betting_fixtures import insert_market
 from tests.conftest import PlayerFactory

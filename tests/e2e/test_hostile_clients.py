@@ -16,11 +16,12 @@ import orjson
 import pytest
 import socketio
 
-from server.overload import LOOP_LAG
-from server.pushes import PUSHES, SIO
-from server.rooms import user_room
-from server.sessions import SESSIONS
-from server.websocket import writer_of
+from server.fanout.pushes import PUSHES
+from server.fanout.rooms import user_room
+from server.runtime.overload import LOOP_LAG
+from server.sockets.sessions import SESSIONS
+from server.transport.socketio_server import SIO
+from server.transport.websocket import writer_of
 from storage import accounts
 from tests.betting_fixtures import insert_market
 from tests.conftest import ServerFactory
@@ -39,7 +40,8 @@ async def test_a_binary_header_announcing_millions_of_attachments_ends_the_conne
     player = await signed_up(base, http)
     raw = await RawSocket(base, http).open()
     await raw.authenticate(player.access_token)
-    await raw.send('4459999999-["wallet:get",{"_placeholder":true,"num":0}]')
+    # Engine.IO message (4), Socket.IO BINARY_EVENT (5) announcing 9,999,999 attachments.
+    await raw.send('459999999-["wallet:get",{"_placeholder":true,"num":0}]')
     assert await raw.closed_by_server()
 
 
@@ -50,7 +52,8 @@ async def test_attachments_past_the_message_size_are_not_buffered(
     player = await signed_up(base, http)
     raw = await RawSocket(base, http).open()
     await raw.authenticate(player.access_token)
-    await raw.send('451-["wallet:get",{"_placeholder":true,"num":0}]')
+    # Two attachments announced, so the second is expected: it is refused for its size alone.
+    await raw.send('452-["wallet:get",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]')
     for _ in range(2):  # 2 x 3 KiB: the second crosses the 4 KiB limit
         await raw.send(b"\x04" + b"x" * 3000)
     assert await raw.closed_by_server()

@@ -17,7 +17,7 @@ import asyncpg
 import pytest
 
 from bench.players_csv import convert
-from server.seed import SeedPlan, seed, write_players_file
+from server.cli.seed import SeedPlan, seed, write_players_file
 from server.settings import Settings
 from storage import audit
 from tests.conftest import ServerFactory

@@ -8,7 +8,7 @@ import pytest
 
 from loadtest.plan import LoadPlan, parse_mix
 from loadtest.runner import format_report, run_load
-from server.seed import SeedPlan, seed
+from server.cli.seed import SeedPlan, seed
 from server.settings import Settings
 from storage import audit
 from tests.conftest import ServerFactory

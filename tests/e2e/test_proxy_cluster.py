@@ -34,7 +34,7 @@ NGINX = shutil.which("nginx") or next(
 needs_nginx = pytest.mark.skipif(
     NGINX is None, reason="nginx is not installed (apt-get install nginx-light; .ci/run does)"
 )
-# The server's engine.io ping: interval + timeout, seconds (server/realtime.py).
+# The server's engine.io ping: interval + timeout, seconds (server/sockets/server.py).
 PING_INTERVAL_S, PING_TIMEOUT_S = 25, 20
 
 

@@ -23,8 +23,9 @@ import pytest
 import socketio
 from aiohttp import web
 
+from server.application.services import SERVICES
 from server.settings import SETTINGS
-from server.views import encode_cursor
+from server.wire.views import encode_cursor
 from tests.betting_fixtures import insert_market
 from tests.conftest import PlayerFactory
 from tests.players import Player
@@ -142,11 +143,11 @@ async def test_a_bet_with_odd_decimal_odds_is_a_validation_error_and_changes_not
     no_errors_logged(caplog)
 
 
-async def test_odd_decimals_sent_among_good_bets_fail_alone(
+async def test_odd_decimals_sent_among_good_bets_are_refused_at_the_schema_alone(
     new_player: PlayerFactory, db: asyncpg.Pool, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Good and bad bets sent together, as one batch would gather them: every good one is
-    placed, every bad one refused at the schema, none fails the others."""
+    """Good bets and bets with odd decimals sent together: the odd ones are refused at the
+    schema, before the bet queue, and every good one is placed."""
     player = await new_player()
     market = await insert_market(db)
 
@@ -170,6 +171,50 @@ async def test_odd_decimals_sent_among_good_bets_fail_alone(
     assert [answer["error"]["code"] for answer in bad] == ["VALIDATION_ERROR"] * len(bad)
     assert len((await player.ok("bets:list", {"limit": 50}))["bets"]) == len(good)
     # No batch failed and fell back to placing its bets one by one.
+    warnings = [record for record in caplog.records if record.levelno >= logging.WARNING]
+    assert not warnings, [record.getMessage() for record in warnings]
+
+
+async def test_bets_refused_inside_a_batch_refuse_only_themselves(
+    server: tuple[str, web.Application],
+    new_player: PlayerFactory,
+    db: asyncpg.Pool,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Bets that pass the schema but not the rules reach the bet queue beside good ones and are
+    written in the same batches: each bad one gets its own refusal, every good one is placed,
+    and no batch fails as a whole (which would place its bets again one by one)."""
+    _, app = server
+    player = await new_player()
+    open_market = await insert_market(db)
+    closed_market = await insert_market(db, status="closed")
+    unknown_market = uuid.uuid4()
+
+    def bet(n: int, market: uuid.UUID, **extra: object) -> dict[str, Any]:
+        return {
+            "marketId": str(market),
+            "side": "this",
+            "amount": 10,
+            "clientBetId": f"b{n}",
+        } | extra
+
+    bad = {
+        "INSUFFICIENT_CREDITS": bet(1, open_market, amount=5000),
+        "MARKET_NOT_FOUND": bet(2, unknown_market),
+        "MARKET_CLOSED": bet(3, closed_market),
+        "ODDS_CHANGED": bet(4, open_market, expectedOdds="0.1", maxSlippage="0.01"),
+    }
+    good = [bet(10 + n, open_market) for n in range(8)]
+    payloads = [*bad.values(), *good]
+    batcher = app[SERVICES].batcher
+    queued_before = batcher.bets
+    answers = await asyncio.gather(*(player.call("bet:place", p) for p in payloads))
+    codes = [answer.get("error", {}).get("code") for answer in answers[: len(bad)]]
+    assert codes == list(bad), answers[: len(bad)]
+    assert all(answer["ok"] for answer in answers[len(bad) :]), answers[len(bad) :]
+    # Every one of them, bad ones included, was written through the bet queue's batches.
+    assert batcher.bets - queued_before == len(payloads)
+    assert len((await player.ok("bets:list", {"limit": 50}))["bets"]) == len(good)
     warnings = [record for record in caplog.records if record.levelno >= logging.WARNING]
     assert not warnings, [record.getMessage() for record in warnings]
 

@@ -28,7 +28,7 @@ from typing import Any, Final
 import msgspec
 from hypothesis import strategies as st
 
-from server.views import encode_cursor
+from server.wire.views import encode_cursor
 
 OMIT: Final = object()
 

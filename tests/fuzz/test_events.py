@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from game.errors import ErrorCode
-from server.events import register_all
-from server.router import EventRouter
 from server.settings import SETTINGS
+from server.sockets.events import register_all
+from server.sockets.router import EventRouter
 from tests.fuzz.conftest import (
     DERANDOMIZE,
     EXAMPLES,

@@ -25,8 +25,9 @@ from hypothesis import strategies as st
 from yarl import URL
 
 from game.errors import ErrorCode
-from server import apidocs, schemas
+from server.http import apidocs
 from server.settings import SETTINGS
+from server.wire import schemas
 from tests.fuzz.conftest import DERANDOMIZE, EXAMPLES, Budget, LogWatch, table_counts
 from tests.fuzz.strategies import TEXT_CHARS, Targets, json_values, payloads, signed_tokens
 from tests.players import Player

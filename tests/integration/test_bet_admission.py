@@ -9,12 +9,12 @@ from typing import Any
 import asyncpg
 import pytest
 
+from game.bets import BetRequest
 from game.errors import ErrorCode, GameError
 from game.markets import Side
 from services import betting
 from services.betting import BetBatcher, QueueAdmission
 from storage import audit
-from storage.bets import BetRequest
 from tests.betting_fixtures import RULES, balance_of, insert_market, make_user
 
 

@@ -11,12 +11,12 @@ from decimal import Decimal
 import asyncpg
 import pytest
 
+from game.bets import BetRequest
 from game.errors import ErrorCode, GameError
 from game.markets import Resolution, Side
 from services.betting import BetBatcher
 from storage import audit, bets, settlement
 from storage import markets as market_store
-from storage.bets import BetRequest
 from tests.betting_fixtures import RULES, balance_of, insert_market, make_user
 
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import asyncpg
 
+from game.bets import BetRequest
 from game.markets import MarketListing, Resolution, Side
 from storage import audit, bets, database, settlement
 from storage import markets as market_store
-from storage.bets import BetRequest
 from storage.rows import Market
 from tests.betting_fixtures import RULES, insert_market, make_user
 

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from game.bets import (
+    BetRequest,
     check_fresh,
     check_funds_and_cap,
     check_market_open,
@@ -29,7 +30,6 @@ from game.errors import GameError
 from game.markets import MarketStatus, Side
 from game.rules import GameRules
 from storage import bets
-from storage.bets import BetRequest
 from tests.betting_fixtures import insert_market
 
 _names = itertools.count()

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from game.leaderboard import Period, period_key, period_keys
 from game.markets import Resolution
-from server.application import SERVICES
+from server.application.services import SERVICES
 from storage import audit, keys, leaderboards, settlement
 from storage.embedded import EmbeddedRedis
 from tests.betting_fixtures import bet, insert_market, make_user

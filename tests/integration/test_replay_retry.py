@@ -9,7 +9,7 @@ import pytest
 import redis.asyncio as redis
 
 from feeds.replay import OddsEvent, ReplayEvent
-from server.feed import patient
+from server.mirror.runner import patient
 from storage.feed_status import FeedStatus
 
 

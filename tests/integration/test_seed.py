@@ -10,9 +10,9 @@ from decimal import Decimal
 import asyncpg
 import pytest
 
-from server.seed import SeedError, SeedPlan, seed
+from server.auth.tokens import TokenService
+from server.cli.seed import SeedError, SeedPlan, seed
 from server.settings import Settings
-from server.tokens import TokenService
 from storage import accounts, audit
 
 INSERT_MARKET = """

@@ -8,7 +8,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from server.client_address import resolve
+from server.transport.client_address import resolve
 from tests.conftest import ServerFactory
 from tests.players import Player, unique_name
 

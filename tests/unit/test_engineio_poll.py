@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 from engineio import exceptions
 
-from server.engineio_poll import poll
+from server.transport.engineio_poll import poll
 
 
 def socket_with(*queued: object, wait_s: float = 5.0) -> SimpleNamespace:

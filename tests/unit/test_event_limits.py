@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.event_limits import EventLimiter
+from server.runtime.local_limits import EventLimiter
 
 
 class Clock:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from game.errors import ErrorCode, GameError
-from server.overload import LoopLag
+from server.runtime.overload import LoopLag
 
 
 def test_a_server_within_its_lag_limit_admits() -> None:

@@ -9,8 +9,8 @@ from typing import Any
 import orjson
 import pytest
 
-from server import pushes as pushes_module
-from server.pushes import Pushes
+from server.fanout import pushes as pushes_module
+from server.fanout.pushes import Pushes
 
 
 class CountingRedis:

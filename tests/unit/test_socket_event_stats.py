@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from server.metrics import SocketEventStats
+from server.runtime.metrics import SocketEventStats
 
 
 def exposition(stats: SocketEventStats) -> str:

@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from game.errors import ErrorCode, GameError
-from server.tokens import TokenService
+from server.auth.tokens import TokenService
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 USER = uuid.UUID("00000000-0000-4000-8000-000000000001")

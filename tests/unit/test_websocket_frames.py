@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import zlib
 
-from server.websocket import (
+from server.transport.websocket import (
     OPCODE_TEXT,
     RSV1,
     FrameWriter,

@@ -13,8 +13,8 @@ from decimal import Decimal
 import pytest
 
 from game.errors import ErrorCode, GameError
-from server.schemas import BetPlace, Credentials, MarketGet, MarketIds, parse, read_decimal
-from server.views import (
+from server.wire.schemas import BetPlace, Credentials, MarketGet, MarketIds, parse, read_decimal
+from server.wire.views import (
     decode_cursor,
     decode_seq_cursor,
     decode_time_id_cursor,

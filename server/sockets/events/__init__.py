@@ -1,0 +1,12 @@
+"""Socket.IO event handlers, one module per part of the game, each with its `register`."""
+
+from server.sockets.events import account, bets, leaderboard, markets
+from server.sockets.router import EventRouter
+
+
+def register_all(router: EventRouter) -> None:
+    """Every event of the game and every part of `sync`; the account's `sync` comes first."""
+    account.register(router)
+    bets.register(router)
+    leaderboard.register(router)
+    markets.register(router)

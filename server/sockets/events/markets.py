@@ -1,0 +1,56 @@
+"""Markets for players: list and get from the in-memory cache, subscribe to their rooms."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from server.fanout.market_cache import MARKET_CACHE, lookup
+from server.fanout.rooms import market_room
+from server.runtime.resources import DB_POOL
+from server.sockets.router import EventContext, EventRouter
+from server.transport.socketio_server import SIO
+from server.wire.schemas import MarketGet, MarketIds, MarketsList
+from server.wire.views import market_view
+
+
+async def handle_markets_list(ctx: EventContext, payload: MarketsList) -> dict[str, Any]:
+    markets, next_cursor = ctx.app[MARKET_CACHE].page(payload.status, payload.cursor, payload.limit)
+    return {"markets": markets, "nextCursor": next_cursor}
+
+
+async def handle_market_get(ctx: EventContext, payload: MarketGet) -> dict[str, Any]:
+    row = await lookup(ctx.app[DB_POOL], ctx.app[MARKET_CACHE], str(payload.marketId))
+    return {"market": market_view(row)}
+
+
+async def handle_market_subscribe(ctx: EventContext, payload: MarketIds) -> dict[str, Any]:
+    # All ids are checked before any room is joined: an unknown id changes nothing.
+    ids = list(dict.fromkeys(str(market_id) for market_id in payload.marketIds))
+    rows = [await lookup(ctx.app[DB_POOL], ctx.app[MARKET_CACHE], market_id) for market_id in ids]
+    sio = ctx.app[SIO]
+    for market_id in ids:
+        await sio.enter_room(ctx.sid, market_room(market_id))
+        ctx.session.markets.add(market_id)
+    return {"markets": [market_view(row) for row in rows]}
+
+
+async def handle_market_unsubscribe(ctx: EventContext, payload: MarketIds) -> dict[str, Any]:
+    sio = ctx.app[SIO]
+    for market_id in {str(market_id) for market_id in payload.marketIds}:
+        await sio.leave_room(ctx.sid, market_room(market_id))
+        ctx.session.markets.discard(market_id)
+    return {}
+
+
+async def subscribed_markets(ctx: EventContext) -> dict[str, Any]:
+    cache = ctx.app[MARKET_CACHE]
+    views = [cache.view(market_id) for market_id in sorted(ctx.session.markets)]
+    return {"markets": [view for view in views if view is not None]}
+
+
+def register(router: EventRouter) -> None:
+    router.add("markets:list", MarketsList, handle_markets_list)
+    router.add("market:get", MarketGet, handle_market_get)
+    router.add("market:subscribe", MarketIds, handle_market_subscribe)
+    router.add("market:unsubscribe", MarketIds, handle_market_unsubscribe)
+    router.add_sync_part(subscribed_markets)

@@ -1,0 +1,64 @@
+"""The Socket.IO handshake: a socket is accepted for a valid access token and a user who still
+exists, joins its user's room, and gets its `session` push right after the CONNECT answer."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from game.errors import NotReady, RateLimited
+from server.application.services import SERVICES
+from server.auth.tokens import TOKENS
+from server.fanout.pushes import PUSHES
+from server.fanout.rooms import user_room
+from server.runtime import metrics
+from server.runtime.jobs import spawn
+from server.settings import SETTINGS
+from server.sockets.sessions import SESSIONS, SocketSession
+from server.transport.socketio_server import SIO
+from server.wire.refusals import UNAVAILABLE
+from server.wire.views import user_view
+
+logger = logging.getLogger("thisthat.realtime")
+
+
+async def accept(app: web.Application, sid: str, auth: object, address: str) -> None:
+    """Accept a socket whose handshake carries a valid access token, or raise the refusal."""
+    token = auth.get("token") if isinstance(auth, dict) else None
+    claims = app[TOKENS].verify(token, "access", datetime.now(UTC))
+    sessions = app[SESSIONS]
+    if sessions.sockets_of(claims.user_id) >= app[SETTINGS].sockets_per_user:
+        raise RateLimited("too many sockets open for this user; close one first", 1000)
+    try:
+        # Read before accepting: a socket is only accepted when its `session` can follow.
+        user = await app[SERVICES].accounts.user(claims.user_id)
+    except UNAVAILABLE:
+        logger.warning("socket refused: database unavailable", exc_info=True)
+        raise NotReady() from None
+    session = SocketSession(sid, claims.user_id, claims.username or "", claims.expires_at)
+    sessions.add(session)
+    await app[SIO].enter_room(sid, user_room(claims.user_id))
+    update_gauges(app)
+    logger.info(
+        "socket connected", extra={"sid": sid, "userId": str(claims.user_id), "ip": address}
+    )
+    # `session` must follow the CONNECT packet, which the library sends after this returns.
+    await spawn(app, _greet(app, session, user_view(user)))
+
+
+async def _greet(app: web.Application, session: SocketSession, user: dict[str, Any]) -> None:
+    await asyncio.sleep(0)
+    # This socket lives on this node: deliver directly, no trip through Redis.
+    await app[PUSHES].deliver_here(
+        "session", {"user": user, "serverTime": datetime.now(UTC)}, session.sid
+    )
+
+
+def update_gauges(app: web.Application) -> None:
+    sessions = app[SESSIONS]
+    metrics.CONNECTED_SOCKETS.set(len(sessions))
+    metrics.ACTIVE_USERS.set(sessions.active_users)

@@ -1,0 +1,149 @@
+"""Every place the server reaches into a library's internals, listed once and checked.
+
+The pinned versions (requirements/*.txt) are the ones tested; `library_surface_problems()` reads
+the installed libraries and names each seam that moved, and tests/unit/test_library_seams.py fails
+with those names when an upgrade changes one. The lower bounds in pyproject.toml are the first
+releases with what the code uses (`reason` on disconnects, python-engineio 4.12; python-socketio
+5.12 passes it on).
+
+python-socketio (`socketio.AsyncServer`, server/transport/socketio_server.py), since 5.12:
+- `_engineio_server_class()` returns GameEngineServer, the Engine.IO server with the game's
+  websocket transport and task spawning;
+- `_send_packet(eio_sid, pkt)`: a packet for a websocket socket goes to its frame writer instead
+  of Engine.IO's queue and writer task;
+- `_handle_eio_connect(eio_sid, environ)`: starts the authentication deadline;
+- `_handle_eio_message(eio_sid, data)` and the `_binary_packet` dict it keeps per socket: the
+  attachment count and size limits, and an error ack for a packet that does not decode;
+- `_handle_event(eio_sid, namespace, id, data)`: reserved event names are refused;
+- `_handle_event_internal(server, sid, eio_sid, data, namespace, id)`, with `handlers`,
+  `_trigger_event` and `not_handled`: a registered handler is called directly and its ack
+  encoded in one step;
+- `_handle_eio_disconnect(eio_sid, reason)`: per-socket limits state is dropped;
+- `packet_class`, `manager.get_participants(namespace, room)`: pushes are encoded once per room
+  (server/fanout/pushes.py).
+- `socketio.AsyncRedisManager._redis_connect()` and the `redis_url`, `redis`, `pubsub` and
+  `connected` attributes it sets (server/transport/redis_manager.py): a bounded connection pool.
+
+python-engineio (server/transport/websocket.py, server/transport/engineio_poll.py), since 4.12:
+- `AsyncServer._async["websocket"]` is replaced by the game's websocket loop, which is handed
+  the socket's bound `handle_get_request` (it reads `__self__`);
+- on `AsyncSocket` it reads and sets `queue`, `send`, `connected`, `upgraded`, `upgrading`,
+  `closed`, `server`, and calls `check_ping_timeout()`, `receive(pkt)` and
+  `close(wait=, abort=, reason=)`; on the server it reads `sockets`, `handlers`,
+  `ping_interval`, `ping_timeout` and `reason.TRANSPORT_CLOSE`;
+- `AsyncSocket.poll` is replaced process-wide by a leaner wait (`engineio_poll.install()`);
+- `AsyncServer.disconnect(sid)` closes without waiting for a long-poll to take the queue (with
+  `reason.SERVER_DISCONNECT`), and `start_background_task(target, ...)` keeps the loop it found.
+
+aiohttp (server/http/exposure.py), since 3.11:
+- `aiohttp.web_response.SERVER_SOFTWARE` is overwritten so no `Server` header names versions.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable
+from typing import Any, Final
+
+import engineio
+import socketio
+from aiohttp import web_response
+from engineio import async_socket
+
+# Overridden methods and the parameters the overrides are written against, in order.
+OVERRIDDEN: Final[tuple[tuple[type[Any], str, tuple[str, ...]], ...]] = (
+    (socketio.AsyncServer, "_engineio_server_class", ("self",)),
+    (socketio.AsyncServer, "_send_packet", ("self", "eio_sid", "pkt")),
+    (socketio.AsyncServer, "_handle_eio_connect", ("self", "eio_sid", "environ")),
+    (socketio.AsyncServer, "_handle_eio_message", ("self", "eio_sid", "data")),
+    (socketio.AsyncServer, "_handle_event", ("self", "eio_sid", "namespace", "id", "data")),
+    (
+        socketio.AsyncServer,
+        "_handle_event_internal",
+        ("self", "server", "sid", "eio_sid", "data", "namespace", "id"),
+    ),
+    (socketio.AsyncServer, "_handle_eio_disconnect", ("self", "eio_sid", "reason")),
+    (socketio.AsyncServer, "_trigger_event", ("self", "event", "namespace", "args")),
+    (socketio.AsyncRedisManager, "_redis_connect", ("self",)),
+    (engineio.AsyncServer, "disconnect", ("self", "sid")),
+    (engineio.AsyncServer, "start_background_task", ("self", "target")),
+    (async_socket.AsyncSocket, "poll", ("self",)),
+    (async_socket.AsyncSocket, "check_ping_timeout", ("self",)),
+    (async_socket.AsyncSocket, "receive", ("self", "pkt")),
+    (async_socket.AsyncSocket, "close", ("self", "wait", "abort", "reason")),
+    (async_socket.AsyncSocket, "handle_get_request", ("self", "environ")),
+)
+
+SOCKETIO_SERVER_ATTRIBUTES: Final = (
+    "_binary_packet",
+    "handlers",
+    "not_handled",
+    "packet_class",
+    "manager",
+    "eio",
+)
+ENGINEIO_SERVER_ATTRIBUTES: Final = (
+    "_async",
+    "sockets",
+    "handlers",
+    "ping_interval",
+    "ping_timeout",
+    "reason",
+)
+ENGINEIO_SOCKET_ATTRIBUTES: Final = (
+    "queue",
+    "send",
+    "connected",
+    "upgraded",
+    "upgrading",
+    "closed",
+    "server",
+)
+
+
+def _parameters(function: Callable[..., Any]) -> tuple[str, ...]:
+    return tuple(
+        name
+        for name, parameter in inspect.signature(function).parameters.items()
+        if parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
+    )
+
+
+def _missing(owner: object, names: Iterable[str], what: str) -> list[str]:
+    return [f"{what} has no attribute {name!r}" for name in names if not hasattr(owner, name)]
+
+
+def library_surface_problems() -> list[str]:
+    """Each seam above that the installed libraries no longer offer as the code expects."""
+    problems = []
+    for owner, name, expected in OVERRIDDEN:
+        where = f"{owner.__module__}.{owner.__qualname__}.{name}"
+        function = getattr(owner, name, None)
+        if function is None:
+            problems.append(f"{where} is gone")
+            continue
+        found = _parameters(function)
+        # A trailing `*args` in the library (`_trigger_event(self, event, namespace, *args)`) is
+        # listed by name in `expected`; compare what both declare.
+        if found != expected[: len(found)] or len(found) < len(expected) - 1:
+            problems.append(f"{where} takes {found}, the override expects {expected}")
+    sio = socketio.AsyncServer(async_mode="aiohttp")
+    problems += _missing(sio, SOCKETIO_SERVER_ATTRIBUTES, "socketio.AsyncServer")
+    if not isinstance(getattr(sio, "_binary_packet", None), dict):
+        problems.append("socketio.AsyncServer._binary_packet is no longer a dict")
+    if not hasattr(sio.manager, "get_participants"):
+        problems.append("socketio's manager has no get_participants")
+    eio = sio.eio
+    problems += _missing(eio, ENGINEIO_SERVER_ATTRIBUTES, "engineio.AsyncServer")
+    if "websocket" not in getattr(eio, "_async", {}):
+        problems.append("engineio.AsyncServer._async has no 'websocket' entry")
+    for reason in ("TRANSPORT_CLOSE", "SERVER_DISCONNECT"):
+        if not hasattr(getattr(eio, "reason", None), reason):
+            problems.append(f"engineio.AsyncServer.reason has no {reason}")
+    socket = async_socket.AsyncSocket(eio, "seam-check")
+    problems += _missing(socket, ENGINEIO_SOCKET_ATTRIBUTES, "engineio.AsyncSocket")
+    if not isinstance(eio, engineio.AsyncServer):
+        problems.append("socketio.AsyncServer.eio is not an engineio.AsyncServer")
+    if not isinstance(getattr(web_response, "SERVER_SOFTWARE", None), str):
+        problems.append("aiohttp.web_response.SERVER_SOFTWARE is gone")
+    return problems

@@ -1,0 +1,392 @@
+"""The engine.io websocket transport, written for a game server's traffic: many small frames out.
+
+python-engineio's own websocket loop gives every socket a writer task that wakes once per packet
+and makes one transport write (one syscall) per frame, and compresses every frame when the client
+negotiated permessage-deflate. Here a socket that reached the websocket transport writes its
+frames itself:
+
+- frames queued during one turn of the event loop go out in one transport write;
+- frames under `compress_min_bytes` go out uncompressed even when deflate was negotiated (a
+  50-byte ack gains nothing from deflate but costs the client an inflate); larger frames are
+  deflated, each on its own (no context carried between messages), so one compressed frame is
+  valid for every recipient and a fan-out compresses once;
+- a push goes to many sockets as one prepared message: encoded, framed and compressed once, and
+  the same bytes appended to each recipient's buffer, with no task per recipient;
+- a socket whose peer does not read is bounded: above the high-water mark, pushes that a newer
+  one supersedes (odds, leaderboards, balances) are skipped for it, and past the limit it is
+  disconnected instead of being buffered without bound.
+
+Sockets still on HTTP long-polling keep python-engineio's queue, unchanged. The reading side is
+one loop per socket with one idle timer (`ReadDeadline`) and no task per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import struct
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import socketio
+from aiohttp import WSMsgType, web
+from engineio import packet as eio_packet
+
+from game.errors import ServerBusy
+from server.runtime import metrics
+from server.runtime.logs import RateLimitedLog
+from server.runtime.overload import LOOP_LAG, RETRY_AFTER_MS
+from server.settings import Settings
+from server.wire.codec import dumps_bytes
+from server.wire.refusals import ack_error
+
+logger = logging.getLogger("thisthat.websocket")
+
+OPCODE_TEXT: Final = 0x1
+OPCODE_BINARY: Final = 0x2
+FIN: Final = 0x80
+RSV1: Final = 0x40
+DEFLATE_TAIL: Final = b"\x00\x00\xff\xff"
+CLOSE_TIMEOUT_S: Final = 2.0
+# A `bet:place` event asking for an ack, as the engine.io message carries it: 4, 2, ack id.
+_BET_FRAME: Final = re.compile(r'42(\d{1,15})\["bet:place"')
+# The same refusal the router gives a bet while the server is busy, encoded once.
+BUSY_ACK: Final = dumps_bytes([ack_error(ServerBusy(RETRY_AFTER_MS))]).decode()
+
+
+@dataclass(frozen=True, slots=True)
+class WireLimits:
+    """How a websocket's outgoing side is bounded; from settings."""
+
+    compress_min_bytes: int = 1024
+    # Above this many bytes waiting to be sent, superseded pushes are skipped for the socket.
+    high_water_bytes: int = 256 * 1024
+    # Past this many, the socket is dropped: its peer is not reading.
+    limit_bytes: int = 4 * 1024 * 1024
+
+
+def frame_header(opcode: int, length: int, rsv: int = 0) -> bytes:
+    """An unmasked (server to client) websocket frame header, RFC 6455 section 5.2."""
+    first = FIN | rsv | opcode
+    if length < 126:
+        return struct.pack("!BB", first, length)
+    if length < 65536:
+        return struct.pack("!BBH", first, 126, length)
+    return struct.pack("!BBQ", first, 127, length)
+
+
+def deflate_message(payload: bytes, wbits: int) -> bytes:
+    """One message deflated from a fresh state (RFC 7692 section 7.2.1): valid for any receiver."""
+    compressor = zlib.compressobj(zlib.Z_BEST_SPEED, zlib.DEFLATED, -wbits)
+    body = compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    return body.removesuffix(DEFLATE_TAIL)
+
+
+class PreparedMessage:
+    """One engine.io packet as websocket frames, built once and shared by every recipient."""
+
+    __slots__ = ("_deflated", "_plain", "droppable", "opcode", "payload")
+
+    def __init__(self, encoded: str | bytes, *, droppable: bool = False) -> None:
+        if isinstance(encoded, str):
+            self.payload = encoded.encode()
+            self.opcode = OPCODE_TEXT
+        else:
+            self.payload = bytes(encoded)
+            self.opcode = OPCODE_BINARY
+        # A newer message of the same kind makes this one useless (odds, leaderboards, balance).
+        self.droppable = droppable
+        self._plain: bytes | None = None
+        self._deflated: dict[int, bytes] = {}
+
+    @classmethod
+    def text(cls, payload: bytes, *, droppable: bool = False) -> PreparedMessage:
+        """A text message from bytes that are UTF-8 already (orjson's JSON), not decoded and
+        encoded again."""
+        message = cls("", droppable=droppable)
+        message.payload = payload
+        return message
+
+    def frame(self, deflate_wbits: int, compress_min_bytes: int) -> bytes:
+        if deflate_wbits and len(self.payload) >= compress_min_bytes:
+            framed = self._deflated.get(deflate_wbits)
+            if framed is None:
+                body = deflate_message(self.payload, deflate_wbits)
+                framed = frame_header(self.opcode, len(body), RSV1) + body
+                self._deflated[deflate_wbits] = framed
+            return framed
+        if self._plain is None:
+            self._plain = frame_header(self.opcode, len(self.payload)) + self.payload
+        return self._plain
+
+
+class FrameWriter:
+    """The outgoing side of one websocket: frames gathered per loop turn, written once, bounded."""
+
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        deflate_wbits: int,
+        limits: WireLimits,
+        on_overflow: Callable[[], None],
+    ) -> None:
+        self.transport = transport
+        self.deflate_wbits = deflate_wbits
+        self.limits = limits
+        self._on_overflow = on_overflow
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._flush_scheduled = False
+        # Looked up once: on Python 3.11 each lookup of the running loop is a getpid() call.
+        self._loop = asyncio.get_running_loop()
+        self.closed = False
+        self.skipped = 0
+
+    def buffered(self) -> int:
+        return self._pending_bytes + self.transport.get_write_buffer_size()
+
+    def send(self, message: PreparedMessage) -> bool:
+        """Queue one message; False when it was skipped or the socket is gone."""
+        if self.closed or self.transport.is_closing():
+            return False
+        waiting = self.buffered()
+        if waiting > self.limits.high_water_bytes:
+            if waiting > self.limits.limit_bytes:
+                metrics.SLOW_SOCKETS_DROPPED.inc()
+                self.abort()
+                self._on_overflow()
+                return False
+            if message.droppable:
+                self.skipped += 1
+                metrics.PUSHES_SKIPPED.inc()
+                return False
+        frame = message.frame(self.deflate_wbits, self.limits.compress_min_bytes)
+        self._pending.append(frame)
+        self._pending_bytes += len(frame)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self.flush)
+        return True
+
+    def flush(self) -> None:
+        self._flush_scheduled = False
+        if not self._pending:
+            return
+        data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+        self._pending.clear()
+        self._pending_bytes = 0
+        if self.closed or self.transport.is_closing():
+            return
+        self.transport.write(data)
+
+    def abort(self) -> None:
+        """Drop the connection at once, discarding what it has not read."""
+        self.closed = True
+        self._pending.clear()
+        self._pending_bytes = 0
+        self.transport.abort()
+
+
+class ReadDeadline:
+    """Ends the read of a connection whose peer has sent nothing for `timeout_s`.
+
+    One timer per connection, re-armed only when it fires, instead of a timeout context around
+    every received frame: that context (a timer, a task lookup and a running-loop lookup, each a
+    getpid() on Python 3.11) cost more per frame than the rest of the read loop. On expiry the
+    reading task is cancelled and `expired` is set, as `asyncio.timeout` would.
+    """
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self.expired = False
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        self.last_read = self._loop.time()
+        self._timer = self._loop.call_later(timeout_s, self._check)
+
+    def read(self) -> None:
+        self.last_read = self._loop.time()
+
+    def _check(self) -> None:
+        quiet = self._loop.time() - self.last_read
+        if quiet < self.timeout_s:
+            self._timer = self._loop.call_later(self.timeout_s - quiet, self._check)
+        elif self._task is not None:
+            self.expired = True
+            self._task.cancel()
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
+class GameWebSocket:
+    """Stands in for python-engineio's aiohttp websocket wrapper (`server._async['websocket']`).
+
+    engine.io hands it the socket's own handler; instead of running that handler (a reader loop
+    plus a writer task), it runs `serve_socket` for the same engine.io socket.
+    """
+
+    limits: WireLimits = WireLimits()
+
+    def __init__(self, handler: Any, server: Any) -> None:
+        self.engineio_socket = handler.__self__
+        self.server = server
+
+    async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
+        request: web.Request = environ["aiohttp.request"]
+        ws = web.WebSocketResponse(max_msg_size=self.server.max_http_buffer_size)
+        await ws.prepare(request)
+        await serve_socket(self.engineio_socket, ws, request, self.limits)
+        return ws
+
+
+def websocket_class(limits: WireLimits) -> type[GameWebSocket]:
+    """A GameWebSocket bound to `limits`, for `engineio_server._async['websocket']`."""
+    return type("ConfiguredGameWebSocket", (GameWebSocket,), {"limits": limits})
+
+
+async def serve_socket(
+    socket: Any, ws: web.WebSocketResponse, request: web.Request, limits: WireLimits
+) -> None:
+    """Run one engine.io socket over an open websocket until either side closes it."""
+    server = socket.server
+    if socket.connected and not await _finish_upgrade(socket, ws):
+        return
+    socket.connected = True
+    socket.upgraded = True
+    transport = request.transport
+    assert transport is not None
+    closing: list[asyncio.Task[None]] = []
+
+    def overflowed() -> None:
+        # The aborted transport ends the read loop below, which closes the socket properly.
+        logger.warning("socket dropped: peer is not reading", extra={"sid": socket.sid})
+
+    writer = FrameWriter(transport, int(ws.compress or 0), limits, overflowed)
+    socket.frame_writer = writer
+
+    async def send(pkt: eio_packet.Packet) -> None:
+        if not await socket.check_ping_timeout():
+            return
+        writer.send(PreparedMessage(pkt.encode()))
+        if pkt.packet_type == eio_packet.CLOSE:
+            writer.flush()
+            closing.append(asyncio.ensure_future(_close(ws, writer)))
+
+    # Packets queued while the socket was on polling or upgrading go out first, in order.
+    while not socket.queue.empty():
+        pkt = socket.queue.get_nowait()
+        socket.queue.task_done()
+        if pkt is not None:
+            writer.send(PreparedMessage(pkt.encode()))
+    socket.send = send
+
+    deadline = ReadDeadline(server.ping_interval + server.ping_timeout)
+    on_message = server.handlers.get("message")
+    lag = request.app.get(LOOP_LAG)
+    try:
+        while not socket.closed and not writer.closed:
+            message = await ws.receive()
+            deadline.read()
+            if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+                break
+            if lag is not None and lag.sheds_some():
+                busy = _BET_FRAME.match(message.data) if message.type == WSMsgType.TEXT else None
+                if busy is not None and lag.sheds_at_edge():
+                    # Past capacity: answered before Socket.IO decodes it (server/runtime/overload.py).
+                    writer.send(PreparedMessage(f"43{busy.group(1)}{BUSY_ACK}"))
+                    continue
+            try:
+                pkt = eio_packet.Packet(encoded_packet=message.data)
+            except Exception:  # noqa: BLE001 - whatever a peer sends must not raise out of here
+                _log_protocol_error(socket.sid, "undecodable engine.io packet")
+                break
+            if pkt.packet_type == eio_packet.MESSAGE and on_message is not None:
+                # Straight to Socket.IO, which starts its own task per event: engine.io's
+                # `receive` would start one more per message.
+                try:
+                    await on_message(socket.sid, pkt.data)
+                except Exception:  # noqa: BLE001 - logged as the library would, then go on
+                    server.logger.exception("message async handler error")
+                continue
+            try:
+                await socket.receive(pkt)
+            except Exception:  # noqa: BLE001 - an unknown packet type ends this socket, quietly
+                if socket.closed:
+                    break
+                _log_protocol_error(socket.sid, "unexpected engine.io packet")
+                break
+    except asyncio.CancelledError:
+        # The read deadline cancels this task wherever it waits: in the read, or in a packet's
+        # handling (a connect handler's database call, say). Either way the socket just closes.
+        if not deadline.expired:
+            raise
+        asyncio.current_task().uncancel()  # type: ignore[union-attr]  # in a task
+    finally:
+        deadline.cancel()
+        await socket.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
+        writer.flush()
+        if closing:
+            await asyncio.gather(*closing, return_exceptions=True)
+        elif not ws.closed and not writer.closed:
+            await _close(ws, writer)
+
+
+async def _finish_upgrade(socket: Any, ws: web.WebSocketResponse) -> bool:
+    """The polling to websocket upgrade of engine.io v4: probe ping, pong, then UPGRADE."""
+    socket.upgrading = True
+    try:
+        probe = await ws.receive(socket.server.ping_timeout)
+        if probe.type != WSMsgType.TEXT or probe.data != "2probe":
+            return False
+        await ws.send_str("3probe")
+        # Ends the pending long-poll GET so the client can complete the switch.
+        await socket.queue.put(eio_packet.Packet(eio_packet.NOOP))
+        upgrade = await ws.receive(socket.server.ping_timeout)
+        return upgrade.type == WSMsgType.TEXT and upgrade.data == "5"
+    except TimeoutError:
+        return False
+    finally:
+        socket.upgrading = False
+
+
+async def _close(ws: web.WebSocketResponse, writer: FrameWriter) -> None:
+    """A closing handshake that cannot hang on a peer that stopped reading."""
+    if writer.closed:
+        return
+    if writer.buffered() > writer.limits.high_water_bytes:
+        writer.abort()
+        return
+    try:
+        async with asyncio.timeout(CLOSE_TIMEOUT_S):
+            await ws.close()
+    except (TimeoutError, ConnectionError):
+        writer.abort()
+
+
+# At most one line a second for bad frames, however many a peer sends.
+_bad_frames = RateLimitedLog(logger, "socket closed: bad engine.io packet")
+
+
+def _log_protocol_error(sid: str, what: str) -> None:
+    metrics.PROTOCOL_ERRORS.inc()
+    _bad_frames.warn(sid=sid, reason=what)
+
+
+def writer_of(socket: Any) -> FrameWriter | None:
+    """The frame writer of an engine.io socket on the websocket transport, else None."""
+    writer: FrameWriter | None = getattr(socket, "frame_writer", None)
+    return writer
+
+
+def use_game_websocket(sio: socketio.AsyncServer, settings: Settings) -> None:
+    """Sockets on the websocket transport write their own frames (this module)."""
+    wire = WireLimits(
+        compress_min_bytes=settings.ws_compress_min_bytes,
+        high_water_bytes=settings.ws_buffer_high_water_bytes,
+        limit_bytes=settings.ws_buffer_limit_bytes,
+    )
+    sio.eio._async = {**sio.eio._async, "websocket": websocket_class(wire)}

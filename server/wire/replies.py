@@ -1,0 +1,244 @@
+"""What the server sends: ack data, pushes and REST bodies, declared as msgspec types.
+
+The views build plain dicts for speed; these types describe those dicts for the API documents
+(server/http/apidocs.py), and the tests convert real answers into them, so a view that drifts from
+its documented shape fails a test.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from game.errors import ErrorCode
+
+# Decimals travel as exact JSON numbers (server/wire/codec.py), not as msgspec's default strings;
+# server/http/apidocs.py gives schemas marked with WIRE_TYPE that JSON type.
+WIRE_TYPE = "x-wire-type"
+Number = Annotated[Decimal, msgspec.Meta(extra_json_schema={WIRE_TYPE: "number"})]
+Credits = Annotated[
+    Decimal,
+    msgspec.Meta(extra_json_schema={WIRE_TYPE: "number", "description": "at most 2 decimals"}),
+]
+Odds = Annotated[
+    Decimal,
+    msgspec.Meta(
+        extra_json_schema={
+            WIRE_TYPE: "number",
+            "minimum": 0.0001,
+            "maximum": 0.9999,
+            "description": "implied probability of the side, at most 4 decimals",
+        }
+    ),
+]
+Uuid = Annotated[str, msgspec.Meta(description="a UUID")]
+Period = Literal["all", "week", "day"]
+
+
+class Reply(msgspec.Struct, kw_only=True):
+    """Base of every documented answer."""
+
+
+class Error(Reply):
+    """A refusal: a stable code, a message for humans, and fields that depend on the code."""
+
+    code: ErrorCode
+    message: str
+    details: dict[str, Any] | None = None
+
+
+class ErrorBody(Reply):
+    error: Error
+
+
+class AckError(Reply):
+    ok: Literal[False]
+    error: Error
+
+
+class ConnectRefusal(Reply):
+    """The `connect_error` data when the handshake token is missing, bad or expired."""
+
+    message: str
+    code: ErrorCode
+    data: Error
+
+
+class HandshakeAuth(Reply):
+    """The Socket.IO handshake `auth` object."""
+
+    token: Annotated[str, msgspec.Meta(description="an access token from /auth/signup or login")]
+
+
+class User(Reply):
+    id: Uuid
+    username: str
+    balance: Credits
+    createdAt: datetime
+
+
+class Market(Reply):
+    id: Uuid
+    question: str
+    thisLabel: str
+    thatLabel: str
+    thisOdds: Odds | None
+    thatOdds: Odds | None
+    oddsUpdatedAt: datetime | None
+    status: Literal["open", "closed", "resolved", "cancelled"]
+    endsAt: datetime | None
+    resolvedSide: Literal["this", "that", "split"] | None
+    category: str | None
+    imageUrl: str | None
+    source: str
+    sourceId: str
+
+
+class Bet(Reply):
+    id: Uuid
+    clientBetId: str
+    marketId: Uuid
+    side: Literal["this", "that"]
+    amount: Credits
+    odds: Odds
+    potentialPayout: Credits
+    status: Literal["open", "won", "lost", "split", "refunded"]
+    payout: Credits | None
+    placedAt: datetime
+    settledAt: datetime | None
+
+
+class LedgerEntry(Reply):
+    id: Uuid
+    kind: Literal["signup_bonus", "daily_reward", "bet_stake", "bet_payout", "bet_refund"]
+    amount: Number
+    balanceAfter: Credits
+    betId: Uuid | None
+    createdAt: datetime
+
+
+class Standing(Reply):
+    rank: int
+    userId: Uuid
+    username: str
+    pnl: Number
+
+
+class MyStanding(Reply):
+    rank: int
+    pnl: Number
+
+
+# Ack data
+class Nothing(Reply):
+    """An empty object: the request was done."""
+
+
+class MarketsPage(Reply):
+    markets: list[Market]
+    nextCursor: str | None
+
+
+class MarketReply(Reply):
+    market: Market
+
+
+class MarketsReply(Reply):
+    markets: list[Market]
+
+
+class BetReply(Reply):
+    bet: Bet
+    balance: Credits
+
+
+class BetsPage(Reply):
+    bets: list[Bet]
+    nextCursor: str | None
+
+
+class Wallet(Reply):
+    balance: Credits
+    openStake: Credits
+    openPotentialPayout: Credits
+
+
+class HistoryPage(Reply):
+    entries: list[LedgerEntry]
+    nextCursor: str | None
+
+
+class RewardClaimed(Reply):
+    amount: Credits
+    balance: Credits
+    nextClaimAt: datetime
+
+
+class Standings(Reply):
+    period: Period
+    entries: list[Standing]
+    me: MyStanding | None
+
+
+class Expiry(Reply):
+    expiresAt: datetime
+
+
+class SyncState(Reply):
+    user: User
+    openBets: list[Bet]
+    markets: list[Market]
+
+
+# Pushes
+class SessionPush(Reply):
+    user: User
+    serverTime: datetime
+
+
+class OddsTick(Reply):
+    marketId: Uuid
+    thisOdds: Odds
+    thatOdds: Odds
+    at: datetime
+
+
+class BalancePush(Reply):
+    balance: Credits
+    reason: Literal["bet", "payout", "refund", "reward"]
+
+
+class LeaderboardPush(Reply):
+    period: Period
+    entries: list[Standing]
+
+
+# REST bodies
+class AuthSession(Reply):
+    user: User
+    accessToken: str
+    refreshToken: str
+    accessExpiresIn: Annotated[int, msgspec.Meta(description="seconds")]
+
+
+class TokenPair(Reply):
+    accessToken: str
+    refreshToken: str
+    accessExpiresIn: int
+
+
+class UserReply(Reply):
+    user: User
+
+
+class Health(Reply):
+    status: Literal["ok"]
+
+
+class Readiness(Reply):
+    status: Literal["ok", "unavailable"]
+    # Only for the operator (METRICS_TOKEN): what each dependency answered.
+    checks: dict[str, Any] | None = None
