@@ -38,6 +38,7 @@ from storage.feed_status import FeedStatus, Lease
 
 logger = logging.getLogger("thisthat.feed")
 
+
 class Mirror:
     """What this node's feed is doing now: the market channel while it leads, else None."""
 
