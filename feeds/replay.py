@@ -7,6 +7,11 @@ Each line is one event at `at` seconds from the start:
     {"at": 90, "type": "close", "sourceId": "0x.."}
     {"at": 100, "type": "resolve", "sourceId": "0x..", "resolution": "this"}
     {"at": 110, "type": "remove", "sourceId": "0x.."}
+    {"at": 6, "type": "frame", "frame": [{"event_type": "book", ...}, ...]}
+
+A `frame` line carries one message of Polymarket's market channel (websocket) as it was sent: a
+JSON object, an array, or a plain text such as "PONG"; the server applies it exactly as a frame
+read from the live stream (services/live_odds.py).
 
 `resolution` is one of this, that, split, cancelled. This module only reads and
 times events; what they do to stored markets is the sink's business.
@@ -79,7 +84,20 @@ class RemoveEvent:
     source_id: str
 
 
-ReplayEvent = MarketEvent | OddsEvent | CloseEvent | ResolveEvent | RemoveEvent
+@dataclass(frozen=True, slots=True)
+class FrameEvent:
+    """One market channel frame, as its text."""
+
+    at: float
+    text: str
+
+
+# The fields of market channel frames that name a market or a token (rewritten per replay pass).
+FRAME_ID_FIELDS: Final = ("market", "asset_id", "condition_id", "winning_asset_id")
+FRAME_ID_LISTS: Final = ("assets_ids", "clob_token_ids")
+
+
+ReplayEvent = MarketEvent | OddsEvent | CloseEvent | ResolveEvent | RemoveEvent | FrameEvent
 ReplaySink = Callable[[ReplayEvent], Awaitable[None]]
 
 
@@ -92,6 +110,12 @@ def parse_event(record: object) -> ReplayEvent | None:
         return None
     at = float(at)
     kind = record.get("type")
+    if kind == "frame":
+        frame = record.get("frame")
+        if frame is None:
+            return None
+        text = frame if isinstance(frame, str) else orjson.dumps(frame).decode()
+        return FrameEvent(at, text)
     if kind == "market":
         listing = parse_gamma_market(record.get("gamma"))
         return MarketEvent(at, listing) if listing is not None else None
@@ -152,7 +176,35 @@ def _for_pass(event: ReplayEvent, loop: int, offset: float) -> ReplayEvent:
             that_token_id=event.listing.that_token_id + suffix,
         )
         return MarketEvent(event.at + offset, listing)
+    if isinstance(event, FrameEvent):
+        return FrameEvent(event.at + offset, _frame_for_pass(event.text, suffix))
     return dataclasses.replace(event, at=event.at + offset, source_id=event.source_id + suffix)
+
+
+def _frame_for_pass(text: str, suffix: str) -> str:
+    """The frame with every market and token id suffixed as the pass's markets are."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text  # a plain text frame names no market
+
+    def rename(item: object) -> object:
+        if isinstance(item, list):
+            return [rename(element) for element in item]
+        if not isinstance(item, dict):
+            return item
+        renamed = {key: rename(element) for key, element in item.items()}
+        for key in FRAME_ID_FIELDS:
+            name = renamed.get(key)
+            if isinstance(name, str):
+                renamed[key] = name + suffix
+        for key in FRAME_ID_LISTS:
+            ids = renamed.get(key)
+            if isinstance(ids, list):
+                renamed[key] = [i + suffix if isinstance(i, str) else i for i in ids]
+        return renamed
+
+    return orjson.dumps(rename(value)).decode()
 
 
 def pass_of(source_id: str) -> int:

@@ -3,10 +3,12 @@ market, written in batches and announced after the write (docs/architecture.md, 
 
 `on_frame` takes each websocket frame (feeds/market_stream.py calls it), parses it
 (feeds/market_channel.py) and applies it to the books (game/order_book.py); nothing else
-happens per frame. `flush` runs at most every ODDS_PUSH_MIN_INTERVAL_MS: the markets whose shown
-odds changed since the last flush are written in one set-based statement, and only what that
-write committed is pushed, so the odds a player sees are the odds `bet:place` checks against. A
-market that changed twice within one interval is written and pushed once, with its latest value.
+happens per frame. `flush` writes the markets whose shown odds changed, in one set-based
+statement, and only what that write committed is pushed, so the odds a player sees are the odds
+`bet:place` checks against. A market is written at most once per `push_interval_s`
+(ODDS_PUSH_MIN_INTERVAL_MS): a change within the interval waits for its end and goes out then
+with the latest value, so a quiet market's first change goes out at once and a busy one's ticks
+are paced.
 
 A `market_resolved` frame settles its market through `resolve`, the use case the REST check
 uses (one transition, whichever sees it first); a `new_market` frame asks the discoverer to mirror it if it
@@ -79,19 +81,24 @@ class LiveOdds:
         listener: FeedListener,
         discover: Discoverer | None = None,
         *,
+        push_interval_s: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.pool = pool
         self.listener = listener
         self.discover = discover
+        self.push_interval_s = push_interval_s
         self.clock = clock
+        self._pushed_at: dict[uuid.UUID, float] = {}  # market -> when its odds were last written
         self.books = OrderBooks()
         self._markets: dict[uuid.UUID, _Followed] = {}
         self._by_token: dict[str, _Followed] = {}
         self._by_condition: dict[str, _Followed] = {}
         # Markets whose shown odds may have moved since the last flush, with the monotonic time
-        # of the first frame that moved them (the delay metric measures from there).
+        # of the first frame that moved them (the delay metric measures from there) and the
+        # upstream timestamp of the latest (the age metric).
         self._dirty: dict[uuid.UUID, float] = {}
+        self._upstream_ms: dict[uuid.UUID, int] = {}
         self._resolutions: dict[uuid.UUID, Resolution] = {}
         self._announced: dict[str, None] = {}  # condition ids asked about, oldest first
         self._discoveries: list[str] = []
@@ -136,6 +143,8 @@ class LiveOdds:
         self._by_condition.pop(followed.condition_id, None)
         self.books.forget(tokens)
         self._dirty.pop(market_id, None)
+        self._upstream_ms.pop(market_id, None)
+        self._pushed_at.pop(market_id, None)
 
     def connected(self, tokens: Iterable[str]) -> None:
         """A connection (re)subscribed these tokens: their books start over from the snapshot
@@ -175,17 +184,17 @@ class LiveOdds:
                     outcome = self.books.change_level(
                         change.asset_id, change.side, change.price, change.size, event.timestamp_ms
                     )
-                    self._applied(change.asset_id, outcome, received_at, text)
+                    self._applied(change.asset_id, outcome, received_at, text, event.timestamp_ms)
             elif isinstance(event, BookSnapshot):
                 outcome = self.books.replace_book(
                     event.asset_id, event.bids, event.asks, event.timestamp_ms, event.tick_size
                 )
                 if outcome is BookChange.APPLIED:
                     self._snapshot_at[event.asset_id] = received_at
-                self._applied(event.asset_id, outcome, received_at, text)
+                self._applied(event.asset_id, outcome, received_at, text, event.timestamp_ms)
             elif isinstance(event, LastTrade):
                 outcome = self.books.record_trade(event.asset_id, event.price, event.timestamp_ms)
-                self._applied(event.asset_id, outcome, received_at, text)
+                self._applied(event.asset_id, outcome, received_at, text, event.timestamp_ms)
             elif isinstance(event, TickSizeChange):
                 self.books.change_tick_size(event.asset_id, event.new_tick_size, event.timestamp_ms)
             elif isinstance(event, MarketResolved):
@@ -198,11 +207,14 @@ class LiveOdds:
             elif isinstance(event, BestBidAsk):
                 continue
 
-    def _applied(self, token: str, outcome: BookChange, received_at: float, text: str) -> None:
+    def _applied(
+        self, token: str, outcome: BookChange, received_at: float, text: str, upstream_ms: int
+    ) -> None:
         if outcome is BookChange.APPLIED:
             followed = self._by_token.get(token)
             if followed is not None:
                 self._dirty.setdefault(followed.market_id, received_at)
+                self._upstream_ms[followed.market_id] = upstream_ms
         elif outcome is BookChange.INVALID:
             self._bad(BadInput.BAD_PRICE, text)
         elif outcome is BookChange.STALE:
@@ -247,6 +259,16 @@ class LiveOdds:
     def pending(self) -> bool:
         return bool(self._dirty or self._resolutions or self._discoveries)
 
+    def next_due(self) -> float | None:
+        """When the earliest market still waiting for its interval may be written (clock time)."""
+        if self._resolutions or self._discoveries:
+            return self.clock()
+        if not self._dirty:
+            return None
+        return min(self._pushed_at.get(market_id, 0.0) for market_id in self._dirty) + (
+            self.push_interval_s
+        )
+
     async def flush(self) -> FlushReport:
         """Write the odds that moved since the last flush in one statement, then announce them;
         settle the markets upstream resolved; ask about announced markets."""
@@ -274,10 +296,19 @@ class LiveOdds:
                     "market channel: new market not mirrored yet",
                     extra={"conditionId": condition_id, "error": repr(error)},
                 )
-        dirty, self._dirty = self._dirty, {}
+        # A market written less than an interval ago waits (its latest value goes out then).
+        now_s = self.clock()
+        due = {
+            market_id: seen_at
+            for market_id, seen_at in self._dirty.items()
+            if now_s - self._pushed_at.get(market_id, float("-inf")) >= self.push_interval_s
+        }
+        for market_id in due:
+            del self._dirty[market_id]
+        upstream_ms = {m: self._upstream_ms.pop(m) for m in due if m in self._upstream_ms}
         readings: list[tuple[uuid.UUID, Decimal, Decimal]] = []
         first_seen: dict[uuid.UUID, float] = {}
-        for market_id, seen_at in dirty.items():
+        for market_id, seen_at in due.items():
             followed = self._markets.get(market_id)
             if followed is None:
                 continue
@@ -295,8 +326,11 @@ class LiveOdds:
             # Put them back: the next flush writes the latest value (never an older one).
             for market_id, seen_at in first_seen.items():
                 self._dirty.setdefault(market_id, seen_at)
+                if market_id in upstream_ms:
+                    self._upstream_ms.setdefault(market_id, upstream_ms[market_id])
             raise
         for market_id, this_odds, that_odds in readings:
+            self._pushed_at[market_id] = now_s
             followed = self._markets.get(market_id)
             if followed is not None:
                 followed.shown = (this_odds, that_odds)
@@ -305,8 +339,11 @@ class LiveOdds:
         if changed:
             await self.listener.odds_changed(changed, now)
             pushed_at = self.clock()
+            wall_ms = time.time() * 1000
             for row in changed:
                 metrics.STREAM_PUSH_DELAY.observe(pushed_at - first_seen.get(row.id, pushed_at))
+                if row.id in upstream_ms:
+                    metrics.STREAM_ODDS_AGE.observe(max(0.0, wall_ms - upstream_ms[row.id]) / 1000)
         return report
 
     async def touch(self, market_ids: Sequence[uuid.UUID]) -> None:

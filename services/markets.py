@@ -257,6 +257,8 @@ class Markets:
             if changed:
                 await self.markets_changed(changed)
             return
+        if isinstance(event, replay.FrameEvent):
+            return  # a market channel frame: the live odds apply it (services/live_odds.py)
         row = await market_store.get_by_source_id(self.pool, event.source_id)
         if row is None:
             logger.warning(

@@ -29,3 +29,8 @@ STREAM_PUSH_DELAY = Histogram(
     "From the market channel frame that moved a market's odds to their push",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
+STREAM_ODDS_AGE = Histogram(
+    "thisthat_stream_odds_age_seconds",
+    "Age of streamed odds at push time, from the upstream frame's own timestamp (clocks differ)",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)

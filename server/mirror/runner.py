@@ -32,7 +32,8 @@ from server.runtime.jobs import spawn, stop_if_cancelled
 from server.runtime.readiness import READINESS_CHECKS
 from server.runtime.resources import DB_POOL, REDIS
 from server.settings import SETTINGS
-from services.markets import MarketPoller, PollReport
+from services.live_odds import LiveOdds
+from services.markets import MarketPoller, PollReport, find_open_markets
 from storage import keys
 from storage.feed_status import FeedStatus, Lease
 
@@ -131,6 +132,24 @@ def patient(sink: replay.ReplaySink, status: FeedStatus) -> replay.ReplaySink:
     return deliver
 
 
+def replay_sink(app: web.Application) -> replay.ReplaySink:
+    """Timeline events through the same use cases as the live feed: market channel frames into
+    live odds (written and pushed at once; a replay's pace is its own), the rest into Markets."""
+    markets = app[SERVICES].markets
+    live = LiveOdds(app[DB_POOL], markets)
+
+    async def deliver(event: replay.ReplayEvent) -> None:
+        if not isinstance(event, replay.FrameEvent):
+            await markets.apply_replay_event(event)
+            return
+        # The markets a frame may move are the open ones now (the timeline opens them as it goes).
+        live.follow(await find_open_markets(app[DB_POOL]))
+        live.on_frame(event.text)
+        await live.flush()
+
+    return deliver
+
+
 async def lead(app: web.Application, lease: Lease, http: aiohttp.ClientSession) -> None:
     """Wait for the lease, run the jobs while it is held, stop them when it is lost."""
     settings = app[SETTINGS]
@@ -183,6 +202,14 @@ async def lead(app: web.Application, lease: Lease, http: aiohttp.ClientSession) 
         finally:
             await _stop_jobs(jobs)
             app[MIRROR].stream = None
+            # Only the lease holder reports the stream; a node that stopped leading reports none.
+            for gauge in (
+                metrics.STREAM_CONNECTIONS,
+                metrics.STREAM_CONNECTIONS_UP,
+                metrics.STREAM_TOKENS,
+                metrics.STREAM_LIVE_MARKETS,
+            ):
+                gauge.set(0)
 
 
 async def _stop_jobs(jobs: list[asyncio.Task[None]], attempts: int = 3) -> None:
@@ -240,7 +267,7 @@ async def _start_jobs(
     markets = app[SERVICES].markets
     if settings.feed.startswith("replay:"):
         events = replay.load_timeline(Path(settings.feed.removeprefix("replay:")))
-        sink = patient(markets.apply_replay_event, status)
+        sink = patient(replay_sink(app), status)
         if "replay" not in chosen_pass:
             chosen_pass["replay"] = await markets.replay_first_pass(
                 events, app.get(RESET_REPLAY, False)
@@ -366,6 +393,7 @@ async def feed_readiness(app: web.Application) -> tuple[bool, Any]:
 async def feed_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     app[READINESS_CHECKS]["feed"] = feed_readiness
+    metrics.STREAM_ENABLED.set(int(settings.feed == "polymarket" and settings.feed_stream))
     if settings.feed == "off":
         yield
         return

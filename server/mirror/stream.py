@@ -33,8 +33,10 @@ logger = logging.getLogger("thisthat.feed")
 
 # How often the subscriptions are matched to the open markets, and the gauges refreshed.
 FOLLOW_INTERVAL_S: Final = 2.0
-# A flush waits this long after the first change, so changes arriving together share a write.
+# A flush waits this long after the first change, so changes arriving together share a write,
+# and statements are at least this far apart, so a busy channel costs a bounded write rate.
 GATHER_S: Final = 0.002
+MIN_WRITE_GAP_S: Final = 0.02
 
 
 class OddsStream:
@@ -45,13 +47,11 @@ class OddsStream:
         live: LiveOdds,
         stream: MarketStream,
         *,
-        push_interval_s: float,
         stale_s: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.live = live
         self.stream = stream
-        self.push_interval_s = push_interval_s
         self.stale_s = stale_s
         self.clock = clock
         self.changed = asyncio.Event()
@@ -122,22 +122,24 @@ class OddsStream:
             await asyncio.sleep(FOLLOW_INTERVAL_S)
 
     async def flush_forever(self) -> None:
-        """Write and push what moved; a failed write keeps the latest values for the next try."""
+        """Write and push what moved as soon as each market's interval allows; a failed write
+        keeps the latest values for the next try."""
         while True:
             await self.changed.wait()
             await asyncio.sleep(GATHER_S)
             self.changed.clear()
-            started = self.clock()
             try:
                 await self.live.flush()
             except Exception as error:  # noqa: BLE001 - the database may be away; retried
                 stop_if_cancelled()
                 logger.warning("market channel: odds not written", extra={"error": repr(error)})
                 await asyncio.sleep(1.0)
-            if self.live.pending():
+            due = self.live.next_due()
+            if due is not None:
+                await asyncio.sleep(max(MIN_WRITE_GAP_S, due - self.clock()))
                 self.changed.set()
-            # At most one write per interval: a market's odds are pushed at most that often.
-            await asyncio.sleep(max(0.0, self.push_interval_s - (self.clock() - started)))
+            else:
+                await asyncio.sleep(MIN_WRITE_GAP_S)
 
 
 def stream_jobs(
@@ -146,7 +148,12 @@ def stream_jobs(
     """The stream and the coroutines that run it while this node holds the feed lease."""
     settings = app[SETTINGS]
     markets = app[SERVICES].markets
-    live = LiveOdds(app[DB_POOL], markets, discover=poller.mirror_new_market)
+    live = LiveOdds(
+        app[DB_POOL],
+        markets,
+        discover=poller.mirror_new_market,
+        push_interval_s=settings.odds_push_min_interval_ms / 1000,
+    )
     holder: list[OddsStream] = []
 
     def on_frame(text: str, received_at: float) -> None:
@@ -162,12 +169,7 @@ def stream_jobs(
         tokens_per_connection=settings.feed_stream_tokens_per_connection,
         on_connected=on_connected,
     )
-    odds_stream = OddsStream(
-        live,
-        stream,
-        push_interval_s=settings.odds_push_min_interval_ms / 1000,
-        stale_s=settings.feed_stream_stale_s,
-    )
+    odds_stream = OddsStream(live, stream, stale_s=settings.feed_stream_stale_s)
     holder.append(odds_stream)
 
     async def run_stream() -> None:

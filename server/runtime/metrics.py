@@ -24,6 +24,7 @@ from services.metrics import (  # noqa: F401
     ODDS_TICKS,
     STREAM_BAD_INPUT,
     STREAM_FRAMES,
+    STREAM_ODDS_AGE,
     STREAM_PUSH_DELAY,
     STREAM_STALE_UPDATES,
 )
@@ -121,6 +122,9 @@ FEED_LAST_SUCCESS = Gauge(
 FEED_CONSECUTIVE_FAILURES = Gauge(
     "thisthat_feed_consecutive_failures", "Feed poll failures in a row, by job", ["job"]
 )
+STREAM_ENABLED = Gauge(
+    "thisthat_stream_enabled", "1 on a node configured to stream the market channel (FEED_STREAM)"
+)
 STREAM_CONNECTIONS_UP = Gauge(
     "thisthat_stream_connections_up", "Market channel connections open and subscribed"
 )
@@ -133,11 +137,6 @@ STREAM_RECONNECTS = Gauge(
 )
 STREAM_LIVE_MARKETS = Gauge(
     "thisthat_stream_live_markets", "Open markets whose odds the stream keeps current"
-)
-STREAM_ODDS_AGE = Histogram(
-    "thisthat_stream_odds_age_seconds",
-    "Age of streamed odds at push time: from the upstream frame's own timestamp",
-    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
 MARKETS_OPEN = Gauge("thisthat_markets_open", "Open markets in this node's cache")
 MARKETS_STALE_ODDS = Gauge(

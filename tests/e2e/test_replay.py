@@ -48,6 +48,15 @@ async def test_sample_timeline_drives_a_full_game_loop_offline(
     assert final["0x07"]["status"] == "cancelled"
     assert final["0x06"]["resolvedSide"] == "that"  # closed first, then resolved
     assert final["0x01"]["resolvedSide"] == "this" and final["0x0f"]["resolvedSide"] == "that"
+    # The Newsom market's odds come from market channel frames in the timeline (book snapshots
+    # and price changes): each shown price is a midpoint of a 0.001-tick book, x.xxx5.
+    newsom = final["0x0f"]["id"]
+    streamed = []
+    while not player.received["odds"].empty():
+        tick = player.received["odds"].get_nowait()
+        if tick["marketId"] == newsom:
+            streamed.append(tick["thisOdds"])
+    assert 0.2595 in streamed and 0.0575 in streamed, streamed
     updates = []
     while not player.received["market:update"].empty():
         updates.append(player.received["market:update"].get_nowait()["market"]["status"])

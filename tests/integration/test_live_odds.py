@@ -134,6 +134,44 @@ async def test_changes_within_one_flush_are_written_once_with_the_latest_value(
     assert (await live.flush()).written == 0 and len(listener.ticks) == 2
 
 
+async def test_a_market_is_written_at_most_once_per_interval_with_its_latest_value(
+    db: asyncpg.Pool, listener: Recorder
+) -> None:
+    now = [100.0]
+    live = LiveOdds(db, listener, push_interval_s=0.25, clock=lambda: now[0])
+    row, channel = await followed_market(db, live)
+    live.on_frame(
+        frame([book(channel, channel.yes_token, ts="1"), book(channel, channel.no_token, ts="1")])
+    )
+    assert (await live.flush()).written == 1  # a quiet market's first change goes out at once
+
+    def bid_to(bid: str, ts: int) -> None:
+        live.on_frame(
+            frame(
+                price_change(
+                    channel,
+                    price=bid,
+                    size="5",
+                    side="BUY",
+                    best_bid=bid,
+                    best_ask="0.52",
+                    ts=str(ts),
+                )
+            )
+        )
+
+    now[0] += 0.1
+    bid_to("0.505", 2)
+    bid_to("0.51", 3)
+    assert (await live.flush()).written == 0  # within the interval: it waits
+    assert live.next_due() == pytest.approx(100.25)
+    now[0] = 100.25
+    assert (await live.flush()).written == 1
+    assert await stored_odds(db, row.id) == (Decimal("0.5150"), Decimal("0.4850"))
+    assert len(listener.ticks) == 2
+    assert live.next_due() is None
+
+
 async def test_an_update_older_than_the_book_is_ignored(
     db: asyncpg.Pool, live: LiveOdds, listener: Recorder
 ) -> None:

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from feeds.market_channel import BookSnapshot, MarketResolved, parse_market_frame
 from feeds.parsing import ParseStats
 from feeds.replay import (
     SAMPLE_TIMELINE,
     CloseEvent,
+    FrameEvent,
     MarketEvent,
     OddsEvent,
     RemoveEvent,
@@ -55,6 +57,8 @@ def test_sample_timeline_loads_cleanly_with_every_kind_of_ending() -> None:
     assert resolutions == set(Resolution)
     assert any(isinstance(e, CloseEvent) for e in events)
     assert any(isinstance(e, OddsEvent) for e in events)
+    frames = [e for e in events if isinstance(e, FrameEvent)]
+    assert frames and all(not parse_market_frame(e.text).skipped for e in frames)
     assert [e.at for e in events] == sorted(e.at for e in events)
 
 
@@ -69,6 +73,11 @@ def test_sample_timeline_markets_are_open_far_in_the_future_and_endings_come_wit
             assert event.listing.accepting_orders
             assert event.listing.ends_at is not None
             assert event.listing.ends_at.year >= 2030
+        elif isinstance(event, FrameEvent):
+            markets = {
+                e.market for e in parse_market_frame(event.text).events if hasattr(e, "market")
+            }
+            assert markets <= known  # frames too name only the timeline's markets
         else:
             assert event.source_id in known  # nothing refers to an unknown market
     endings = [e for e in events if isinstance(e, ResolveEvent | CloseEvent | RemoveEvent)]
@@ -188,3 +197,41 @@ async def test_play_refuses_a_non_positive_speed() -> None:
     with pytest.raises(ValueError, match="speed"):
         await play([CloseEvent(0.0, "0x1")], 0, sink)
     assert await play([], 1.0, sink) == 0
+
+
+async def test_a_later_pass_renames_the_markets_and_tokens_a_frame_names() -> None:
+    text = (
+        '[{"event_type":"book","market":"0xab","asset_id":"11","timestamp":"1","hash":"h",'
+        '"bids":[],"asks":[]},{"event_type":"market_resolved","market":"0xab","id":"9",'
+        '"assets_ids":["11","12"],"winning_asset_id":"12","timestamp":"2"}]'
+    )
+    clock = FakeClock()
+    seen: list[ReplayEvent] = []
+    two_seen = asyncio.Event()
+
+    async def sink(event: ReplayEvent) -> None:
+        seen.append(event)
+        if len(seen) >= 2:
+            two_seen.set()
+
+    replay = asyncio.create_task(
+        play(
+            [FrameEvent(1.0, text)],
+            1.0,
+            sink,
+            loop_forever=True,
+            clock=clock.monotonic,
+            sleep=clock.sleep,
+        )
+    )
+    await asyncio.wait_for(two_seen.wait(), timeout=10)
+    replay.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await replay
+    first, event = seen[:2]
+    assert isinstance(first, FrameEvent) and first.text == text
+    assert isinstance(event, FrameEvent)
+    book, resolved = parse_market_frame(event.text).events
+    assert isinstance(book, BookSnapshot) and isinstance(resolved, MarketResolved)
+    assert (book.market, book.asset_id) == ("0xab~1", "11~1")
+    assert resolved.token_ids == ("11~1", "12~1") and resolved.winning_asset_id == "12~1"
