@@ -20,6 +20,7 @@ import orjson
 from feeds.polymarket import PolymarketClient
 from game.markets import Resolution
 from services.markets import MarketPoller
+from services.settlement import ResolutionCheck
 from storage import database
 from storage.embedded import EmbeddedServices
 from storage.rows import Market
@@ -55,11 +56,15 @@ async def measure(markets: int, database_url: str) -> dict[str, object]:
     figures: dict[str, object] = {"markets": markets}
     async with fake.serve(), aiohttp.ClientSession() as http:
         client = PolymarketClient(http, fake.gamma_url, fake.clob_url)
-        poller = MarketPoller(pool, client, CountingListener(), max_markets=markets)
+        listener = CountingListener()
+        poller = MarketPoller(pool, client, listener, max_markets=markets)
+        resolutions = ResolutionCheck(
+            pool, client, listener.resolve, listener.close, lambda: poller.unlisted
+        )
         for name, job in (
             ("list", poller.poll_markets),
             ("odds", poller.poll_odds),
-            ("resolution", poller.poll_resolutions),
+            ("resolution", resolutions.poll),
         ):
             before = client.requests_made
             started = time.perf_counter()

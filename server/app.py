@@ -21,6 +21,7 @@ from server.runtime.readiness import READINESS_CHECKS
 from server.runtime.resources import database_ctx, redis_ctx
 from server.settings import RULES, SETTINGS, Settings
 from server.sockets.events import register_all as register_events
+from server.sockets.recovery import recovery_ctx
 from server.sockets.router import EVENTS, EventRouter
 from server.sockets.server import create_socket_server, socket_ctx
 from server.sockets.sessions import SESSIONS, SocketSessions
@@ -100,6 +101,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(socket_ctx)
     app.cleanup_ctx.append(loop_lag_ctx)
     app.cleanup_ctx.append(pushes_ctx)
+    app.cleanup_ctx.append(recovery_ctx)
     app.cleanup_ctx.append(market_cache_ctx)
     # The use cases, their bet batch workers, and the finishing of settlements a dead process
     # left half done; needs the market cache and the pushes, precedes the feed.

@@ -68,5 +68,5 @@ def build_services(
         wallet=Wallet(pool, rules, notifier),
         leaderboards=boards,
         settlement=settlement,
-        markets=Markets(pool, notifier, settlement),
+        markets=Markets(pool, notifier, settlement.resolve),
     )

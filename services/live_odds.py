@@ -45,7 +45,7 @@ from feeds.market_channel import (
 from game.markets import Resolution
 from game.order_book import BookChange, MarketTokens, OrderBooks
 from services import metrics
-from services.markets import FeedListener
+from services.markets import FeedListener, Resolver
 from storage import markets as market_store
 from storage.rows import Market
 
@@ -79,6 +79,7 @@ class LiveOdds:
         self,
         pool: asyncpg.Pool,
         listener: FeedListener,
+        resolve: Resolver,
         discover: Discoverer | None = None,
         *,
         push_interval_s: float = 0.0,
@@ -86,6 +87,7 @@ class LiveOdds:
     ) -> None:
         self.pool = pool
         self.listener = listener
+        self.resolve = resolve
         self.discover = discover
         self.push_interval_s = push_interval_s
         self.clock = clock
@@ -277,7 +279,7 @@ class LiveOdds:
         for market_id, resolution in resolutions.items():
             self._unfollow(market_id)
             try:
-                await self.listener.resolve(market_id, resolution)
+                await self.resolve(market_id, resolution)
                 report.resolved += 1
             except Exception:
                 logger.exception(

@@ -1,11 +1,12 @@
-"""Markets as the feed changes them: the live poller's three jobs, the replay sink, and the one
-writer of a market's status.
+"""Markets as the feed changes them: the live poller's listing and odds jobs, the replay sink,
+and the closing of a market to bets.
 
 A poller pass reads Polymarket (feeds/polymarket.py, the feed's one entry point), writes listings
 and odds to PostgreSQL, and reports what changed to `Markets`; a replayed timeline
-(feeds/replay.py) comes to `Markets` too. Closes go through `Markets.close`, resolutions and
-removals through `Markets.resolve` (storage/settlement.py commits the status with the payouts;
-services/settlement.py takes over after the commit), so a market's status moves in one place.
+(feeds/replay.py) comes to `Markets` too. Closes go through `Markets.close`; resolutions and
+removals are settled by services/settlement.py (`Settlement.resolve`, which commits the status
+with the payouts in storage/settlement.py), whoever saw them: the resolution check there, the
+market channel (services/live_odds.py) or the replay.
 Every change is announced to the caches of all nodes and to the market's subscribers. Upstream
 failures raise out of a pass after the client's retries; the runner counts them and tries again
 next interval. Bad records are skipped and counted, never fatal.
@@ -13,10 +14,9 @@ next interval. Bad records are skipped and counted, never fatal.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -25,15 +25,10 @@ import asyncpg
 
 from feeds import replay
 from feeds.polymarket import PolymarketClient
-from game.markets import Resolution, UpstreamState
+from game.markets import Resolution
 from services.notifier import Notifier
-from services.settlement import Settlement
 from storage import markets as market_store
-from storage import settlement as settlement_store
 from storage.rows import Market
-from storage.settlement import SettlementResult
-
-RESOLUTION_CONCURRENCY = 8
 
 
 class FeedListener(Protocol):
@@ -41,7 +36,10 @@ class FeedListener(Protocol):
     async def odds_changed(self, rows: Sequence[Market], at: datetime) -> None: ...
     async def odds_touched(self, market_ids: Sequence[uuid.UUID], at: datetime) -> None: ...
     async def close(self, market_id: uuid.UUID) -> bool: ...
-    async def resolve(self, market_id: uuid.UUID, resolution: Resolution) -> object: ...
+
+
+# Settles a market once (services/settlement.py `Settlement.resolve`); a repeat settles nothing.
+Resolver = Callable[[uuid.UUID, Resolution], Awaitable[object]]
 
 
 # Reads for the transport's market cache (server/fanout/market_cache.py): its misses and reloads.
@@ -161,58 +159,16 @@ class MarketPoller:
             await self.listener.markets_changed(changed)
         return bool(changed)
 
-    async def poll_resolutions(self) -> PollReport:
-        """Markets past their end, closed, or no longer listed: ask CLOB (then Gamma) how they ended."""
-        report = PollReport("resolution")
-        requests_before = self.client.requests_made
-        candidates = await settlement_store.markets_to_resolve(
-            self.pool, datetime.now(UTC), sorted(self.unlisted)
-        )
-        semaphore = asyncio.Semaphore(RESOLUTION_CONCURRENCY)
-
-        async def check(row: Market) -> bool:
-            async with semaphore:
-                state = await self.client.upstream_state(row.source_id)
-            return await self._apply_state(row, state)
-
-        outcomes = await asyncio.gather(*(check(row) for row in candidates), return_exceptions=True)
-        for row, outcome in zip(candidates, outcomes, strict=True):
-            if isinstance(outcome, BaseException):
-                if not isinstance(outcome, Exception):
-                    raise outcome
-                report.skipped += 1
-                logger.warning(
-                    "resolution check failed",
-                    extra={"marketId": str(row.id), "error": repr(outcome)},
-                )
-            elif outcome:
-                report.changed += 1
-        report.seen = len(candidates)
-        report.requests = self.client.requests_made - requests_before
-        return report
-
-    async def _apply_state(self, row: Market, state: UpstreamState | None) -> bool:
-        if state is None:
-            # Confirmed gone upstream (neither CLOB nor Gamma knows it): void, refund every stake.
-            logger.warning("market gone upstream; cancelling", extra={"marketId": str(row.id)})
-            await self.listener.resolve(row.id, Resolution.CANCELLED)
-            return True
-        if state.resolution is not None:
-            await self.listener.resolve(row.id, state.resolution)
-            return True
-        if state.closed and row.status == "open":
-            return await self.listener.close(row.id)
-        return False
-
 
 logger = logging.getLogger("thisthat.feed")
 
 
 class Markets:
-    def __init__(self, pool: asyncpg.Pool, notifier: Notifier, settlement: Settlement) -> None:
+    def __init__(self, pool: asyncpg.Pool, notifier: Notifier, resolve: Resolver) -> None:
         self.pool = pool
         self.notifier = notifier
-        self.settlement = settlement
+        # Settlement.resolve (services/settlement.py): a replayed resolution settles as a live one.
+        self.resolve = resolve
 
     # What the poller reports (services.markets.FeedListener).
     async def markets_changed(self, rows: Sequence[Market]) -> None:
@@ -231,22 +187,6 @@ class Markets:
             return False
         await self.notifier.market_updated(closed)
         return True
-
-    async def resolve(
-        self, market_id: uuid.UUID, resolution: Resolution, now: datetime | None = None
-    ) -> SettlementResult:
-        """Resolve `market_id` once (a repeat settles nothing); then boards and announcements.
-
-        The status transition and every bet's payout or refund commit in storage/settlement.py;
-        only after that commit does `Settlement.settled` recompute the leaderboards and announce
-        (a client never hears of money that could still roll back).
-        """
-        result = await settlement_store.settle_market(
-            self.pool, market_id, resolution, now or datetime.now(UTC)
-        )
-        if result.market is not None:
-            await self.settlement.settled(result)
-        return result
 
     # The replay.
     async def apply_replay_event(self, event: replay.ReplayEvent) -> None:

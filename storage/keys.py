@@ -42,3 +42,31 @@ def leaderboard_throttle(period: str) -> str:
 
 # The last `thisthat audit`: {"at": unix seconds, "violations": n}, exported by every node's /metrics.
 AUDIT_RESULT: Final = PREFIX + "audit:last"
+
+# Connection state recovery (storage/recovery.py): one sequence orders every push of every node;
+# a session per private session id; what a room's sockets were sent, kept for the window.
+PUSH_SEQUENCE: Final = PREFIX + "push-seq"
+
+
+def recovery_session(pid: str) -> str:
+    return f"{PREFIX}rec:session:{pid}"
+
+
+def recovery_personal(room: str) -> str:
+    """A user's (or one socket's) pushes, in full, scored by their offset."""
+    return f"{PREFIX}rec:personal:{room}"
+
+
+def recovery_trimmed(room: str) -> str:
+    """The newest offset trimmed from a personal history: older offsets cannot be recovered."""
+    return f"{PREFIX}rec:trimmed:{room}"
+
+
+def recovery_wanted(room: str) -> str:
+    """Set while a recoverable session listens on this personal room: its pushes are kept."""
+    return f"{PREFIX}rec:wanted:{room}"
+
+
+def recovery_state(room: str) -> str:
+    """The latest push of each kind to a shared room (a market's odds, a board), by event."""
+    return f"{PREFIX}rec:state:{room}"

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
@@ -24,10 +25,13 @@ from aiohttp import web
 from server.runtime import metrics
 from server.runtime.jobs import spawn, stop_if_cancelled
 from server.runtime.resources import REDIS
+from server.settings import SETTINGS
 from server.transport.socketio_server import SIO, SocketServer, encode_event
 from server.transport.websocket import PreparedMessage, writer_of
 from server.wire.codec import dumps_bytes
 from storage import keys
+from storage.recovery import KeptPush
+from storage.recovery import RecoveryStore as RecoveryStore  # the session store recovery uses
 
 logger = logging.getLogger("thisthat.pushes")
 
@@ -41,15 +45,34 @@ SUPERSEDED: Final = frozenset({"odds", "leaderboard:update", "balance"})
 PUBLISH_INTERVAL_S: Final = 0.01
 
 
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """A resumed socket's missed pushes, delivered in turn with the channel's own batches."""
+
+    sid: str
+    eio_sid: str
+    rooms: tuple[str, ...]
+    after: int
+
+
 class Pushes:
-    def __init__(self, sio: SocketServer, client: redis.Redis) -> None:
+    def __init__(
+        self, sio: SocketServer, client: redis.Redis, recovery: RecoveryStore | None = None
+    ) -> None:
         self.sio = sio
         self.client = client
+        self.recovery = recovery
         self._pending: list[tuple[str, str, Any, str | None]] = []
         # Wall-clock time the oldest pending push was queued: nodes compare it with their own clock.
         self._pending_since = 0.0
         self._wake = asyncio.Event()
         self.published = 0
+        # Sockets of this node whose client opted in to recovery: their pushes carry offsets.
+        self.recoverable: set[str] = set()
+        # Resumed sockets whose replay covered every offset up to the value: not sent twice.
+        self._replayed: dict[str, int] = {}
+        # The channel's batches and the replays, in the order they are to be delivered.
+        self._inbox: asyncio.Queue[tuple[int | None, Any] | Replay] = asyncio.Queue()
 
     def emit(self, event: str, data: Any, room: str, *, skip_sid: str | None = None) -> None:
         """Queue a push to `room` on every node, except to the socket `skip_sid`; returns at once."""
@@ -57,6 +80,10 @@ class Pushes:
             self._pending_since = time.time()
         self._pending.append((event, room, data, skip_sid))
         self._wake.set()
+
+    def replay(self, sid: str, eio_sid: str, rooms: tuple[str, ...], after: int) -> None:
+        """Join a resumed socket to its rooms and send what it missed, in turn with the batches."""
+        self._inbox.put_nowait(Replay(sid, eio_sid, rooms, after))
 
     async def publish_forever(self) -> None:
         loop = asyncio.get_running_loop()
@@ -74,9 +101,11 @@ class Pushes:
             if not batch:
                 continue
             try:
-                await self.client.publish(
-                    CHANNEL, dumps_bytes({"at": self._pending_since, "pushes": batch})
-                )
+                blob = dumps_bytes({"at": self._pending_since, "pushes": batch})
+                if self.recovery is None:
+                    await self.client.publish(CHANNEL, blob)
+                else:
+                    await self.recovery.publish(CHANNEL, blob, len(batch), _kept(batch))
                 self.published += 1
                 next_publish = loop.time() + PUBLISH_INTERVAL_S
                 metrics.PUSH_BATCH_SIZE.observe(len(batch))
@@ -89,13 +118,31 @@ class Pushes:
                 )
 
     async def deliver_forever(self) -> None:
-        """Deliver every node's batches (ours included) to the sockets of this node."""
+        """Deliver every node's batches (ours included) and the replays, in one order."""
+        reader = asyncio.ensure_future(self._read_channel())
+        try:
+            while True:
+                item = await self._inbox.get()
+                try:
+                    if isinstance(item, Replay):
+                        await self._replay(item)
+                    else:
+                        await self.deliver_batch(item[1], last_offset=item[0])
+                except (redis.RedisError, OSError):
+                    stop_if_cancelled()
+                    metrics.REDIS_ERRORS.labels("pushes").inc()
+                    logger.warning("a replay failed: redis unreachable", exc_info=True)
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+
+    async def _read_channel(self) -> None:
         while True:
             pubsub = self.client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(CHANNEL)
                 async for message in pubsub.listen():
-                    await self.deliver_batch(orjson.loads(message["data"]))
+                    self._inbox.put_nowait(_offset_and_batch(message["data"]))
             except (redis.RedisError, OSError):
                 stop_if_cancelled()
                 metrics.REDIS_ERRORS.labels("pushes").inc()
@@ -104,31 +151,64 @@ class Pushes:
             finally:
                 await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
 
-    async def deliver_batch(self, published: Any) -> None:
+    async def deliver_batch(self, published: Any, last_offset: int | None = None) -> None:
         # A bare list is a batch without its queue time (tools publish those), and an entry of
         # three has no socket to skip.
         batch = published["pushes"] if isinstance(published, dict) else published
+        offset = None if last_offset is None else last_offset - len(batch)
+        if offset is not None and self._replayed:
+            # A replay covers what the channel had published when it looked; past that, live.
+            for sid, covered in list(self._replayed.items()):
+                if covered <= offset:
+                    del self._replayed[sid]
         for event, room, data, *skip in batch:
-            await self.deliver_here(event, data, room, skip_sid=skip[0] if skip else None)
+            if offset is not None:
+                offset += 1
+            await self.deliver_here(
+                event, data, room, skip_sid=skip[0] if skip else None, offset=offset
+            )
         if isinstance(published, dict):
             metrics.PUSH_FANOUT_SECONDS.observe(max(0.0, time.time() - published["at"]))
 
     async def deliver_here(
-        self, event: str, data: Any, room: str, *, skip_sid: str | None = None
+        self,
+        event: str,
+        data: Any,
+        room: str,
+        *,
+        skip_sid: str | None = None,
+        offset: int | None = None,
     ) -> None:
-        """Deliver to this node's sockets in `room`: encoded and framed once for all of them."""
-        participants = [
-            eio_sid
-            for sid, eio_sid in self.sio.manager.get_participants(NAMESPACE, room)
-            if sid != skip_sid
-        ]
-        if not participants:
-            return
-        encoded = encode_event(self.sio, event, data)
-        message = PreparedMessage(encoded, droppable=event in SUPERSEDED)
+        """Deliver to this node's sockets in `room`: encoded and framed once for all of them
+        (twice where some of them opted in to recovery: theirs carries its offset)."""
+        recoverable = self.recoverable if offset is not None else ()
+        replayed = self._replayed
+        participants = []
+        with_offset = []
+        for sid, eio_sid in self.sio.manager.get_participants(NAMESPACE, room):
+            if sid == skip_sid:
+                continue
+            if sid in recoverable:
+                assert offset is not None
+                if replayed and replayed.get(sid, -1) >= offset:
+                    continue  # its replay already carried this push
+                with_offset.append(eio_sid)
+            else:
+                participants.append(eio_sid)
+        droppable = event in SUPERSEDED
+        if participants:
+            message = PreparedMessage(encode_event(self.sio, event, data), droppable=droppable)
+            await self._send(message, participants)
+        if with_offset:
+            message = PreparedMessage(
+                encode_event(self.sio, event, data, offset), droppable=droppable
+            )
+            await self._send(message, with_offset)
+
+    async def _send(self, message: PreparedMessage, eio_sids: list[str]) -> None:
         sockets = self.sio.eio.sockets
         polling = []
-        for eio_sid in participants:
+        for eio_sid in eio_sids:
             socket = sockets.get(eio_sid)
             if socket is None:
                 continue
@@ -137,13 +217,60 @@ class Pushes:
                 writer.send(message)
             else:
                 polling.append(eio_sid)
-        for eio_sid in polling:
-            # Long-polling sockets keep engine.io's queue; they are few.
-            await self.sio.eio.send(eio_sid, encoded[1:])
+        if polling:
+            # Long-polling sockets keep engine.io's queue (the Socket.IO packet, no "4"); few.
+            text = message.payload.decode()[1:]
+            for eio_sid in polling:
+                await self.sio.eio.send(eio_sid, text)
+
+    async def _replay(self, replay: Replay) -> None:
+        """Join the rooms, then send what was missed (newer pushes follow live, none twice)."""
+        assert self.recovery is not None
+        if self.sio.manager.eio_sid_from_sid(replay.sid, NAMESPACE) != replay.eio_sid:
+            return  # the socket is gone again
+        for room in replay.rooms:
+            await self.sio.enter_room(replay.sid, room)
+        personal = [room for room in replay.rooms if not _shared(room)]
+        shared = [room for room in replay.rooms if _shared(room)]
+        missed = await self.recovery.missed(personal, shared, replay.after)
+        self._replayed[replay.sid] = missed.sequence
+        for offset, packet in missed.pushes:
+            # `[event, data]` as it was published, with its offset appended as the last argument.
+            text = b"42" + packet[:-1] + b',"%d"]' % offset
+            event = orjson.loads(packet)[0]
+            await self._send(PreparedMessage.text(text, droppable=False), [replay.eio_sid])
+            metrics.RECOVERY_REPLAYED.labels(str(event)).inc()
+
+
+def _shared(room: str) -> bool:
+    """Rooms many players share keep only their latest push of each kind for a returning one."""
+    return room.startswith(("market:", "leaderboard:"))
+
+
+def _kept(batch: list[tuple[str, str, Any, str | None]]) -> list[KeptPush]:
+    """The pushes of a batch a returning client may need: to users (kept while a recoverable
+    session of theirs exists) and to shared rooms (the latest of each kind)."""
+    kept = []
+    for index, (event, room, data, _) in enumerate(batch, start=1):
+        if room.startswith("user:") or _shared(room):
+            kept.append(KeptPush(index, room, _shared(room), event, dumps_bytes([event, data])))
+    return kept
+
+
+def _offset_and_batch(raw: bytes | str) -> tuple[int | None, Any]:
+    """A channel message: `<last offset> <batch>` from a node that numbers its pushes, or the
+    bare batch (tools, and nodes without recovery)."""
+    data = raw.encode() if isinstance(raw, str) else raw
+    if data[:1].isdigit():
+        head, _, blob = data.partition(b" ")
+        return int(head), orjson.loads(blob)
+    return None, orjson.loads(data)
 
 
 async def pushes_ctx(app: web.Application) -> AsyncIterator[None]:
-    pushes = Pushes(app[SIO], app[REDIS])
+    window = app[SETTINGS].recovery_window_s
+    recovery = RecoveryStore(app[REDIS], window) if window > 0 else None
+    pushes = Pushes(app[SIO], app[REDIS], recovery)
     app[PUSHES] = pushes
     jobs = [
         await spawn(app, pushes.deliver_forever(), name="pushes-deliver"),

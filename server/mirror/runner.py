@@ -34,6 +34,7 @@ from server.runtime.resources import DB_POOL, REDIS
 from server.settings import SETTINGS
 from services.live_odds import LiveOdds
 from services.markets import MarketPoller, PollReport, find_open_markets
+from services.settlement import ResolutionCheck
 from storage import keys
 from storage.feed_status import FeedStatus, Lease
 
@@ -136,7 +137,7 @@ def replay_sink(app: web.Application) -> replay.ReplaySink:
     """Timeline events through the same use cases as the live feed: market channel frames into
     live odds (written and pushed at once; a replay's pace is its own), the rest into Markets."""
     markets = app[SERVICES].markets
-    live = LiveOdds(app[DB_POOL], markets)
+    live = LiveOdds(app[DB_POOL], markets, app[SERVICES].settlement.resolve)
 
     async def deliver(event: replay.ReplayEvent) -> None:
         if not isinstance(event, replay.FrameEvent):
@@ -310,6 +311,13 @@ async def _start_jobs(
         timeout_s=settings.feed_timeout_s,
     )
     poller = MarketPoller(app[DB_POOL], client, markets, max_markets=settings.feed_max_markets)
+    resolutions = ResolutionCheck(
+        app[DB_POOL],
+        client,
+        app[SERVICES].settlement.resolve,
+        markets.close,
+        lambda: poller.unlisted,
+    )
     streaming = settings.feed_stream
     await status.begin(["markets", "odds", "resolution", *(["stream"] if streaming else [])])
     # The odds and resolution jobs need the list first; run one listing pass before starting them.
@@ -358,9 +366,7 @@ async def _start_jobs(
             name="feed-odds",
         ),
         asyncio.create_task(
-            run_every(
-                "resolution", settings.feed_resolution_interval_s, poller.poll_resolutions, status
-            ),
+            run_every("resolution", settings.feed_resolution_interval_s, resolutions.poll, status),
             name="feed-resolution",
         ),
     ]

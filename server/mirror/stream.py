@@ -151,6 +151,7 @@ def stream_jobs(
     live = LiveOdds(
         app[DB_POOL],
         markets,
+        app[SERVICES].settlement.resolve,
         discover=poller.mirror_new_market,
         push_interval_s=settings.odds_push_min_interval_ms / 1000,
     )

@@ -122,6 +122,14 @@ FEED_LAST_SUCCESS = Gauge(
 FEED_CONSECUTIVE_FAILURES = Gauge(
     "thisthat_feed_consecutive_failures", "Feed poll failures in a row, by job", ["job"]
 )
+RECOVERY_SESSIONS = Counter(
+    "thisthat_recovery_sessions_total",
+    "Handshakes of clients that opted in to recovery, by outcome (fresh, recovered)",
+    ["outcome"],
+)
+RECOVERY_REPLAYED = Counter(
+    "thisthat_recovery_replayed_total", "Pushes replayed to recovered sockets, by event", ["event"]
+)
 STREAM_ENABLED = Gauge(
     "thisthat_stream_enabled", "1 on a node configured to stream the market channel (FEED_STREAM)"
 )

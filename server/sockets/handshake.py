@@ -18,6 +18,7 @@ from server.fanout.rooms import user_room
 from server.runtime import metrics
 from server.runtime.jobs import spawn
 from server.settings import SETTINGS
+from server.sockets.recovery import RECOVERY
 from server.sockets.sessions import SESSIONS, SocketSession
 from server.transport.socketio_server import SIO
 from server.wire.refusals import UNAVAILABLE
@@ -40,8 +41,15 @@ async def accept(app: web.Application, sid: str, auth: object, address: str) -> 
         logger.warning("socket refused: database unavailable", exc_info=True)
         raise NotReady() from None
     session = SocketSession(sid, claims.user_id, claims.username or "", claims.expires_at)
+    opening = app[SIO].opening(sid)
+    recovery = app.get(RECOVERY)
+    if opening is not None and recovery is not None:
+        await recovery.begin(session, opening)
     sessions.add(session)
-    await app[SIO].enter_room(sid, user_room(claims.user_id))
+    if opening is None or opening.resumed is None:
+        await app[SIO].enter_room(sid, user_room(claims.user_id))
+    # A resumed socket joins its rooms when its missed pushes are sent (server/fanout/pushes.py),
+    # so that nothing newer reaches it before them.
     update_gauges(app)
     logger.info(
         "socket connected", extra={"sid": sid, "userId": str(claims.user_id), "ip": address}

@@ -16,6 +16,7 @@ from server.runtime.jobs import spawn
 from server.settings import SETTINGS
 from server.sockets.expiry import sweep_token_deadlines
 from server.sockets.handshake import accept, update_gauges
+from server.sockets.recovery import RECOVERY
 from server.sockets.router import EventRouter, dispatch
 from server.sockets.sessions import SESSIONS
 from server.transport import origins
@@ -63,6 +64,12 @@ def create_socket_server(
     async def disconnect(sid: str, reason: object = None) -> None:
         session = app[SESSIONS].remove(sid)
         update_gauges(app)
+        recovery = app.get(RECOVERY)
+        if session is not None and recovery is not None:
+            try:
+                await recovery.end(session)
+            except OSError:
+                logger.warning("recovery session not released", exc_info=True)
         if session is not None:
             logger.info(
                 "socket disconnected",

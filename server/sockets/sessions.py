@@ -21,6 +21,10 @@ class SocketSession:
     username: str
     expires_at: datetime
     markets: set[str] = field(default_factory=set)  # subscribed market ids
+    # Connection state recovery (server/sockets/recovery.py): the private session id of a client
+    # that opted in, and which of its connections this is.
+    pid: str | None = None
+    generation: int = 0
 
 
 class SocketSessions:

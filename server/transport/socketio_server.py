@@ -31,6 +31,7 @@ from aiohttp import web
 from game.errors import ErrorCode, UnknownEvent, ValidationFailed
 from server.runtime import metrics
 from server.runtime.logs import RateLimitedLog
+from server.transport.recovery import RecoveringServer
 from server.transport.websocket import PreparedMessage, writer_of
 from server.wire.codec import dumps_bytes
 from server.wire.refusals import ack_error
@@ -69,6 +70,13 @@ class GameEngineServer(engineio.AsyncServer):  # type: ignore[misc]  # untyped l
     """
 
     _loop: asyncio.AbstractEventLoop | None = None
+    # A resumed socket's id, handed out by the next `generate_id` (server/transport/recovery.py).
+    next_id: str | None = None
+
+    def generate_id(self) -> str:
+        if self.next_id is not None:
+            return self.next_id
+        return str(super().generate_id())
 
     async def disconnect(self, sid: str | None = None) -> None:
         if sid is None:
@@ -114,12 +122,13 @@ def quiet_library_logs() -> None:
             library.addFilter(QuietLibraryLog())
 
 
-class GameSocketServer(socketio.AsyncServer):  # type: ignore[misc]  # untyped library base
+class GameSocketServer(RecoveringServer):
     def _engineio_server_class(self) -> type[GameEngineServer]:
         return GameEngineServer
 
     def __init__(self, *, limits: ClientLimits | None = None, **options: Any) -> None:
         super().__init__(serializer=TextPacket, **options)
+        self._init_recovery()
         self.limits = limits or ClientLimits()
         self._binary_bytes: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -281,8 +290,10 @@ SocketServer: TypeAlias = socketio.AsyncServer
 SIO: Final = web.AppKey("sio", SocketServer)
 
 
-def encode_event(sio: SocketServer, event: str, data: object) -> str:
+def encode_event(sio: SocketServer, event: str, data: object, offset: int | None = None) -> str:
     """An event of the default namespace as the Engine.IO message text (`42[...]`), encoded by
-    the server's own packet class, so its JSON module and binary rules apply."""
-    packet = sio.packet_class(socketio.packet.EVENT, namespace="/", data=[event, data])
+    the server's own packet class, so its JSON module and binary rules apply. With an `offset`
+    (a recoverable socket's), it rides as the last argument, a string (docs/protocol.md)."""
+    args = [event, data] if offset is None else [event, data, str(offset)]
+    packet = sio.packet_class(socketio.packet.EVENT, namespace="/", data=args)
     return "4" + str(packet.encode())

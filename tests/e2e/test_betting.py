@@ -200,7 +200,7 @@ async def test_settlement_pays_every_resolution_and_moves_the_leaderboard(
         "m5": Resolution.CANCELLED,
     }
     for market, resolution in resolutions.items():
-        result = await app[SERVICES].markets.resolve(markets[market], resolution)
+        result = await app[SERVICES].settlement.resolve(markets[market], resolution)
         assert result.market is not None and result.complete
         update = await watcher.next("market:update")
         assert update["market"]["id"] == str(markets[market])
@@ -208,7 +208,7 @@ async def test_settlement_pays_every_resolution_and_moves_the_leaderboard(
             "cancelled" if resolution is Resolution.CANCELLED else "resolved"
         )
     # Settling again announces nothing and pays nothing.
-    assert (await app[SERVICES].markets.resolve(markets["m1"], Resolution.THAT)).market is None
+    assert (await app[SERVICES].settlement.resolve(markets["m1"], Resolution.THAT)).market is None
 
     finals = {"alice": 1095, "bob": 1000, "carol": 1085}
     for player in (alice, bob, carol):

@@ -196,7 +196,7 @@ async def test_a_market_settled_at_once_after_redis_lost_everything_leaves_every
     newcomer = await make_user(db, "newcomer")
     market = await insert_market(db)
     await bet(db, newcomer, market, "this", "100")
-    await app[SERVICES].markets.resolve(market, Resolution.THIS)
+    await app[SERVICES].settlement.resolve(market, Resolution.THIS)
 
     assert await violations(db, redis_client) == []
     board = await leaderboards.bucket_scores(redis_client, "all")

@@ -80,7 +80,7 @@ def listener() -> Recorder:
 
 @pytest.fixture
 def live(db: asyncpg.Pool, listener: Recorder) -> LiveOdds:
-    return LiveOdds(db, listener)
+    return LiveOdds(db, listener, listener.resolve)
 
 
 async def test_snapshots_become_the_midpoint_written_then_pushed(
@@ -138,7 +138,7 @@ async def test_a_market_is_written_at_most_once_per_interval_with_its_latest_val
     db: asyncpg.Pool, listener: Recorder
 ) -> None:
     now = [100.0]
-    live = LiveOdds(db, listener, push_interval_s=0.25, clock=lambda: now[0])
+    live = LiveOdds(db, listener, listener.resolve, push_interval_s=0.25, clock=lambda: now[0])
     row, channel = await followed_market(db, live)
     live.on_frame(
         frame([book(channel, channel.yes_token, ts="1"), book(channel, channel.no_token, ts="1")])

@@ -8,6 +8,7 @@ from game.leaderboard import Period
 from server.application.services import SERVICES
 from server.fanout.rooms import leaderboard_room
 from server.runtime import metrics
+from server.sockets.recovery import rooms_changed
 from server.sockets.router import EventContext, EventRouter
 from server.transport.socketio_server import SIO
 from server.wire.schemas import LeaderboardGet, LeaderboardRoom
@@ -34,6 +35,7 @@ async def handle_leaderboard_subscribe(
     ctx: EventContext, payload: LeaderboardRoom
 ) -> dict[str, Any]:
     await ctx.app[SIO].enter_room(ctx.sid, leaderboard_room(payload.period))
+    await rooms_changed(ctx)
     return {}
 
 
@@ -41,6 +43,7 @@ async def handle_leaderboard_unsubscribe(
     ctx: EventContext, payload: LeaderboardRoom
 ) -> dict[str, Any]:
     await ctx.app[SIO].leave_room(ctx.sid, leaderboard_room(payload.period))
+    await rooms_changed(ctx)
     return {}
 
 

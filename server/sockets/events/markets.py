@@ -7,6 +7,7 @@ from typing import Any
 from server.fanout.market_cache import MARKET_CACHE, lookup
 from server.fanout.rooms import market_room
 from server.runtime.resources import DB_POOL
+from server.sockets.recovery import rooms_changed
 from server.sockets.router import EventContext, EventRouter
 from server.transport.socketio_server import SIO
 from server.wire.schemas import MarketGet, MarketIds, MarketsList
@@ -31,6 +32,7 @@ async def handle_market_subscribe(ctx: EventContext, payload: MarketIds) -> dict
     for market_id in ids:
         await sio.enter_room(ctx.sid, market_room(market_id))
         ctx.session.markets.add(market_id)
+    await rooms_changed(ctx)
     return {"markets": [market_view(row) for row in rows]}
 
 
@@ -39,6 +41,7 @@ async def handle_market_unsubscribe(ctx: EventContext, payload: MarketIds) -> di
     for market_id in {str(market_id) for market_id in payload.marketIds}:
         await sio.leave_room(ctx.sid, market_room(market_id))
         ctx.session.markets.discard(market_id)
+    await rooms_changed(ctx)
     return {}
 
 

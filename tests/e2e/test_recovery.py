@@ -1,0 +1,202 @@
+"""Connection state recovery with the official socket.io-client (npm): a client that opted in and
+drops comes back with its socket id, its rooms and every push it missed, in order, none twice;
+and the reference implementation's known failures do not happen here."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import asyncpg
+from aiohttp import web
+
+from server.application.services import SERVICES
+from server.fanout.pushes import PUSHES
+from server.fanout.rooms import market_room, user_room
+from tests.betting_fixtures import insert_market
+from tests.conftest import ServerFactory
+from tests.official_client import OfficialClient, official_client
+from tests.players import Player
+
+
+def ws_url(base: str) -> str:
+    return base
+
+
+async def signed_up(base: str, http: aiohttp.ClientSession) -> Player:
+    return await Player(base, http).signup()
+
+
+async def pushes_flushed(app: web.Application) -> None:
+    """Give the batched publisher and the channel a moment (they run every 10 ms)."""
+    for _ in range(50):
+        await asyncio.sleep(0.02)
+        if not app[PUSHES]._pending and app[PUSHES]._inbox.empty():
+            return
+
+
+def offsets(client: OfficialClient, event: str) -> list[str]:
+    return [args[-1] for args in client.events(event)]
+
+
+async def test_a_dropped_client_gets_its_socket_rooms_and_missed_pushes_back_in_order(
+    server: tuple[str, web.Application], http: aiohttp.ClientSession, db: asyncpg.Pool
+) -> None:
+    base, app = server
+    player = await signed_up(base, http)
+    market = await insert_market(db)
+    async with official_client() as client:
+        first = await client.connect(base, {"token": player.access_token, "recover": True})
+        assert first["recovered"] is False
+        await client.call("market:subscribe", {"marketIds": [str(market)]})
+        pushes = app[PUSHES]
+        # One push before the drop, so the client has an offset.
+        pushes.emit("balance", {"balance": 1, "reason": "bet"}, user_room(player.user_id))
+        await client.next("event", event="balance")
+        await client.send("drop")
+        await client.next("disconnect")
+        await asyncio.sleep(0.2)  # the server sees the transport close
+        for n in range(2, 6):
+            pushes.emit("balance", {"balance": n, "reason": "bet"}, user_room(player.user_id))
+        for n in range(5):
+            pushes.emit(
+                "odds",
+                {"marketId": str(market), "thisOdds": 0.1 * (n + 1), "thatOdds": 0.5, "at": n},
+                market_room(market),
+            )
+        await pushes_flushed(app)
+        await client.send("reconnect")
+        again = await client.next("connect")
+        assert again["recovered"] is True and again["id"] == first["id"]
+        # Live again: a newer push comes after every missed one.
+        pushes.emit("balance", {"balance": 6, "reason": "bet"}, user_room(player.user_id))
+        for _ in range(5):
+            await client.next("event", event="balance")
+        balances = [args[0]["balance"] for args in client.events("balance")]
+        assert balances == [1, 2, 3, 4, 5, 6]
+        # The market room: only its latest state, not every tick, and the room is joined again.
+        odds = client.events("odds")
+        assert [args[0]["thisOdds"] for args in odds] == [0.5]
+        seen = [int(offset) for offset in offsets(client, "balance") + offsets(client, "odds")]
+        assert len(seen) == len(set(seen))
+        pushes.emit(
+            "odds",
+            {"marketId": str(market), "thisOdds": 0.9, "thatOdds": 0.1, "at": 9},
+            market_room(market),
+        )
+        tick = await client.next("event", event="odds")
+        assert tick["args"][0]["thisOdds"] == 0.9
+        order = [
+            int(item["args"][-1])
+            for item in client.seen
+            if item["type"] == "event" and item["event"] in ("balance", "odds")
+        ]
+        assert order == sorted(order)
+
+
+async def test_a_client_that_had_received_nothing_before_the_drop_is_recovered(
+    server: tuple[str, web.Application], http: aiohttp.ClientSession
+) -> None:
+    base, app = server
+    player = await signed_up(base, http)
+    async with official_client() as client:
+        first = await client.connect(base, {"token": player.access_token, "recover": True})
+        await client.send("drop")
+        await client.next("disconnect")
+        await asyncio.sleep(0.2)
+        app[PUSHES].emit("balance", {"balance": 7, "reason": "payout"}, user_room(player.user_id))
+        await pushes_flushed(app)
+        await client.send("reconnect")
+        again = await client.next("connect")
+        assert (again["recovered"], again["id"]) == (True, first["id"])
+        missed = await client.next("event", event="balance")
+        assert missed["args"][0]["balance"] == 7
+
+
+async def test_three_recoveries_in_a_row(
+    server: tuple[str, web.Application], http: aiohttp.ClientSession
+) -> None:
+    base, app = server
+    player = await signed_up(base, http)
+    async with official_client() as client:
+        first = await client.connect(base, {"token": player.access_token, "recover": True})
+        for n in range(3):
+            await client.send("drop")
+            await client.next("disconnect")
+            await asyncio.sleep(0.1)
+            app[PUSHES].emit("balance", {"balance": n, "reason": "bet"}, user_room(player.user_id))
+            await pushes_flushed(app)
+            await client.send("reconnect")
+            again = await client.next("connect")
+            assert (again["recovered"], again["id"]) == (True, first["id"])
+            await client.next("event", event="balance")
+        assert [args[0]["balance"] for args in client.events("balance")] == [0, 1, 2]
+
+
+async def test_without_opting_in_nothing_changes_on_the_wire(
+    server: tuple[str, web.Application], http: aiohttp.ClientSession
+) -> None:
+    base, app = server
+    player = await signed_up(base, http)
+    async with official_client() as client:
+        first = await client.connect(base, {"token": player.access_token})
+        app[PUSHES].emit("balance", {"balance": 3, "reason": "bet"}, user_room(player.user_id))
+        event = await client.next("event", event="balance")
+        assert event["args"] == [{"balance": 3, "reason": "bet"}]  # no trailing offset
+        await client.send("drop")
+        await client.next("disconnect")
+        await client.send("reconnect")
+        again = await client.next("connect")
+        assert again["recovered"] is False and again["id"] != first["id"]
+
+
+async def test_another_users_pid_yields_a_fresh_session_and_none_of_their_pushes(
+    server: tuple[str, web.Application], http: aiohttp.ClientSession
+) -> None:
+    base, app = server
+    victim, thief = await signed_up(base, http), await signed_up(base, http)
+    async with official_client() as victim_client, official_client() as thief_client:
+        await victim_client.connect(base, {"token": victim.access_token, "recover": True})
+        # The victim's pid, as the server answered it: read from a fresh client's point of view
+        # by asking the stored session through the app.
+        pid = next(s.pid for s in app_sessions(app) if str(s.user_id) == victim.user_id)
+        await victim_client.send("drop")
+        await victim_client.next("disconnect")
+        app[PUSHES].emit("balance", {"balance": 99, "reason": "payout"}, user_room(victim.user_id))
+        await pushes_flushed(app)
+        stolen = await thief_client.connect(
+            base, {"token": thief.access_token, "recover": True, "pid": pid, "offset": "0"}
+        )
+        assert stolen.get("recovered") is False, stolen
+        await asyncio.sleep(0.3)
+        assert thief_client.events("balance") == []
+        # The victim still gets their session back.
+        await victim_client.send("reconnect")
+        back = await victim_client.next("connect")
+        assert back["recovered"] is True
+        assert (await victim_client.next("event", event="balance"))["args"][0]["balance"] == 99
+
+
+def app_sessions(app: web.Application) -> list[Any]:
+    from server.sockets.sessions import SESSIONS
+
+    return app[SESSIONS].all()
+
+
+async def test_a_reconnect_after_the_window_is_fresh_and_sync_still_works(
+    start_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    base, app = await start_server(recovery_window_s=1)
+    player = await signed_up(base, http)
+    async with official_client() as client:
+        first = await client.connect(base, {"token": player.access_token, "recover": True})
+        await client.send("drop")
+        await client.next("disconnect")
+        await asyncio.sleep(2.5)
+        await client.send("reconnect")
+        again = await client.next("connect")
+        assert again["recovered"] is False and again["id"] != first["id"]
+        state = await client.call("sync")
+        assert state["ok"] is True and state["data"]["user"]["id"] == player.user_id
+    assert app[SERVICES] is not None
