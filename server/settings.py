@@ -133,6 +133,9 @@ class Settings:
     # filling while another commits. With 100 players betting flat out, 1, 2 and 4 made batches
     # of about 45, 27 and 20 bets, and 2 placed the most.
     bet_workers: Annotated[int, _allowed("a whole number from 1 to 16", ge=1, le=16)] = 2
+    # Engine.IO heartbeats: a peer silent for the interval and the timeout together is gone.
+    socket_ping_interval_s: Seconds = 25
+    socket_ping_timeout_s: Seconds = 20
     # A client that opted in to recovery and reconnects within this many seconds gets its socket
     # back (same id, rooms) and every push it missed; 0 turns recovery off.
     recovery_window_s: Annotated[int, _allowed("seconds from 0 to 3600", ge=0, le=3600)] = 120

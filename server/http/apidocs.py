@@ -198,7 +198,12 @@ def asyncapi(router: EventRouter) -> dict[str, Any]:
             "description": (
                 "Socket.IO v4 (engine.io v4) on the default namespace `/`, websocket or "
                 "long-polling at `/socket.io/`. Connect with `auth: {token}`; every request is "
-                "an event with one object and an ack `{ok: true, data}` or `{ok: false, error}`."
+                "an event with one object and an ack `{ok: true, data}` or `{ok: false, error}`. "
+                "Connection state recovery: connect with `auth: {token, recover: true}`; the "
+                "CONNECT answer is `{sid, pid}` and every push to that socket carries its offset "
+                "(a string) as its last argument; reconnecting within RECOVERY_WINDOW_S with "
+                "`{token, recover: true, pid, offset}` (socket.io-client 4.6+ adds pid and offset "
+                "by itself) gives back the socket id, its rooms and every missed push, in order."
             ),
         },
         "defaultContentType": "application/json",

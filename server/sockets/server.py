@@ -41,8 +41,8 @@ def create_socket_server(
         # The handshake Origin must be one of CORS_ORIGINS or the server's own; clients without
         # one (native games, load testers) are not browsers and pass.
         cors_allowed_origins=origins.engineio_check(settings.cors_origins),
-        ping_interval=25,
-        ping_timeout=20,
+        ping_interval=settings.socket_ping_interval_s,
+        ping_timeout=settings.socket_ping_timeout_s,
         max_http_buffer_size=settings.socket_max_message_bytes,
         logger=False,
         engineio_logger=False,

@@ -68,9 +68,34 @@ class ConnectRefusal(Reply):
 
 
 class HandshakeAuth(Reply):
-    """The Socket.IO handshake `auth` object."""
+    """The Socket.IO handshake `auth` object. With `recover: true` the server answers CONNECT
+    with `{sid, pid}` and appends an offset (a string) as the last argument of every push; a
+    client that reconnects with `{pid, offset}` beside its token within RECOVERY_WINDOW_S gets
+    the same sid, its rooms and every push it missed (socket.io-client 4.6+ does this by
+    itself and sets `socket.recovered`)."""
 
     token: Annotated[str, msgspec.Meta(description="an access token from /auth/signup or login")]
+    recover: (
+        Annotated[
+            bool,
+            msgspec.Meta(description="opt in to connection state recovery (docs/protocol.md)"),
+        ]
+        | None
+    ) = None
+    pid: (
+        Annotated[
+            str,
+            msgspec.Meta(description="the private session id of the CONNECT answer, to resume"),
+        ]
+        | None
+    ) = None
+    offset: (
+        Annotated[
+            str,
+            msgspec.Meta(description="the offset of the last push the client received"),
+        ]
+        | None
+    ) = None
 
 
 class User(Reply):

@@ -157,3 +157,26 @@ async def test_market_text_holding_html_is_shown_as_text_and_never_runs(
     async with http.get(base + "/play") as response:
         assert "script-src 'self'" in response.headers["Content-Security-Policy"]
     await page.close()
+
+
+async def test_playground_recovers_after_a_drop_and_logs_the_replayed_pushes(
+    start_server: ServerFactory, browser: Any
+) -> None:
+    from server.fanout.pushes import PUSHES
+    from server.fanout.rooms import user_room
+    from server.sockets.sessions import SESSIONS
+
+    base, app = await start_server()
+    page, errors = await open_playground(browser, base)
+    user_id = app[SESSIONS].all()[0].user_id
+    # The network goes away under the page; a payout is pushed while it is gone.
+    await page.evaluate("state.socket.io.engine.close()")
+    await page.wait_for_selector('#log li[data-event="disconnect"]')
+    app[PUSHES].emit("balance", {"balance": 1234, "reason": "payout"}, user_room(user_id))
+    await page.wait_for_selector('#status:has-text("recovered")', timeout=15000)
+    await page.wait_for_selector('#log li[data-event="connect: recovered"]')
+    await page.wait_for_selector(
+        '#log li[data-direction="replay"][data-event="balance"]', timeout=15000
+    )
+    assert errors == []
+    await page.close()

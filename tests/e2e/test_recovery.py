@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import pytest
 from aiohttp import web
 
 from server.application.services import SERVICES
@@ -16,6 +17,15 @@ from server.fanout.pushes import PUSHES
 from server.fanout.rooms import market_room, user_room
 from tests.betting_fixtures import insert_market
 from tests.conftest import ServerFactory
+from tests.e2e.test_proxy_cluster import (  # noqa: F401 - fixtures: nginx before two nodes
+    cluster,
+    connected_sockets,
+    needs_nginx,
+    nginx_dir,
+    proxy,
+    wait_until_ready,
+)
+from tests.nodes import ServerNode
 from tests.official_client import OfficialClient, official_client
 from tests.players import Player
 
@@ -200,3 +210,116 @@ async def test_a_reconnect_after_the_window_is_fresh_and_sync_still_works(
         state = await client.call("sync")
         assert state["ok"] is True and state["data"]["user"]["id"] == player.user_id
     assert app[SERVICES] is not None
+
+
+async def test_a_client_recovers_on_the_other_node(
+    start_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    first_url, first_app = await start_server()
+    second_url, _ = await start_server()
+    player = await signed_up(first_url, http)
+    async with official_client() as client:
+        first = await client.connect(first_url, {"token": player.access_token, "recover": True})
+        first_app[PUSHES].emit(
+            "balance", {"balance": 1, "reason": "bet"}, user_room(player.user_id)
+        )
+        await client.next("event", event="balance")
+        await client.send("drop")
+        await client.next("disconnect")
+        await asyncio.sleep(0.2)
+        first_app[PUSHES].emit(
+            "balance", {"balance": 2, "reason": "bet"}, user_room(player.user_id)
+        )
+        await pushes_flushed(first_app)
+        await client.send("reconnect", url=second_url)
+        again = await client.next("connect")
+        assert (again["recovered"], again["id"]) == (True, first["id"])
+        assert (await client.next("event", event="balance"))["args"][0]["balance"] == 2
+
+
+async def test_recovery_after_a_long_connection_and_after_the_server_timed_the_transport_out(
+    start_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    # Pings every 0.1 s: two seconds of connection are twenty ping rounds, as ten minutes would
+    # be at a 30 s interval; then a gap longer than the ping interval and timeout together.
+    base, app = await start_server(socket_ping_interval_s=0.1, socket_ping_timeout_s=0.2)
+    player = await signed_up(base, http)
+    async with official_client() as client:
+        first = await client.connect(base, {"token": player.access_token, "recover": True})
+        await asyncio.sleep(2.0)
+        await client.send("drop")
+        await client.next("disconnect")
+        app[PUSHES].emit("balance", {"balance": 5, "reason": "reward"}, user_room(player.user_id))
+        await asyncio.sleep(1.0)
+        await client.send("reconnect")
+        again = await client.next("connect")
+        assert (again["recovered"], again["id"]) == (True, first["id"])
+        assert (await client.next("event", event="balance"))["args"][0]["balance"] == 5
+
+
+@needs_nginx
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_through_nginx_a_client_recovers_on_the_other_node_after_sigterm_then_kill_9(
+    cluster: list[ServerNode],  # noqa: F811 - the fixture imported above
+    proxy: Any,  # noqa: F811
+    db: asyncpg.Pool,
+    http: aiohttp.ClientSession,
+) -> None:
+    market = str(await insert_market(db))
+    url = proxy([node.port for node in cluster])
+    await wait_until_ready(http, url)
+    player = await signed_up(url, http)
+    balances: list[float] = []
+
+    async def bet_elsewhere(node: ServerNode, n: int) -> None:
+        """The same player bets from another socket, straight to `node`: a balance push each,
+        to every socket of the player but the betting one."""
+        other = Player(node.url, http)
+        other.user, other.access_token = player.user, player.access_token
+        await other.connect()
+        for k in range(n):
+            placed = await other.ok(
+                "bet:place",
+                {
+                    "marketId": market,
+                    "side": "this",
+                    "amount": 10,
+                    "clientBetId": f"{node.port}-{k}-{len(balances)}",
+                },
+            )
+            balances.append(placed["balance"])
+        await other.close()
+
+    async with official_client() as client:
+        first = await client.connect(url, {"token": player.access_token, "recover": True})
+        counts = [await connected_sockets(http, node) for node in cluster]
+        holder = cluster[counts.index(1)]
+        spare = cluster[1 - counts.index(1)]
+        await bet_elsewhere(spare, 1)
+        await client.next("event", event="balance")
+
+        # A rolling restart: the node holding the socket drains (SIGTERM).
+        await client.send("drop")  # the client goes quiet first, then its node goes away
+        await client.next("disconnect")
+        holder.stop()
+        await bet_elsewhere(spare, 2)
+        await client.send("reconnect")
+        again = await client.next("connect")
+        assert (again["recovered"], again["id"]) == (True, first["id"])
+        for _ in range(2):
+            await client.next("event", event="balance")
+
+        # Now the node holding it dies without a word (kill -9); the other one is back.
+        await holder.start()
+        await client.send("drop")
+        await client.next("disconnect")
+        spare.kill()
+        await bet_elsewhere(holder, 2)
+        await client.send("reconnect")
+        third = await client.next("connect")
+        assert (third["recovered"], third["id"]) == (True, first["id"])
+        for _ in range(2):
+            await client.next("event", event="balance")
+        got = [args[0]["balance"] for args in client.events("balance")]
+        assert got == balances, (got, balances)

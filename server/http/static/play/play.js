@@ -37,7 +37,7 @@ function setStatus(text, stateName) {
 }
 
 function log(direction, event, data) {
-  const arrow = { out: "→", ack: "←", in: "⇐", info: "·" }[direction];
+  const arrow = { out: "→", ack: "←", in: "⇐", replay: "⇐ replayed", info: "·" }[direction];
   const line = `${new Date().toISOString().slice(11, 23)} ${arrow} ${event} ${data === undefined ? "" : JSON.stringify(data)}`;
   const list = $("log");
   list.prepend(el("li", { dataset: { direction, event } }, line));
@@ -96,19 +96,25 @@ async function refreshTokens() {
   if (!response.ok) return;
   state.accessToken = data.accessToken;
   state.refreshToken = data.refreshToken;
-  state.socket.auth = { token: data.accessToken };
+  state.socket.auth = { token: data.accessToken, recover: true };
   await call("auth:refresh", { token: data.accessToken });
 }
 
 function connect() {
   if (state.socket) state.socket.disconnect();
   setStatus("connecting", "connecting");
-  const socket = io({ auth: { token: state.accessToken }, transports: ["websocket"] });
+  // Opted in to connection state recovery: after a drop the socket comes back with its
+  // subscriptions and the pushes it missed, which arrive right after the connect.
+  const socket = io({ auth: { token: state.accessToken, recover: true }, transports: ["websocket"] });
   state.socket = socket;
-  socket.onAny((event, data) => log("in", event, data));
+  socket.onAny((event, data) => log(state.replaying ? "replay" : "in", event, data));
   socket.on("connect", () => {
-    setStatus("connected", "connected");
-    log("info", "connect", { id: socket.id });
+    setStatus(socket.recovered ? "connected (recovered)" : "connected", "connected");
+    log("info", socket.recovered ? "connect: recovered" : "connect", { id: socket.id, recovered: socket.recovered });
+    if (socket.recovered) {
+      state.replaying = true;
+      setTimeout(() => { state.replaying = false; }, 100);
+    }
     for (const id of ["claim-reward", "refresh-markets", "subscribe-all", "place-bet", "raw-send"]) {
       $(id).disabled = false;
     }
