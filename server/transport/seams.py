@@ -19,6 +19,9 @@ python-socketio (`socketio.AsyncServer`, server/transport/socketio_server.py), s
   `_trigger_event` and `not_handled`: a registered handler is called directly and its ack
   encoded in one step;
 - `_handle_eio_disconnect(eio_sid, reason)`: per-socket limits state is dropped;
+- `_handle_connect(eio_sid, namespace, data)` (server/transport/recovery.py): connection state
+  recovery, which python-socketio lacks: the CONNECT answer carries a `pid`, a resumed socket
+  gets its old `sid` back (through the engine's `generate_id`, below);
 - `packet_class`, `manager.get_participants(namespace, room)`: pushes are encoded once per room
   (server/fanout/pushes.py).
 - `socketio.AsyncRedisManager._redis_connect()` and the `redis_url`, `redis`, `pubsub` and
@@ -33,7 +36,9 @@ python-engineio (server/transport/websocket.py, server/transport/engineio_poll.p
   `ping_interval`, `ping_timeout` and `reason.TRANSPORT_CLOSE`;
 - `AsyncSocket.poll` is replaced process-wide by a leaner wait (`engineio_poll.install()`);
 - `AsyncServer.disconnect(sid)` closes without waiting for a long-poll to take the queue (with
-  `reason.SERVER_DISCONNECT`), and `start_background_task(target, ...)` keeps the loop it found.
+  `reason.SERVER_DISCONNECT`), `start_background_task(target, ...)` keeps the loop it found, and
+  `generate_id()` hands out a resumed socket's id once (`manager.pre_connect` takes its sid
+  from it).
 
 aiohttp (server/http/exposure.py), since 3.11:
 - `aiohttp.web_response.SERVER_SOFTWARE` is overwritten so no `Server` header names versions.
@@ -63,10 +68,12 @@ OVERRIDDEN: Final[tuple[tuple[type[Any], str, tuple[str, ...]], ...]] = (
         ("self", "server", "sid", "eio_sid", "data", "namespace", "id"),
     ),
     (socketio.AsyncServer, "_handle_eio_disconnect", ("self", "eio_sid", "reason")),
+    (socketio.AsyncServer, "_handle_connect", ("self", "eio_sid", "namespace", "data")),
     (socketio.AsyncServer, "_trigger_event", ("self", "event", "namespace", "args")),
     (socketio.AsyncRedisManager, "_redis_connect", ("self",)),
     (engineio.AsyncServer, "disconnect", ("self", "sid")),
     (engineio.AsyncServer, "start_background_task", ("self", "target")),
+    (engineio.AsyncServer, "generate_id", ("self",)),
     (async_socket.AsyncSocket, "poll", ("self",)),
     (async_socket.AsyncSocket, "check_ping_timeout", ("self",)),
     (async_socket.AsyncSocket, "receive", ("self", "pkt")),

@@ -38,12 +38,14 @@ def test_a_missing_private_attribute_is_named_by_the_check(monkeypatch) -> None:
 def test_every_overridden_method_of_the_game_servers_is_listed_as_a_seam() -> None:
     import engineio
 
+    from server.transport.recovery import RecoveringServer
     from server.transport.redis_manager import RedisManager
     from server.transport.socketio_server import GameEngineServer, GameSocketServer
 
     listed = {(owner, name) for owner, name, _ in seams.OVERRIDDEN}
     for game_class, library_class in (
         (GameSocketServer, socketio.AsyncServer),
+        (RecoveringServer, socketio.AsyncServer),
         (RedisManager, socketio.AsyncRedisManager),
         (GameEngineServer, engineio.AsyncServer),
     ):
