@@ -21,7 +21,7 @@ import redis.asyncio as redis
 from storage import keys
 
 # The most pushes kept per personal room; a session that missed more is not recovered.
-PERSONAL_KEEP: Final = 500
+PERSONAL_KEEP: Final = 100
 
 # KEYS: the sequence, the channel. ARGV: the published blob, the batch size, 1 to keep history,
 # the history's lifetime in seconds, PERSONAL_KEEP, then per kept push: its index in the batch

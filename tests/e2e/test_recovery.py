@@ -323,3 +323,45 @@ async def test_through_nginx_a_client_recovers_on_the_other_node_after_sigterm_t
             await client.next("event", event="balance")
         got = [args[0]["balance"] for args in client.events("balance")]
         assert got == balances, (got, balances)
+
+
+async def test_more_missed_personal_pushes_than_kept_yields_a_fresh_session(
+    server: tuple[str, web.Application],
+    http: aiohttp.ClientSession,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from storage import recovery
+
+    monkeypatch.setattr(recovery, "PERSONAL_KEEP", 3)
+    base, app = server
+    player = await signed_up(base, http)
+    async with official_client() as client:
+        first = await client.connect(base, {"token": player.access_token, "recover": True})
+        await client.send("drop")
+        await client.next("disconnect")
+        await asyncio.sleep(0.2)
+        for n in range(5):  # two more than kept: the oldest two are gone
+            app[PUSHES].emit("balance", {"balance": n, "reason": "bet"}, user_room(player.user_id))
+            await pushes_flushed(app)
+        await client.send("reconnect")
+        again = await client.next("connect")
+        assert again["recovered"] is False and again["id"] != first["id"]
+        await asyncio.sleep(0.3)
+        assert client.events("balance") == []  # nothing half-replayed; `sync` gives the state
+
+
+async def test_a_recovery_with_an_expired_token_is_refused_like_any_handshake(
+    start_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    base, app = await start_server(jwt_access_expires_in=2)
+    player = await signed_up(base, http)
+    async with official_client() as client:
+        await client.connect(base, {"token": player.access_token, "recover": True})
+        await client.send("drop")
+        await client.next("disconnect")
+        app[PUSHES].emit("balance", {"balance": 9, "reason": "bet"}, user_room(player.user_id))
+        await asyncio.sleep(2.5)  # the token the client holds has expired meanwhile
+        await client.send("reconnect")
+        refused = await client.next("connect_error")
+        assert refused["data"]["code"] == "TOKEN_EXPIRED"
+        assert client.events("balance") == []
