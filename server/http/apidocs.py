@@ -52,6 +52,11 @@ PUSHES: Final[dict[str, tuple[type[replies.Reply], str]]] = {
         "room leaderboard:<period>; top 20, at most once a second per period",
     ),
     "auth:expiring": (replies.Expiry, "the socket, about 60 s before its token expires"),
+    "auth:expired": (
+        replies.Error,
+        "the socket, when its token expired unrefreshed, just before the server disconnects it: "
+        "code TOKEN_EXPIRED; refresh the token and connect again",
+    ),
 }
 
 

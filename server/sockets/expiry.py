@@ -10,6 +10,7 @@ from typing import Final
 
 from aiohttp import web
 
+from game.errors import TokenExpired
 from server.fanout.pushes import PUSHES
 from server.runtime.jobs import stop_if_cancelled
 from server.sockets.sessions import SESSIONS
@@ -18,6 +19,9 @@ from server.transport.socketio_server import SIO
 logger = logging.getLogger("thisthat.realtime")
 
 SWEEP_INTERVAL_S: Final = 1.0
+EXPIRED_MESSAGE: Final = (
+    "access token expired: refresh it (POST /auth/refresh) and connect again with the new one"
+)
 
 
 async def sweep_token_deadlines(app: web.Application) -> None:
@@ -34,6 +38,12 @@ async def sweep_token_deadlines(app: web.Application) -> None:
                     )
                 else:
                     logger.info("token expired; disconnecting", extra={"sid": session.sid})
+                    # Said before the disconnect, which socket.io-client does not retry by itself:
+                    # the client refreshes its token and connects again (docs/protocol.md).
+                    await app[PUSHES].deliver_here(
+                        "auth:expired", TokenExpired(EXPIRED_MESSAGE).to_dict(), session.sid
+                    )
+                    await asyncio.sleep(0)
                     await sio.disconnect(session.sid)
             except Exception:
                 stop_if_cancelled()

@@ -180,3 +180,19 @@ async def test_playground_recovers_after_a_drop_and_logs_the_replayed_pushes(
     )
     assert errors == []
     await page.close()
+
+
+async def test_playground_refreshes_and_reconnects_when_its_token_expires(
+    start_server: ServerFactory, browser: Any
+) -> None:
+    base, _ = await start_server(jwt_access_expires_in=3, token_expiry_warning_s=1)
+    page, errors = await open_playground(browser, base)
+    # The page ignores the warning here: the token runs out, the server says so and disconnects.
+    await page.evaluate("state.socket.off('auth:expiring')")
+    await page.wait_for_selector('#log li[data-event="auth:expired"]', timeout=15000)
+    await page.wait_for_selector('#log li[data-event="disconnect"]', timeout=15000)
+    await page.wait_for_selector('#log li:has-text("POST /auth/refresh 200")', timeout=15000)
+    # Connected again with the new token, and the socket was taken back.
+    await page.wait_for_selector('#status:has-text("recovered")', timeout=15000)
+    assert errors == []
+    await page.close()

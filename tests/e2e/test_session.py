@@ -142,12 +142,16 @@ async def test_token_expiry_warns_then_disconnects_unless_refreshed(
     refreshed = await diligent.ok("auth:refresh", {"token": fresh["accessToken"]})
     assert refreshed["expiresAt"].endswith("Z")
 
+    # The lazy one is told why before it is disconnected: a code it can act on.
+    expired = await lazy.next("auth:expired", wait_s=5)
+    assert expired["code"] == "TOKEN_EXPIRED"
     for _ in range(50):
         if not lazy.sockets[0].connected:
             break
         await asyncio.sleep(0.1)
     assert not lazy.sockets[0].connected
     assert diligent.sockets[0].connected
+    assert diligent.received["auth:expired"].empty()
     await diligent.close()
 
 

@@ -85,7 +85,7 @@ async function authenticate(action) {
   connect();
 }
 
-async function refreshTokens() {
+async function refreshTokens({ tellSocket = true } = {}) {
   const response = await fetch("/auth/refresh", {
     method: "POST",
     headers: { "Content-Type": "application/json" },
@@ -97,7 +97,7 @@ async function refreshTokens() {
   state.accessToken = data.accessToken;
   state.refreshToken = data.refreshToken;
   state.socket.auth = { token: data.accessToken, recover: true };
-  await call("auth:refresh", { token: data.accessToken });
+  if (tellSocket) await call("auth:refresh", { token: data.accessToken });
 }
 
 function connect() {
@@ -127,6 +127,16 @@ function connect() {
   socket.on("disconnect", (reason) => {
     setStatus(`disconnected (${reason})`, "error");
     log("info", "disconnect", { reason });
+    // The server disconnects a socket whose token expired (after `auth:expired`); the client
+    // does not retry that by itself: connect again, with the refreshed token.
+    if (reason === "io server disconnect" && state.renewal) {
+      const renewal = state.renewal;
+      state.renewal = null;
+      renewal.then(() => socket.connect());
+    }
+  });
+  socket.on("auth:expired", () => {
+    state.renewal = refreshTokens({ tellSocket: false });
   });
   socket.on("session", (data) => {
     setText("me", data.user.username);
