@@ -218,22 +218,28 @@ class Markets:
         elif isinstance(event, replay.RemoveEvent):
             await self.resolve(row.id, Resolution.CANCELLED)
 
-    async def keep_replay_odds_fresh(self) -> PollReport:
-        """A replayed market's odds are as fresh as the replay: every pass counts as a read."""
-        report = PollReport("odds")
-        ids = [row.id for row in await market_store.open_markets(self.pool)]
-        now = datetime.now(UTC)
-        await market_store.touch_odds(self.pool, ids, now)
-        if ids:
-            await self.odds_touched(ids, now)
-        report.seen = len(ids)
-        return report
-
     async def replay_first_pass(
         self, events: Sequence[replay.ReplayEvent], start_over: bool
     ) -> int:
-        """0, or when starting over the first pass whose market ids this database never saw."""
+        """0, or when starting over the first pass whose market ids this database never saw.
+
+        Not starting over, markets the timeline already played here stay as they ended (a
+        replay never reopens a settled market); one log line says so, and how to start over.
+        """
         if not start_over:
+            played = 0
+            listed = [event for event in events if isinstance(event, replay.MarketEvent)]
+            for event in listed:
+                row = await market_store.get_by_source_id(self.pool, event.source_id)
+                played += row is not None and row.status != "open"
+            if played:
+                logger.warning(
+                    "replay: %d of the timeline's %d markets were already played in this "
+                    "database and stay as they ended; to play the timeline again as new "
+                    "markets, restart with `thisthat serve --reset-replay`",
+                    played,
+                    len(listed),
+                )
             return 0
         known = {event.source_id for event in events if isinstance(event, replay.MarketEvent)}
         stored = await market_store.source_ids_from(self.pool, sorted(known))

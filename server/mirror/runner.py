@@ -274,7 +274,9 @@ async def _start_jobs(
                 events, app.get(RESET_REPLAY, False)
             )
         first_pass = chosen_pass["replay"]
-        await status.begin(["replay", "odds"])
+        # Replayed odds are as fresh as the replay's own readings (odds lines and frames): a
+        # market the timeline does not move ages like any other and turns ODDS_STALE.
+        await status.begin(["replay"])
 
         async def play() -> PollReport:
             delivered = await replay.play(
@@ -293,15 +295,6 @@ async def _start_jobs(
 
         return [
             asyncio.create_task(replay_forever(), name="feed-replay"),
-            asyncio.create_task(
-                run_every(
-                    "odds",
-                    settings.feed_odds_interval_s,
-                    markets.keep_replay_odds_fresh,
-                    status,
-                ),
-                name="feed-odds",
-            ),
         ]
     client = PolymarketClient(
         http,

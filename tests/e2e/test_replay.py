@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections import Counter
+from pathlib import Path
 
 import aiohttp
 
@@ -61,4 +64,43 @@ async def test_sample_timeline_drives_a_full_game_loop_offline(
     while not player.received["market:update"].empty():
         updates.append(player.received["market:update"].get_nowait()["market"]["status"])
     assert {"closed", "resolved", "cancelled"} <= set(updates)
+    await player.close()
+
+
+def short_timeline(path: Path, *, resolve_at: float | None) -> tuple[Path, str]:
+    """One sample market, one odds reading at the start, and optionally its resolution."""
+    first = json.loads(SAMPLE_TIMELINE.read_text().splitlines()[0])
+    source_id = first["gamma"]["conditionId"]
+    lines: list[dict[str, object]] = [
+        first,
+        {"at": 0.1, "type": "odds", "sourceId": source_id, "thisOdds": "0.41", "thatOdds": "0.59"},
+    ]
+    if resolve_at is not None:
+        lines.append(
+            {"at": resolve_at, "type": "resolve", "sourceId": source_id, "resolution": "this"}
+        )
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path, source_id
+
+
+async def test_a_replayed_market_the_replay_no_longer_moves_turns_stale(
+    start_server: ServerFactory, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    timeline, _ = short_timeline(tmp_path / "still.jsonl", resolve_at=None)
+    base, _ = await start_server(
+        feed=f"replay:{timeline}", feed_odds_interval_s=0.2, odds_max_age_s=1.5
+    )
+    player = await Player(base, http).signup()
+    await player.connect()
+
+    async def listed() -> bool:
+        return len((await player.ok("markets:list", {}))["markets"]) == 1
+
+    await eventually(listed)
+    market = (await player.ok("markets:list", {}))["markets"][0]
+    bet = {"marketId": market["id"], "side": "this", "amount": 10, "clientBetId": "fresh"}
+    await player.ok("bet:place", bet)
+    await asyncio.sleep(2.0)  # nothing moves it: no reading is fresh any more
+    error = await player.error("bet:place", {**bet, "clientBetId": "stale"})
+    assert error["code"] == "ODDS_STALE"
     await player.close()
