@@ -56,6 +56,64 @@ def official_section(results: dict[str, Any]) -> str:
 | ... client timeouts | {_fmt(s["overload_timeouts"])} | 0 |"""
 
 
+def stream_section(results: dict[str, Any]) -> str:
+    """Upstream to player (bench/stream.py): the channel's frames to the players' sockets, and the
+    closed loop of bets without and with the stream."""
+    stream = results.get("stream")
+    if not stream:
+        return "Not run."
+    if "skipped" in stream:
+        return f"Skipped: {stream['skipped']}."
+    s = results["summary"]
+    sizes = stream["sizes"]
+    quiet, alone, both = stream["bets"], stream["stream"], stream["both"]
+    rows = []
+    for label, window in (
+        ("channel silent, bets", quiet),
+        ("stream, no bets", alone),
+        ("stream and bets", both),
+    ):
+        bets = window.get("bets")
+        delay = window.get("delayMs", {})
+        rows.append(
+            f"| {label} | {_fmt(window.get('framesPerS'))} | {_fmt(window.get('framesCoalesced'))}"
+            f" of {_fmt(window.get('framesSent'))} | {_fmt(window.get('deliveriesPerS'))} | "
+            f"{_fmt(delay.get('p50Ms'), ' ms')} / {_fmt(delay.get('p99Ms'), ' ms')} | "
+            f"{_fmt(bets['okRate'] if bets else None)} | "
+            f"{_fmt(bets['latencyMs']['p99'] if bets else None, ' ms')} | "
+            f"{_fmt(window['locks']['share'])} |"
+        )
+    table = "\n".join(rows)
+    frame_cpu = alone["cpuUsPerFrameOverIdle"]
+    interval = stream["settings"].get("oddsPushMinIntervalMs") or "250 (default)"
+    return f"""{_fmt(s["stream_sockets"])} sockets, each subscribed to 5 of {_fmt(sizes["markets"])} markets, on a
+players' node (`FEED=off`); a feed node (`FEED=polymarket`, `FEED_STREAM=true`) on the fake market
+channel, which sends `price_change` frames at {_fmt(sizes["frames_per_s"])}/s in all, each moving its market's
+best bid. {_fmt(sizes["bettors"])} of the sockets (the official client) bet in a closed loop over their
+markets. ODDS_PUSH_MIN_INTERVAL_MS: {interval}. Windows of {_fmt(sizes["seconds"])} s.
+
+| window | frames/s | frames coalesced | pushes delivered/s | delay frame sent -> socket p50 / p99 | bets/s | bet p99 | samples with a lock waiter |
+|---|---|---|---|---|---|---|---|
+{table}
+
+| figure | measured | target |
+|---|---|---|
+| delay frame sent -> socket, p50 / p99 (stream and bets) | {_fmt(s["stream_delay_p50_ms"], " ms")} / {_fmt(s["stream_delay_p99_ms"], " ms")} | p99 < 100 ms |
+| server CPU per upstream frame (feed node + players' node) | {_fmt(s["stream_server_cpu_us_per_frame"], " µs")} ({_fmt(frame_cpu.get("feed"), " µs")} + {_fmt(frame_cpu.get("server"), " µs")}) | - |
+| PostgreSQL / Redis CPU per upstream frame | {_fmt(frame_cpu.get("postgres"), " µs")} / {_fmt(frame_cpu.get("redis"), " µs")} | - |
+| bets/s without / with the stream | {_fmt(s["bets_per_s_without_stream"])} / {_fmt(s["bets_per_s_with_stream"])} | within noise |
+| players' node CPU per bet without / with (with, net of the stream's own rate) | {_fmt(s["server_cpu_us_per_bet_without_stream"], " µs")} / {_fmt(s["server_cpu_us_per_bet_with_stream"], " µs")} ({_fmt(s["server_cpu_us_per_bet_with_stream_net"], " µs")}) | within noise |
+| PostgreSQL CPU per bet without / with (net) | {_fmt(s["pg_cpu_us_per_bet_without_stream"], " µs")} / {_fmt(s["pg_cpu_us_per_bet_with_stream"], " µs")} ({_fmt(s["pg_cpu_us_per_bet_with_stream_net"], " µs")}) | within noise |
+| bet p99 without / with the stream | {_fmt(s["bet_p99_ms_without_stream"], " ms")} / {_fmt(s["bet_p99_ms_with_stream"], " ms")} | - |
+| `pg_stat_activity` samples with a backend waiting on a lock, without / with | {_fmt(s["lock_wait_share_without_stream"])} / {_fmt(s["lock_wait_share_with_stream"])} | - |
+
+CPU per frame is over the idle floor (every socket connected, nothing sent) in the stream-only
+window. A frame is coalesced when the feed node never wrote the odds it produced (a later frame of
+its market within ODDS_PUSH_MIN_INTERVAL_MS won), counted from the feed node's odds history; the delay
+is over every push received (the players' node is left to go quiet first, so late pushes count),
+from the send time of the frame whose value it carries."""
+
+
 def write_latest(results: dict[str, Any], path: Path, json_name: str) -> None:
     s = results["summary"]
     m = results["machine"]
@@ -93,6 +151,10 @@ Server, PostgreSQL (embedded), Redis (embedded) and the load client (lean websoc
 ## The official client (socket.io-client from npm, permessage-deflate offered)
 
 {official_section(results)}
+
+## Upstream to player: the market channel under bets
+
+{stream_section(results)}
 
 ## Idle memory
 

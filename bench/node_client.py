@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,9 +82,13 @@ async def closed_loop(
     amount: int = 10,
     deflate: bool = True,
     open_rate: float | None = None,
+    markets: list[list[str]] | None = None,
+    on_connected: Callable[[], Awaitable[None]] | None = None,
 ) -> dict[str, Any]:
     """`sockets` official clients, each with `in_flight` emits awaiting their ack (or, with
-    `open_rate`, events sent at that rate whatever the answers); CPU by process."""
+    `open_rate`, events sent at that rate whatever the answers); CPU by process. With `markets`
+    (one list of market ids per socket), each socket subscribes to its list and bets over it;
+    `on_connected` is awaited once every socket is connected, before the warm-up."""
     config = cache / f"run-{event.replace(':', '-')}-{'open' if open_rate else 'closed'}.json"
     config.write_bytes(
         orjson.dumps(
@@ -99,6 +104,7 @@ async def closed_loop(
                 "noDeflate": not deflate,
                 "mode": "closed" if open_rate is None else "open",
                 "rate": open_rate or 0,
+                **({"markets": markets} if markets is not None else {}),
             }
         )
     )
@@ -115,7 +121,9 @@ async def closed_loop(
     async with asyncio.timeout(warmup_s + duration_s + 180):
         async for raw in process.stdout:
             line = raw.decode().strip()
-            if line == "START":
+            if line == "CONNECTED" and on_connected is not None:
+                await on_connected()
+            elif line == "START":
                 cpu.start()
             elif line == "STOP":
                 cpu.stop()

@@ -9,6 +9,7 @@ files the results under bench/results/.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
@@ -20,7 +21,7 @@ from typing import Any
 import orjson
 import uvloop
 
-from bench import node_client, scenarios, wire
+from bench import node_client, scenarios, stream, wire
 from bench.processes import CpuWindow
 from bench.stack import BenchStack
 from bench.timeline import write_bench_timeline
@@ -45,6 +46,7 @@ FULL: dict[str, Any] = {
     "official_sockets": 100,
     "official_s": 20,
     "overload_s": 30,
+    "stream": dataclasses.asdict(stream.FULL_SIZES),
 }
 QUICK: dict[str, Any] = {
     "players": 2_000,
@@ -61,6 +63,7 @@ QUICK: dict[str, Any] = {
     "official_sockets": 100,
     "official_s": 10,
     "overload_s": 10,
+    "stream": dataclasses.asdict(stream.QUICK_SIZES),
 }
 
 
@@ -152,6 +155,17 @@ async def bench(quick: bool, processes: int) -> dict[str, Any]:
             results["betsPeak"] = await scenarios.open_loop(
                 url, load_players, processes, sizes["peak_rate"], sizes["peak_s"]
             )
+            # After everything else: it stops the replay node (the feed lease is one per
+            # deployment, and its feed node must take it) and runs on two fresh nodes, with
+            # 5,000 more sockets and a second node that no earlier figure was measured beside.
+            stream_sizes = stream.StreamSizes(**sizes["stream"])
+            say(
+                f"stream: {stream_sizes.frames_per_s:g} frames/s to {stream_sizes.sockets} sockets"
+                f" while {stream_sizes.bettors} bet"
+            )
+            results["stream"] = await stream.stream_run(
+                stack, players, stream_sizes, processes, feed_node=server
+            )
         finally:
             stack.stop()
     results["summary"] = summary(results)
@@ -219,6 +233,7 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
     echo_cpu = official.get("echo", {}).get("cpuUsPerOp", {})
     overload = official.get("overload", {})
     peer = official.get("peer", {})
+    streamed = stream.summary(results["stream"]) if "stream" in results else {}
     return {
         "official_echo_acks_per_s": official.get("echo", {}).get("okRate"),
         "official_bets_per_s": official.get("bet", {}).get("okRate"),
@@ -257,6 +272,7 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
         "bet_p99_ms_with_logins": with_logins["latency"].get("p99Ms"),
         "bet_p99_ms_without_logins": without["latency"].get("p99Ms"),
         "login_p99_ms": with_logins["logins"]["latency"].get("p99Ms"),
+        **streamed,
     }
 
 
@@ -283,7 +299,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--processes", type=int, default=os.cpu_count() or 1, help="load client processes"
     )
+    parser.add_argument(
+        "--only",
+        choices=["stream"],
+        help="run one phase on its own stack (stream: bench/stream.py, a few minutes)",
+    )
+    stream.add_arguments(parser)
     args = parser.parse_args(argv)
+    if args.only == "stream":
+        return stream.run(args)
     raise_open_file_limit()
     started = time.monotonic()
     results = uvloop.run(bench(args.quick, args.processes))

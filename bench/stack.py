@@ -92,16 +92,33 @@ class BenchStack:
         self.processes.append(process)
         return process
 
-    async def start_server(self) -> tuple[str, subprocess.Popen[bytes]]:
-        """One `thisthat serve` node; returns once /readyz is green and markets are open."""
+    async def start_server(
+        self, *, require_markets: bool = True, **extra: str
+    ) -> tuple[str, subprocess.Popen[bytes]]:
+        """One `thisthat serve` node with `extra` env on top of the bench's; returns once /readyz
+        is green (and, with `require_markets`, markets are open)."""
         await database.migrate(self.database_url)
         port = free_port()
         process = self._spawn(
-            ["-m", "server.cli", "serve"], f"server-{port}.log", PORT=str(port), HOST="127.0.0.1"
+            ["-m", "server.cli", "serve"],
+            f"server-{port}.log",
+            PORT=str(port),
+            HOST="127.0.0.1",
+            **extra,
         )
         url = f"http://127.0.0.1:{port}"
-        await wait_ready(url, process, require_markets=True)
+        await wait_ready(url, process, require_markets=require_markets)
         return url, process
+
+    def stop_process(self, process: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
+        """Stop one process this stack started (SIGTERM, then SIGKILL after `timeout_s`)."""
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
     async def start_echo(self) -> tuple[str, subprocess.Popen[bytes]]:
         port = free_port()

@@ -3,10 +3,14 @@
 //
 // node closed_loop.mjs <config.json>
 // config: {url, tokens: [..], sockets, inFlight, warmupS, durationS, event, amount, noDeflate,
-//          mode: "closed" | "open", rate}
+//          mode: "closed" | "open", rate, markets?}
+// With `markets` (one list of market ids per socket), socket i subscribes to markets[i]
+// (`market:subscribe`) and bets over them in turn; without it every bet goes to the first
+// open market.
 // Open loop sends `rate` events a second whatever the answers, and times each from the moment
 // it was due, so a slow server cannot hide its queue (coordinated omission).
-// Prints "START" when the measured window opens and "STOP" when it closes (the bench samples
+// Prints "CONNECTED" once every socket is connected (and subscribed), "START" when the measured
+// window opens and "STOP" when it closes (the bench samples
 // process CPU at those lines), then one JSON line with the client's figures.
 import { readFileSync } from "node:fs";
 import { io } from "socket.io-client";
@@ -14,6 +18,7 @@ import { io } from "socket.io-client";
 const config = JSON.parse(readFileSync(process.argv[2], "utf8"));
 const sockets = [];
 let market = null;
+const marketsOf = new Map();
 let measuring = false;
 let stopped = false;
 let ok = 0;
@@ -39,11 +44,12 @@ function connect(token) {
   });
 }
 
-function payload() {
+function payload(socket) {
   sequence += 1;
   if (config.event === "bet:place") {
+    const own = marketsOf.get(socket);
     return {
-      marketId: market,
+      marketId: own ? own[sequence % own.length] : market,
       side: sequence % 2 ? "this" : "that",
       amount: config.amount,
       clientBetId: `n${process.pid}-${sequence}`,
@@ -56,7 +62,7 @@ async function loop(socket) {
   while (!stopped) {
     const sent = performance.now();
     try {
-      const answer = await socket.timeout(10000).emitWithAck(config.event, payload());
+      const answer = await socket.timeout(10000).emitWithAck(config.event, payload(socket));
       if (!measuring) continue;
       latencies.push(performance.now() - sent);
       if (answer && answer.ok) ok += 1;
@@ -89,7 +95,7 @@ async function openLoop(deadline) {
     outstanding += 1;
     socket
       .timeout(10000)
-      .emitWithAck(config.event, payload())
+      .emitWithAck(config.event, payload(socket))
       .finally(() => {
         outstanding -= 1;
       })
@@ -130,6 +136,17 @@ for (let i = 0; i < tokens.length; i += 50) {
 }
 const listed = await sockets[0].timeout(10000).emitWithAck("markets:list", { status: "open", limit: 1 });
 market = listed?.data?.markets?.[0]?.id;
+if (config.markets) {
+  for (let i = 0; i < sockets.length; i += 1) {
+    const chosen = config.markets[i % config.markets.length];
+    const answer = await sockets[i]
+      .timeout(10000)
+      .emitWithAck("market:subscribe", { marketIds: chosen });
+    if (!answer?.ok) throw new Error(`market:subscribe refused: ${JSON.stringify(answer)}`);
+    marketsOf.set(sockets[i], chosen);
+  }
+}
+console.log("CONNECTED");
 const loops = [];
 if (config.mode === "open") {
   loops.push(openLoop(performance.now() + (config.warmupS + config.durationS) * 1000));
