@@ -7,6 +7,7 @@ import logging
 import aiojobs.aiohttp
 from aiohttp import web
 
+from game.money import CENT
 from game.rules import GameRules
 from server.application.services import services_ctx
 from server.auth.passwords import passwords_ctx
@@ -35,12 +36,14 @@ logger = logging.getLogger("thisthat.app")
 
 
 def game_rules(settings: Settings) -> GameRules:
+    # Credits as the ledger holds them, two decimals, so every amount the rules hand out or
+    # quote is written the same way on the wire (docs/protocol.md, Basics).
     return GameRules(
-        min_bet_amount=settings.min_bet_amount,
-        max_bet_amount=settings.max_bet_amount,
-        starting_credits=settings.starting_credits,
-        daily_reward_credits=settings.daily_reward_credits,
-        max_balance=settings.max_balance,
+        min_bet_amount=settings.min_bet_amount.quantize(CENT),
+        max_bet_amount=settings.max_bet_amount.quantize(CENT),
+        starting_credits=settings.starting_credits.quantize(CENT),
+        daily_reward_credits=settings.daily_reward_credits.quantize(CENT),
+        max_balance=settings.max_balance.quantize(CENT),
         odds_max_age_s=settings.odds_max_age_s,
     )
 
