@@ -9,6 +9,7 @@ the per-user socket cap bounds. Limits that must hold across nodes whatever the 
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Final
 
@@ -43,6 +44,11 @@ class EventLimiter:
         if window[1] > limit:
             return max(1, int((window[0] - now) * 1000))
         return 0
+
+    def fill(self, scope: str, subject: object, window_s: float) -> None:
+        """Use up the subject's window for `window_s` from now: every hit until then is refused."""
+        if self.enabled:
+            self._windows[(scope, subject)] = [self._now() + window_s, math.inf]
 
     def _sweep(self, now: float) -> None:
         self._next_sweep = now + SWEEP_INTERVAL_S

@@ -12,6 +12,7 @@ from server.runtime.local_limits import CONNECTION_LIMITS
 from server.settings import SETTINGS
 from server.transport.client_address import client_ip
 from server.transport.drain import DRAIN
+from server.transport.socketio_server import SIO
 from server.wire.refusals import error_response
 
 
@@ -19,9 +20,10 @@ from server.wire.refusals import error_response
 async def connection_admission(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """New Engine.IO connections (a handshake has no `sid`) are capped per client address, and
-    refused while the node drains."""
-    if not request.path.startswith("/socket.io") or "sid" in request.query:
+    """New Engine.IO connections are capped per client address, and refused while the node
+    drains. A request passes uncounted only when its `sid` names a connection this node holds:
+    an empty or made-up one is counted as the handshake it would otherwise be."""
+    if not request.path.startswith("/socket.io") or _names_a_connection(request):
         return await handler(request)
     if request.app[DRAIN].draining:
         return error_response(NotReady("this node is restarting; connect to another"))
@@ -35,3 +37,9 @@ async def connection_admission(
             )
         )
     return await handler(request)
+
+
+def _names_a_connection(request: web.Request) -> bool:
+    sid = request.query.get("sid")
+    sio = request.app.get(SIO)
+    return bool(sid) and sio is not None and sid in sio.eio.sockets

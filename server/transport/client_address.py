@@ -5,6 +5,9 @@ in one bucket. X-Forwarded-For is believed only when the peer is in TRUSTED_PROX
 read from the right: each trusted proxy appends the address it saw, so the rightmost address that
 is not a trusted proxy is the client. Everything to its left was written by the client and is
 ignored, so a spoofed header cannot pick someone else's bucket.
+
+An IPv6 client is known by its /64: one subscriber is given a whole /64 and may pick any address
+in it, so a limit keyed on the full address would give them 2**64 buckets.
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ from collections.abc import Iterable
 from aiohttp import web
 
 from server.settings import SETTINGS, proxy_networks
+
+# The prefix one IPv6 subscriber holds (RFC 6177).
+IPV6_CLIENT_PREFIX = 64
 
 
 def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -42,9 +48,23 @@ def resolve(peer: str | None, forwarded_for: Iterable[str], trusted: tuple[str, 
     return current
 
 
+def client_key(address: str) -> str:
+    """What per-address limits count: an IPv4 address as it is, an IPv6 address as its /64 (an
+    IPv4-mapped one as its IPv4 address), anything else unchanged."""
+    parsed = _address(address)
+    if not isinstance(parsed, ipaddress.IPv6Address):
+        return address
+    if parsed.ipv4_mapped is not None:
+        return str(parsed.ipv4_mapped)
+    return str(ipaddress.IPv6Network((parsed, IPV6_CLIENT_PREFIX), strict=False))
+
+
 def client_ip(request: web.Request) -> str:
-    return resolve(
-        request.remote,
-        request.headers.getall("X-Forwarded-For", ()),
-        request.app[SETTINGS].trusted_proxies,
+    """The client, as per-address limits and logs know it (`client_key` of its address)."""
+    return client_key(
+        resolve(
+            request.remote,
+            request.headers.getall("X-Forwarded-For", ()),
+            request.app[SETTINGS].trusted_proxies,
+        )
     )

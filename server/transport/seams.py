@@ -42,6 +42,16 @@ python-engineio (server/transport/websocket.py, server/transport/engineio_poll.p
 
 aiohttp (server/http/exposure.py), since 3.11:
 - `aiohttp.web_response.SERVER_SOFTWARE` is overwritten so no `Server` header names versions.
+
+aiohttp (server/transport/read_budget.py), written against the pinned 3.14:
+- `aiohttp._websocket.reader.WebSocketReader(queue, max_msg_size, compress, decode_text)` is
+  subclassed and its `_handle_frame(fin, opcode, payload, compressed)` overridden (a `cpdef` in
+  the compiled reader, so the override is called per frame), so that compressed messages are
+  inflated within the connection's read budget; `_websocket.models.WebSocketError` is raised;
+- `web.WebSocketResponse._post_start(request, protocol, writer)` is extended to put that reader
+  in place of the stock one when permessage-deflate was negotiated: it reads `_compress`,
+  `_reader`, `_max_msg_size` and `_decode_text`, sets `_parser`, and on the request's
+  `RequestHandler` reads `_message_tail` and sets `_payload_parser`.
 """
 
 from __future__ import annotations
@@ -52,7 +62,8 @@ from typing import Any, Final
 
 import engineio
 import socketio
-from aiohttp import web_response
+from aiohttp import web, web_protocol, web_response
+from aiohttp._websocket.reader import WebSocketReader
 from engineio import async_socket
 
 # Overridden methods and the parameters the overrides are written against, in order.
@@ -79,6 +90,8 @@ OVERRIDDEN: Final[tuple[tuple[type[Any], str, tuple[str, ...]], ...]] = (
     (async_socket.AsyncSocket, "receive", ("self", "pkt")),
     (async_socket.AsyncSocket, "close", ("self", "wait", "abort", "reason")),
     (async_socket.AsyncSocket, "handle_get_request", ("self", "environ")),
+    (WebSocketReader, "_handle_frame", ("self", "fin", "opcode", "payload", "compressed")),
+    (web.WebSocketResponse, "_post_start", ("self", "request", "protocol", "writer")),
 )
 
 SOCKETIO_SERVER_ATTRIBUTES: Final = (
@@ -106,6 +119,15 @@ ENGINEIO_SOCKET_ATTRIBUTES: Final = (
     "closed",
     "server",
 )
+
+WEBSOCKET_RESPONSE_ATTRIBUTES: Final = (
+    "_compress",
+    "_reader",
+    "_max_msg_size",
+    "_decode_text",
+    "_parser",
+)
+REQUEST_HANDLER_ATTRIBUTES: Final = ("_message_tail", "_payload_parser")
 
 
 def _parameters(function: Callable[..., Any]) -> tuple[str, ...]:
@@ -153,4 +175,10 @@ def library_surface_problems() -> list[str]:
         problems.append("socketio.AsyncServer.eio is not an engineio.AsyncServer")
     if not isinstance(getattr(web_response, "SERVER_SOFTWARE", None), str):
         problems.append("aiohttp.web_response.SERVER_SOFTWARE is gone")
+    problems += _missing(
+        web.WebSocketResponse(), WEBSOCKET_RESPONSE_ATTRIBUTES, "aiohttp.web.WebSocketResponse"
+    )
+    problems += _missing(
+        web_protocol.RequestHandler, REQUEST_HANDLER_ATTRIBUTES, "aiohttp's RequestHandler"
+    )
     return problems

@@ -11,9 +11,12 @@ Receiving, nothing a client sends may cost the node more than answering it:
   otherwise ends the connection; either way with at most one log line a second, no traceback;
 - the reserved event names (`connect`, `disconnect`, ...) are not events a client may send: they
   get UNKNOWN_EVENT and never reach the connect or disconnect handlers;
-- a binary message may announce at most `max_attachments` attachments and carry at most
-  `max_message_bytes` in them, or the connection ends before anything is buffered;
-- an Engine.IO connection must authenticate (Socket.IO CONNECT) within `auth_timeout_s`.
+- an event name that is not a string gets VALIDATION_ERROR, with one log line a second;
+- a binary message must announce from 1 to `max_attachments` attachments and carry at most
+  `max_message_bytes` in them, with no text message before they all came, or the connection
+  ends before anything is buffered;
+- an Engine.IO connection must authenticate (Socket.IO CONNECT) within `auth_timeout_s`, and
+  again within it after leaving the namespace.
 """
 
 from __future__ import annotations
@@ -159,15 +162,24 @@ class GameSocketServer(RecoveringServer):
     async def _handle_eio_message(self, eio_sid: str, data: str | bytes) -> None:
         try:
             if eio_sid in self._binary_packet:
+                if isinstance(data, str):
+                    self._refuse(eio_sid, "a text message while binary attachments are due")
+                    return
                 if not self._attachment_fits(eio_sid, data):
                     return
             elif isinstance(data, str) and data[:1] in ("5", "6") and not self._announces_ok(data):
-                self._refuse(eio_sid, "too many binary attachments announced")
+                self._refuse(eio_sid, "binary attachments announced out of bounds")
                 return
             elif isinstance(data, bytes):
                 self._refuse(eio_sid, "a binary frame with no binary message announced")
                 return
             await super()._handle_eio_message(eio_sid, data)
+            if data[:1] == "1":
+                # A socket that left its namespace is one that never authenticated again: it
+                # gets the same deadline to connect once more.
+                asyncio.get_running_loop().call_later(
+                    self.limits.auth_timeout_s, self._close_if_anonymous, eio_sid
+                )
         except (ValueError, TypeError, IndexError, KeyError) as error:
             # The packet does not decode (bad JSON such as NaN or 1e309, a broken header).
             match = _ACK_ID.match(data) if isinstance(data, str) else None
@@ -188,9 +200,10 @@ class GameSocketServer(RecoveringServer):
             )
 
     def _announces_ok(self, header: str) -> bool:
-        # `5<count>-...`: the count of attachments that will follow as binary frames.
+        # `5<count>-...`: the count of attachments that will follow as binary frames; a binary
+        # message with none would wait for an attachment that never comes.
         count, dash, _ = header[1:].partition("-")
-        return bool(dash) and count.isdigit() and int(count) <= self.limits.max_attachments
+        return bool(dash) and count.isdigit() and 1 <= int(count[:9]) <= self.limits.max_attachments
 
     def _attachment_fits(self, eio_sid: str, data: str | bytes) -> bool:
         total = self._binary_bytes.get(eio_sid, 0) + len(data)
@@ -212,7 +225,24 @@ class GameSocketServer(RecoveringServer):
     ) -> None:
         self._binary_bytes.pop(eio_sid, None)
         name = data[0] if isinstance(data, list) and data else None
-        if isinstance(name, str) and name in RESERVED_EVENTS:
+        if type(name) is not str or not name:
+            # A number, an object, nothing: no event has that name, and no handler may see it.
+            self.bad_packets.warn(
+                eioSid=eio_sid, reason=f"event name of type {type(name).__name__}"
+            )
+            metrics.ERRORS.labels(ErrorCode.VALIDATION_ERROR.value).inc()
+            if id is not None:
+                await self._send_packet(
+                    eio_sid,
+                    self.packet_class(
+                        socketio.packet.ACK,
+                        namespace=namespace or "/",
+                        id=id,
+                        data=[ack_error(ValidationFailed("the event name must be a string"))],
+                    ),
+                )
+            return
+        if name in RESERVED_EVENTS:
             self.reserved.warn(eioSid=eio_sid, event=name)
             metrics.ERRORS.labels(ErrorCode.UNKNOWN_EVENT.value).inc()
             if id is not None:

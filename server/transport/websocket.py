@@ -17,7 +17,9 @@ frames itself:
   disconnected instead of being buffered without bound.
 
 Sockets still on HTTP long-polling keep python-engineio's queue, unchanged. The reading side is
-one loop per socket with one idle timer (`ReadDeadline`) and no task per message.
+one loop per socket with one idle timer (`ReadDeadline`) and no task per message, and every frame
+it reads (pings and pongs included) is paid for from the connection's read budget before anything
+decodes it (server/transport/read_budget.py); past the budget the connection is closed.
 """
 
 from __future__ import annotations
@@ -32,14 +34,22 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import socketio
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 from engineio import packet as eio_packet
 
 from game.errors import ServerBusy
 from server.runtime import metrics
+from server.runtime.local_limits import CONNECTION_LIMITS
 from server.runtime.logs import RateLimitedLog
 from server.runtime.overload import LOOP_LAG, RETRY_AFTER_MS
-from server.settings import Settings
+from server.settings import SETTINGS, Settings
+from server.transport.client_address import client_ip
+from server.transport.read_budget import (
+    BudgetedWebSocketResponse,
+    ReadBudget,
+    ReadBudgetSpent,
+    ReadLimits,
+)
 from server.wire.codec import dumps_bytes
 from server.wire.refusals import ack_error
 
@@ -47,10 +57,14 @@ logger = logging.getLogger("thisthat.websocket")
 
 OPCODE_TEXT: Final = 0x1
 OPCODE_BINARY: Final = 0x2
+OPCODE_CLOSE: Final = 0x8
+OPCODE_PONG: Final = 0xA
 FIN: Final = 0x80
 RSV1: Final = 0x40
 DEFLATE_TAIL: Final = b"\x00\x00\xff\xff"
 CLOSE_TIMEOUT_S: Final = 2.0
+# What a client may send: every kind is paid for from the read budget.
+_FRAMES: Final = frozenset({WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.PING, WSMsgType.PONG})
 # A `bet:place` event asking for an ack, as the engine.io message carries it: 4, 2, ack id.
 _BET_FRAME: Final = re.compile(r'42(\d{1,15})\["bet:place"')
 # The same refusal the router gives a bet while the server is busy, encoded once.
@@ -182,6 +196,26 @@ class FrameWriter:
             return
         self.transport.write(data)
 
+    def send_control(self, opcode: int, payload: bytes) -> None:
+        """A control frame (a pong) with the frames of this loop turn."""
+        if self.closed or self.transport.is_closing():
+            return
+        self._pending.append(frame_header(opcode, len(payload)) + payload)
+        self._pending_bytes += len(payload) + 2
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self.flush)
+
+    def close_now(self, code: int) -> None:
+        """Send a close frame with `code` and end the connection without waiting for the peer's
+        answer (what it sends meanwhile is not read)."""
+        if self.closed or self.transport.is_closing():
+            return
+        self._pending.append(frame_header(OPCODE_CLOSE, 2) + struct.pack("!H", code))
+        self.flush()
+        self.closed = True
+        self.transport.close()
+
     def abort(self) -> None:
         """Drop the connection at once, discarding what it has not read."""
         self.closed = True
@@ -207,8 +241,10 @@ class ReadDeadline:
         self.last_read = self._loop.time()
         self._timer = self._loop.call_later(timeout_s, self._check)
 
-    def read(self) -> None:
-        self.last_read = self._loop.time()
+    def read(self) -> float:
+        """Note a frame read; returns the loop's time."""
+        now = self.last_read = self._loop.time()
+        return now
 
     def _check(self) -> None:
         quiet = self._loop.time() - self.last_read
@@ -230,6 +266,7 @@ class GameWebSocket:
     """
 
     limits: WireLimits = WireLimits()
+    read_limits: ReadLimits = ReadLimits()
 
     def __init__(self, handler: Any, server: Any) -> None:
         self.engineio_socket = handler.__self__
@@ -237,19 +274,31 @@ class GameWebSocket:
 
     async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
         request: web.Request = environ["aiohttp.request"]
-        ws = web.WebSocketResponse(max_msg_size=self.server.max_http_buffer_size)
+        budget = ReadBudget(self.read_limits, asyncio.get_running_loop().time())
+        # Pings are answered by the read loop, which pays for them like any other frame.
+        ws = BudgetedWebSocketResponse(
+            budget, max_msg_size=self.server.max_http_buffer_size, autoping=False
+        )
         await ws.prepare(request)
-        await serve_socket(self.engineio_socket, ws, request, self.limits)
+        await serve_socket(self.engineio_socket, ws, request, self.limits, budget)
         return ws
 
 
-def websocket_class(limits: WireLimits) -> type[GameWebSocket]:
+def websocket_class(limits: WireLimits, read_limits: ReadLimits) -> type[GameWebSocket]:
     """A GameWebSocket bound to `limits`, for `engineio_server._async['websocket']`."""
-    return type("ConfiguredGameWebSocket", (GameWebSocket,), {"limits": limits})
+    return type(
+        "ConfiguredGameWebSocket",
+        (GameWebSocket,),
+        {"limits": limits, "read_limits": read_limits},
+    )
 
 
 async def serve_socket(
-    socket: Any, ws: web.WebSocketResponse, request: web.Request, limits: WireLimits
+    socket: Any,
+    ws: web.WebSocketResponse,
+    request: web.Request,
+    limits: WireLimits,
+    budget: ReadBudget,
 ) -> None:
     """Run one engine.io socket over an open websocket until either side closes it."""
     server = socket.server
@@ -290,9 +339,21 @@ async def serve_socket(
     try:
         while not socket.closed and not writer.closed:
             message = await ws.receive()
-            deadline.read()
-            if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+            now = deadline.read()
+            kind = message.type
+            if kind not in _FRAMES:
+                if isinstance(message.data, ReadBudgetSpent):
+                    _over_budget(socket.sid, request)
                 break
+            if not budget.charge(now, len(message.data)):
+                _over_budget(socket.sid, request)
+                writer.close_now(WSCloseCode.POLICY_VIOLATION)
+                break
+            if kind is WSMsgType.PING:
+                writer.send_control(OPCODE_PONG, message.data)
+                continue
+            if kind is WSMsgType.PONG:
+                continue
             if lag is not None and lag.sheds_some():
                 busy = _BET_FRAME.match(message.data) if message.type == WSMsgType.TEXT else None
                 if busy is not None and lag.sheds_at_edge():
@@ -376,6 +437,21 @@ def _log_protocol_error(sid: str, what: str) -> None:
     _bad_frames.warn(sid=sid, reason=what)
 
 
+# At most one line a second for connections closed for their read budget.
+_over_budget_log = RateLimitedLog(logger, "socket closed: past its read budget")
+
+
+def _over_budget(sid: str, request: web.Request) -> None:
+    """A connection past its read budget: logged, and its address may open no new connection
+    for the connection window, so reconnecting does not buy a fresh budget at once."""
+    metrics.PROTOCOL_ERRORS.inc()
+    address = client_ip(request)
+    _over_budget_log.warn(sid=sid, ip=address)
+    limits = request.app.get(CONNECTION_LIMITS)
+    if limits is not None:
+        limits.fill("connect", address, request.app[SETTINGS].rate_limit_connections_per_ip[1])
+
+
 def writer_of(socket: Any) -> FrameWriter | None:
     """The frame writer of an engine.io socket on the websocket transport, else None."""
     writer: FrameWriter | None = getattr(socket, "frame_writer", None)
@@ -389,4 +465,10 @@ def use_game_websocket(sio: socketio.AsyncServer, settings: Settings) -> None:
         high_water_bytes=settings.ws_buffer_high_water_bytes,
         limit_bytes=settings.ws_buffer_limit_bytes,
     )
-    sio.eio._async = {**sio.eio._async, "websocket": websocket_class(wire)}
+    reads = ReadLimits(
+        frames_per_s=settings.ws_frames_per_s,
+        frames_burst=settings.ws_frames_burst,
+        bytes_per_s=settings.ws_inflated_bytes_per_s,
+        max_message_bytes=settings.socket_max_message_bytes,
+    )
+    sio.eio._async = {**sio.eio._async, "websocket": websocket_class(wire, reads)}

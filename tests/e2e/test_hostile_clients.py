@@ -20,6 +20,7 @@ from server.fanout.pushes import PUSHES
 from server.fanout.rooms import user_room
 from server.runtime.overload import LOOP_LAG
 from server.sockets.sessions import SESSIONS
+from server.transport import websocket
 from server.transport.socketio_server import SIO
 from server.transport.websocket import writer_of
 from storage import accounts
@@ -313,3 +314,138 @@ async def test_past_capacity_a_bet_is_refused_at_the_edge_and_not_written(
     assert (await raw.ack(6))["data"]["balance"] == 1000
     assert await db.fetchval("SELECT count(*) FROM bets") == 0
     await raw.close()
+
+
+@pytest.mark.parametrize("query", ["sid=", "sid=made-up"])
+async def test_a_handshake_with_an_empty_or_made_up_sid_counts_against_the_address_cap(
+    start_server: ServerFactory, http: aiohttp.ClientSession, query: str
+) -> None:
+    base, _ = await start_server(rate_limit_connections_per_ip=(5, 10))
+    statuses = []
+    for _ in range(7):
+        async with http.get(f"{base}/socket.io/?EIO=4&transport=polling&{query}") as response:
+            statuses.append(response.status)
+    assert statuses[5:] == [429, 429], statuses
+
+
+async def test_ipv6_clients_of_one_64_share_the_address_cap(
+    start_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    base, _ = await start_server(
+        rate_limit_connections_per_ip=(3, 10), trusted_proxies=("127.0.0.1",)
+    )
+    statuses = []
+    for host in range(1, 6):  # five addresses of one /64, then one of another /64
+        forwarded = {"X-Forwarded-For": f"2001:db8:1:2::{host:x}"}
+        async with http.get(
+            f"{base}/socket.io/?EIO=4&transport=polling", headers=forwarded
+        ) as response:
+            statuses.append(response.status)
+    other = {"X-Forwarded-For": "2001:db8:1:3::1"}
+    async with http.get(f"{base}/socket.io/?EIO=4&transport=polling", headers=other) as response:
+        statuses.append(response.status)
+    assert statuses == [200, 200, 200, 429, 429, 200]
+
+
+async def test_a_socket_that_leaves_the_namespace_is_closed_after_the_auth_deadline(
+    start_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    base, app = await start_server(socket_auth_timeout_s=0.5)
+    player = await signed_up(base, http)
+    raw = await RawSocket(base, http).open()
+    await raw.authenticate(player.access_token)
+    await asyncio.sleep(0.8)  # past the deadline the socket met when it connected
+    await raw.send("41")
+    assert await raw.closed_by_server(timeout_s=5)
+    assert not app[SIO].eio.sockets
+
+
+async def test_a_numeric_event_name_is_answered_validation_error_with_one_log_line(
+    start_server: ServerFactory, http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    base, _ = await start_server()
+    caplog.set_level(logging.WARNING)
+    player = await signed_up(base, http)
+    raw = await RawSocket(base, http).open()
+    await raw.authenticate(player.access_token)
+    for ack_id in range(1, 21):
+        await raw.send(f"42{ack_id}[{ack_id},{{}}]")
+        answer = await raw.ack(ack_id)
+        assert answer["ok"] is False and answer["error"]["code"] == "VALIDATION_ERROR"
+    await raw.send('4221[{"name":"wallet:get"}]')
+    assert (await raw.ack(21))["error"]["code"] == "VALIDATION_ERROR"
+    await raw.send('4222["wallet:get",{}]')
+    assert (await raw.ack(22))["data"]["balance"] == 1000
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert 1 <= len(caplog.records) <= 2
+    await raw.close()
+
+
+async def test_a_binary_event_announcing_no_attachments_is_refused_not_left_waiting(
+    start_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    base, app = await start_server()
+    player = await signed_up(base, http)
+    raw = await RawSocket(base, http).open()
+    await raw.authenticate(player.access_token)
+    await raw.send('450-["wallet:get",{}]')
+    assert await raw.closed_by_server(timeout_s=5)
+    assert not app[SIO]._binary_packet
+
+
+def forget_earlier_budget_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one line a second is per process: an earlier test's line must not hold this one's."""
+    monkeypatch.setattr(websocket._over_budget_log, "_last", float("-inf"))
+
+
+@pytest.mark.parametrize("frame", ["upgrade packet", "unknown event", "ping"])
+async def test_a_socket_past_its_frame_budget_is_closed_with_one_log_line(
+    start_server: ServerFactory,
+    http: aiohttp.ClientSession,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    frame: str,
+) -> None:
+    base, app = await start_server(ws_frames_per_s=10, ws_frames_burst=20)
+    caplog.set_level(logging.WARNING)
+    forget_earlier_budget_lines(monkeypatch)
+    raw = await RawSocket(base, http).open()  # never signs in
+    assert raw.ws is not None
+    for n in range(200):
+        if raw.ws.closed:
+            break
+        if frame == "ping":
+            await raw.ws.ping()
+        else:
+            await raw.send("5" if frame == "upgrade packet" else f'42{n}["no:such:event",{{}}]')
+    assert await raw.closed_by_server(timeout_s=5)
+    budget_lines = [r for r in caplog.records if "read budget" in r.getMessage()]
+    assert len(budget_lines) == 1
+    assert not app[SIO].eio.sockets
+
+
+async def test_a_compressed_message_past_the_byte_budget_is_not_inflated(
+    start_server: ServerFactory,
+    http: aiohttp.ClientSession,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # One second of the budget holds one message of the largest size and no more.
+    base, _ = await start_server(ws_inflated_bytes_per_s=1024, socket_max_message_bytes=16384)
+    caplog.set_level(logging.WARNING)
+    forget_earlier_budget_lines(monkeypatch)
+    player = await signed_up(base, http)
+    url = base.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+    async with http.ws_connect(url, compress=15) as ws:
+        assert (await ws.receive_str()).startswith("0")
+        await ws.send_str("40" + orjson.dumps({"token": player.access_token}).decode())
+        while not (await ws.receive_str()).startswith("40"):
+            pass
+        # Each inflates from about 60 bytes to 16,000.
+        for n in range(1, 4):
+            await ws.send_str(f'42{n}["wallet:get",{{"pad":"' + "x" * 15_950 + '"}]')
+        async with asyncio.timeout(5):
+            while (await ws.receive()).type == aiohttp.WSMsgType.TEXT:
+                pass
+        assert ws.close_code == aiohttp.WSCloseCode.POLICY_VIOLATION
+    assert [r for r in caplog.records if "read budget" in r.getMessage()]

@@ -92,7 +92,11 @@ def log_watch(caplog: pytest.LogCaptureFixture) -> LogWatch:
 
 @pytest.fixture
 async def fuzz_server(start_server: ServerFactory) -> tuple[str, web.Application]:
-    return await start_server(rate_limit_enabled=False)
+    # Examples arrive back to back on one socket, faster than any player: the read budget is
+    # raised out of their way too.
+    return await start_server(
+        rate_limit_enabled=False, ws_frames_per_s=100_000, ws_frames_burst=100_000
+    )
 
 
 @pytest.fixture

@@ -252,12 +252,43 @@ def _is_decimal(info: msgspec.inspect.Type) -> bool:
     )
 
 
+# Aware times as RFC 3339 text, where the game has odds; and lookalikes: no zone, the far ends of
+# the calendar at the far offsets, other spellings, numbers.
+aware_times = st.datetimes(
+    min_value=datetime(2000, 1, 2),  # noqa: DTZ001 - the bounds of a datetimes() strategy are naive
+    max_value=datetime(2999, 12, 30),  # noqa: DTZ001
+    timezones=st.integers(-14 * 60, 14 * 60).map(_offset) | st.just(UTC),
+).map(datetime.isoformat)
+odd_times = (
+    cursor_times.map(datetime.isoformat)
+    | st.sampled_from(
+        [
+            "0001-01-01T00:00:00+14:00",
+            "9999-12-31T23:59:59-14:00",
+            "1999-12-31T23:59:59Z",
+            "3000-01-01T00:00:00Z",
+            "2026-01-01",
+            "2026-01-01 00:00:00Z",
+            "2026-13-01T00:00:00Z",
+            "2026-01-01T24:00:00Z",
+            "2026-01-01T00:00:60Z",
+            "2026-01-01T00:00:00.1234567890Z",
+            "now",
+            "",
+        ]
+    )
+    | st.integers(-(2**40), 2**40)
+)
+
+
 def valid_value(info: msgspec.inspect.Type, name: str, targets: Targets) -> st.SearchStrategy[Any]:
     """Values that pass the field's own rules."""
     info = _unwrap(info)
     aimed = _key(info, name, targets.valid)
     if aimed is not None:
         return aimed
+    if isinstance(info, msgspec.inspect.DateTimeType):
+        return aware_times
     if isinstance(info, msgspec.inspect.IntType):
         low = info.ge if info.ge is not None else -(2**31)
         high = info.le if info.le is not None else 2**31
@@ -300,6 +331,8 @@ def odd_value(info: msgspec.inspect.Type, name: str, targets: Targets) -> st.Sea
 
 def _odd(info: msgspec.inspect.Type, name: str, targets: Targets) -> st.SearchStrategy[Any]:
     info = _unwrap(info)
+    if isinstance(info, msgspec.inspect.DateTimeType):
+        return odd_times
     if isinstance(info, msgspec.inspect.IntType):
         low = info.ge if info.ge is not None else -(2**63)
         high = info.le if info.le is not None else 2**63

@@ -8,9 +8,12 @@ bets and ledger as they were (only an accepted `bet:place` or `reward:claim` may
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any, Final
 
+import aiohttp
 import asyncpg
 import pytest
 from aiohttp import web
@@ -28,8 +31,9 @@ from tests.fuzz.conftest import (
     LogWatch,
     snapshot,
 )
-from tests.fuzz.strategies import Targets, payloads, signed_tokens, uuid_inputs
+from tests.fuzz.strategies import Targets, json_values, payloads, signed_tokens, uuid_inputs
 from tests.players import Player
+from tests.raw_socket import RawSocket
 
 # The registry the app builds: every event the server answers, whatever is added later.
 router = EventRouter()
@@ -125,3 +129,41 @@ async def test_every_event_answers_hostile_payloads_with_a_protocol_answer(
 def _enough_examples_ran(budget: Budget) -> Any:
     yield
     budget.check()
+
+
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=DERANDOMIZE,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(name=json_values.filter(lambda value: not isinstance(value, str)))
+async def test_an_event_name_that_is_not_a_string_gets_validation_error(
+    name: object,
+    fuzz_server: tuple[str, web.Application],
+    name_socket: RawSocket,
+    log_watch: LogWatch,
+    budget: Budget,
+) -> None:
+    if budget.spent():
+        return
+    ack_id = budget.ran
+    await name_socket.send(f"42{ack_id}" + json.dumps([name, {}], allow_nan=False))
+    ack = await name_socket.ack(ack_id, ACK_TIMEOUT_S)
+    assert ack["ok"] is False and ack["error"]["code"] == "VALIDATION_ERROR", (name, ack)
+    # The refusal's one line a second is expected; a traceback or an error is not.
+    log_watch.caplog.records[:] = [
+        r for r in log_watch.caplog.records if r.getMessage() != "bad socket.io packet"
+    ]
+    log_watch.check(name)
+
+
+@pytest.fixture
+async def name_socket(
+    fuzz_server: tuple[str, web.Application], fuzz_player: Player, http: aiohttp.ClientSession
+) -> AsyncIterator[RawSocket]:
+    raw = await RawSocket(fuzz_server[0], http).open()
+    await raw.authenticate(fuzz_player.access_token)
+    yield raw
+    await raw.close()

@@ -1,12 +1,19 @@
 """Websocket frames as the game writes them: the compression threshold, one prepared message for
 every recipient, one transport write per loop turn, and a bounded buffer for a peer that does not
-read."""
+read; and the reading side's budget, which inflates a compressed message only as far as its
+connection may still read."""
 
 from __future__ import annotations
 
 import asyncio
 import zlib
+from types import SimpleNamespace
+from typing import Any
 
+from aiohttp._websocket.models import WebSocketError
+from aiohttp._websocket.reader import WebSocketDataQueue
+
+from server.transport.read_budget import InflatingReader, ReadBudget, ReadBudgetSpent, ReadLimits
 from server.transport.websocket import (
     OPCODE_TEXT,
     RSV1,
@@ -164,3 +171,70 @@ async def test_a_read_within_the_deadline_keeps_the_connection() -> None:
     await asyncio.wait({task}, timeout=5)
     assert task.cancelled()
     deadline.cancel()
+
+
+def test_the_read_budget_allows_the_burst_then_refuses_until_time_refills_it() -> None:
+    budget = ReadBudget(ReadLimits(frames_per_s=10, frames_burst=5), now=100.0)
+    assert all(budget.charge(100.0, 10) for _ in range(5))
+    assert not budget.charge(100.0, 10)
+    # A tenth of a second pays for one more frame (the refused one is owed too).
+    assert not budget.charge(100.1, 10)
+    assert budget.charge(100.5, 10)
+
+
+def test_the_read_budget_counts_bytes_with_one_largest_message_in_a_burst() -> None:
+    limits = ReadLimits(bytes_per_s=1000, max_message_bytes=4000)
+    budget = ReadBudget(limits, now=0.0)
+    assert budget.bytes_left(0.0) == 4000
+    assert budget.charge(0.0, 4000)
+    assert budget.bytes_left(0.0) == 0
+    assert not budget.charge(0.0, 1)
+    assert budget.bytes_left(10.0) == 4000
+
+
+def client_frame(payload: bytes, *, compressed: bool) -> bytes:
+    """A masked client frame; a zero mask leaves the payload as it is."""
+    assert len(payload) < 126
+    return bytes((0x81 | (RSV1 if compressed else 0), 0x80 | len(payload))) + b"\0\0\0\0" + payload
+
+
+def inflating_reader(budget: ReadBudget, max_message_bytes: int) -> tuple[InflatingReader, Any]:
+    protocol = SimpleNamespace(_reading_paused=False, pause_reading=lambda: None)
+    queue = WebSocketDataQueue(protocol, 2**16, loop=asyncio.get_running_loop())  # type: ignore[arg-type]
+    return InflatingReader(queue, max_message_bytes, True, budget), queue
+
+
+async def test_a_compressed_message_inflates_no_further_than_the_budget_has_left() -> None:
+    loop = asyncio.get_running_loop()
+    budget = ReadBudget(ReadLimits(bytes_per_s=20_000, max_message_bytes=20_000), loop.time())
+    reader, queue = inflating_reader(budget, 20_000)
+    # Each about 40 bytes on the wire, 15,000 once inflated.
+    bomb = client_frame(deflate_message(b"4" + b"x" * 14_999, 15), compressed=True)
+    reader.feed_data(bomb)
+    message = await queue.read()
+    assert len(message.data) == 15_000
+    budget.charge(loop.time(), len(message.data))
+    inflated: list[int] = []
+    real = reader._inflater
+
+    class Spy:
+        def decompress(self, data: bytes, max_length: int) -> bytes:
+            out = real.decompress(data, max_length)
+            inflated.append(len(out))
+            return out
+
+    reader._inflater = Spy()  # type: ignore[assignment]  # records what each call inflates
+    assert reader.feed_data(bomb)[0]  # the reader failed: the budget has ~5,000 bytes left
+    assert isinstance(queue.exception(), ReadBudgetSpent)
+    assert inflated and inflated[0] <= budget.bytes_left(loop.time()) + 1 < 15_000
+
+
+async def test_a_compressed_message_over_the_size_limit_is_refused_and_a_plain_one_passes() -> None:
+    loop = asyncio.get_running_loop()
+    budget = ReadBudget(ReadLimits(bytes_per_s=1_000_000, max_message_bytes=1000), loop.time())
+    reader, queue = inflating_reader(budget, 1000)
+    reader.feed_data(client_frame(b'42["wallet:get",{}]', compressed=False))
+    assert (await queue.read()).data == '42["wallet:get",{}]'
+    reader.feed_data(client_frame(deflate_message(b"x" * 5000, 15), compressed=True))
+    assert isinstance(queue.exception(), WebSocketError)
+    assert not isinstance(queue.exception(), ReadBudgetSpent)
