@@ -109,13 +109,27 @@ class Accounts:
         wait_ms = await self.login_guard.attempt(username, address)
         if wait_ms:
             raise RateLimited("too many attempts; slow down", wait_ms)
-        found = await accounts.get_login(self.pool, username)
-        # Unknown users are checked against a decoy hash: same cost, same answer as a wrong password.
-        if not await self.passwords.verify(password, found.password_hash if found else None):
+        try:
+            found = await accounts.get_login(self.pool, username)
+            # Unknown users are checked against a decoy hash: same cost, same answer as a wrong
+            # password.
+            right = await self.passwords.verify(password, found.password_hash if found else None)
+        except Exception:
+            # Unanswered (NOT_READY while the database is down): no guess was judged, so none is
+            # counted, or an outage would lock players out once it is over.
+            await self._not_judged(username, address)
+            raise
+        if not right:
             raise InvalidCredentials()
         assert found is not None
         await self.login_guard.succeeded(username, address)
         return await self._open_session(found.user, now)
+
+    async def _not_judged(self, username: str, address: str) -> None:
+        try:
+            await self.login_guard.not_judged(username, address)
+        except Exception:  # noqa: BLE001 - the caller's own failure is the one to report
+            logger.warning("login attempt not given back", exc_info=True)
 
     async def _open_session(self, user: User, now: datetime) -> Session:
         """An access token and the first refresh token of a new family."""
@@ -133,20 +147,22 @@ class Accounts:
         )
         return Session(user, tokens)
 
-    async def refresh(self, refresh_token: str, now: datetime) -> Rotation:
+    async def refresh(self, refresh_token: str, now: datetime, client: str) -> Rotation:
         """Spend a verified refresh token for a new pair, or refuse it.
 
-        ROTATED stores the successor in the spending transaction; REPLAYED (a retry within the
-        grace) signs the successor's pair again. A reused token has revoked its family, and that
-        revocation commits before RefreshTokenReused is raised; TokenExpired and TokenInvalid for
-        an expired or an unknown or revoked one; UserGone when the token outlived its player.
+        `client` says who asks (its address and User-Agent). ROTATED stores the successor in the
+        spending transaction; REPLAYED (a retry within the grace, by the client that rotated it)
+        signs the successor's pair again, and is logged. A reused token has revoked its family,
+        and that revocation commits before RefreshTokenReused is raised; TokenExpired and
+        TokenInvalid for an expired or an unknown or revoked one; UserGone when the token
+        outlived its player.
         """
         successor_id = uuid.uuid4()
         tokens = None
         user = None
         async with self.pool.acquire() as connection, connection.transaction():
             outcome, row = await accounts.spend_refresh_token(
-                connection, refresh_token, now, successor_id, self.refresh_grace
+                connection, refresh_token, now, successor_id, self.refresh_grace, client
             )
             answered = outcome in (RotationOutcome.ROTATED, RotationOutcome.REPLAYED)
             if answered:
@@ -174,12 +190,24 @@ class Accounts:
                     )
         if answered and user is None:
             raise UserGone()
-        if outcome is RotationOutcome.REUSED:
+        if outcome in (RotationOutcome.REUSED, RotationOutcome.REUSED_IN_GRACE):
             logger.warning(
                 "refresh token reused; family revoked",
-                extra={"tokenId": str(row.id) if row else None},
+                extra={
+                    "tokenId": str(row.id) if row else None,
+                    "familyId": str(row.family_id) if row else None,
+                    # Within the grace window, from a client other than the one that rotated it.
+                    "otherClientInGrace": outcome is RotationOutcome.REUSED_IN_GRACE,
+                },
             )
             raise RefreshTokenReused()
+        if outcome is RotationOutcome.REPLAYED and row is not None:
+            # The same client retrying (its address and agent match the rotation's): logged, as
+            # every reuse is, but not a warning; another client's reuse revoked the family above.
+            logger.info(
+                "spent refresh token presented again within the grace window; same pair answered",
+                extra={"successorId": str(row.id), "familyId": str(row.family_id)},
+            )
         if outcome is RotationOutcome.EXPIRED:
             raise TokenExpired("refresh token expired")
         if tokens is None:

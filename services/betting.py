@@ -29,7 +29,7 @@ from datetime import datetime
 import asyncpg
 
 from game.bets import BetRequest, validate_amount
-from game.errors import GameError, ServerBusy
+from game.errors import GameError, NotReady, RateLimited, ServerBusy
 from game.rules import GameRules
 from services import metrics
 from services.notifier import Notifier
@@ -69,6 +69,30 @@ class QueueAdmission:
 logger = logging.getLogger("thisthat.bets")
 
 MAX_BATCH = 200
+
+# The database went away under a batch: the connection broke or was terminated, the server shut
+# down, crashed or refuses connections, or asyncpg's state on a connection the crash left half-used
+# is off (InternalClientError). The bet may or may not have committed, and a retry of its
+# clientBetId says which: NOT_READY, the "retry later" of docs/protocol.md, never INTERNAL_ERROR.
+DATABASE_GONE = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.OperatorInterventionError,
+)
+
+
+def _answer_for(error: Exception) -> Exception:
+    """What a bet whose batch failed with `error` is answered."""
+    if isinstance(error, DATABASE_GONE):
+        logger.warning(
+            "bet refused: the database is unavailable", extra={"error": type(error).__name__}
+        )
+        return NotReady()
+    return error
+
 
 # A bet, its answer, and when it was queued (loop time).
 Pending = tuple[BetRequest, "asyncio.Future[PlacedBet]", float]
@@ -132,13 +156,12 @@ class BetBatcher:
                     future.cancel()
                 raise
             except Exception as error:  # noqa: BLE001 - the worker must outlive any one batch
-                # An error of no expected kind (asyncpg's InternalClientError from a connection a
-                # database crash left half-used, say) answers its own bets and ends nothing else:
-                # a dead worker would leave its bets unanswered and the node a worker short.
+                # An error of no expected kind answers its own bets and ends nothing else: a dead
+                # worker would leave its bets unanswered and the node a worker short.
                 logger.exception("bet batch failed", extra={"size": len(batch)})
                 for _, future, _ in batch:
                     if not future.done():
-                        future.set_exception(error)
+                        future.set_exception(_answer_for(error))
 
     def _drop_expired(self, batch: list[Pending], now: float) -> list[Pending]:
         """Refuse, unwritten, the bets that waited past the deadline; keep the rest."""
@@ -155,11 +178,17 @@ class BetBatcher:
         requests = [request for request, _, _ in batch]
         try:
             answers = await bets.place_bets(self.pool, requests, self.rules)
-        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as error:
+        except (
+            asyncpg.PostgresError,
+            OSError,
+            TimeoutError,
+            asyncpg.InterfaceError,
+            asyncpg.InternalClientError,
+        ) as error:
             if len(batch) == 1:
                 _, future, _ = batch[0]
                 if not future.done():
-                    future.set_exception(error)
+                    future.set_exception(_answer_for(error))
                 return
             # Nothing of the batch committed. One by one, so one bad apple spoils only itself.
             logger.warning(
@@ -190,6 +219,57 @@ class BetBatcher:
             future.cancel()
 
 
+# The most (user, clientBetId) pairs one lookup of placed bets asks for.
+MAX_LOOKUP = 500
+
+Asked = tuple[tuple[uuid.UUID, str], "asyncio.Future[PlacedBet | None]"]
+
+
+class PlacedLookup:
+    """Finds the bet already placed under a clientBetId, for a bet about to be refused as
+    RATE_LIMITED (which promises "not written"): a repeat of a written bet gets that bet instead.
+
+    Refusals come in bursts past capacity, so the pairs asked while one query is in flight are
+    looked up together in the next: one query per burst, not one per refused bet.
+    """
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self._asked: list[Asked] = []
+        self._looking = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.queries = 0
+
+    async def find(self, user_id: uuid.UUID, client_bet_id: str) -> PlacedBet | None:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[PlacedBet | None] = loop.create_future()
+        self._asked.append(((user_id, client_bet_id), future))
+        if not self._looking:
+            self._looking = True
+            task = loop.create_task(self._look_up())
+            self._tasks.add(task)  # held until done, so it is never collected mid-flight
+            task.add_done_callback(self._tasks.discard)
+        return await future
+
+    async def _look_up(self) -> None:
+        try:
+            while self._asked:
+                batch, self._asked = self._asked[:MAX_LOOKUP], self._asked[MAX_LOOKUP:]
+                self.queries += 1
+                try:
+                    found = await bets.placed_bets(self.pool, [pair for pair, _ in batch])
+                except Exception as error:  # noqa: BLE001 - every asker gets the failure
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(_answer_for(error))
+                    continue
+                for pair, future in batch:
+                    if not future.done():
+                        future.set_result(found.get(pair))
+        finally:
+            self._looking = False
+
+
 class Betting:
     def __init__(
         self, pool: asyncpg.Pool, rules: GameRules, notifier: Notifier, batcher: BetBatcher
@@ -198,6 +278,12 @@ class Betting:
         self.rules = rules
         self.notifier = notifier
         self.batcher = batcher
+        self.placed = PlacedLookup(pool)
+
+    async def placed_before(self, user_id: uuid.UUID, client_bet_id: str) -> PlacedBet | None:
+        """The bet already placed under this clientBetId, if any: what a repeat is answered
+        before any refusal that would say "not written" (RATE_LIMITED)."""
+        return await self.placed.find(user_id, client_bet_id)
 
     async def place(self, request: BetRequest, *, asker: str | None = None) -> PlacedBet:
         """Place the bet (or answer the one placed under its clientBetId); raises its refusal.
@@ -212,7 +298,15 @@ class Betting:
             # payload) or a refusal.
             placed = await bets.place_bet(self.pool, rules=self.rules, **request.fields())
         else:
-            placed = await self.batcher.place(request.with_amount(stake))
+            try:
+                placed = await self.batcher.place(request.with_amount(stake))
+            except RateLimited:
+                # Refused unwritten (the queue is backlogged, or the bet waited past its
+                # deadline); a repeat of a bet written before gets that bet instead.
+                original = await self.placed_before(request.user_id, request.client_bet_id)
+                if original is None:
+                    raise
+                placed = original
         if placed.created:
             # Only a new bet moved the balance; a repeat of its clientBetId changed nothing.
             self.notifier.balance_changed(

@@ -40,7 +40,7 @@ VALUES ($1, $2, $3, $4, $5, $6)
 """
 
 SELECT_REFRESH_FOR_UPDATE: Final = """
-SELECT id, user_id, family_id, created_at, expires_at, spent_at, revoked_at, replaced_by
+SELECT id, user_id, family_id, created_at, expires_at, spent_at, revoked_at, replaced_by, spent_by
 FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE
 """
 
@@ -52,7 +52,7 @@ WHERE id = $1 AND spent_at IS NULL AND revoked_at IS NULL AND expires_at > $2
 """
 
 SPEND_REFRESH_TOKEN: Final = """
-UPDATE refresh_tokens SET spent_at = $2, replaced_by = $3 WHERE id = $1
+UPDATE refresh_tokens SET spent_at = $2, replaced_by = $3, spent_by = $4 WHERE id = $1
 """
 
 REVOKE_FAMILY: Final = """
@@ -70,6 +70,11 @@ WHERE family_id = (SELECT family_id FROM refresh_tokens WHERE token_hash = $1)
 def token_hash(token: str) -> bytes:
     """Refresh tokens are stored by hash only: a copy of the table signs nobody in."""
     return hashlib.sha256(token.encode()).digest()
+
+
+def client_hash(client: str) -> bytes:
+    """Who rotated a token (its address and User-Agent) is stored by hash only, like the token."""
+    return hashlib.sha256(b"refresh-client\n" + client.encode()).digest()
 
 
 async def create_user(
@@ -121,6 +126,8 @@ class RotationOutcome(enum.Enum):
     UNKNOWN = "unknown"
     REVOKED = "revoked"
     REUSED = "reused"
+    # Within the grace window, but from a client other than the one that rotated it.
+    REUSED_IN_GRACE = "reused_in_grace"
     EXPIRED = "expired"
 
 
@@ -130,15 +137,18 @@ async def spend_refresh_token(
     now: datetime,
     successor_id: uuid.UUID,
     grace: timedelta,
+    client: str,
 ) -> tuple[RotationOutcome, RefreshToken | None]:
     """Spend a refresh token in favour of `successor_id`, or detect reuse. Call inside a transaction.
 
     ROTATED answers the spent token's row: the caller stores the successor in the same
-    transaction. A spent token presented again within `grace` of its rotation, while its successor
-    is unused, is a retry or a race of the same client: REPLAYED answers the successor's row, from
-    which the same pair is derived again. Otherwise two parties hold it: the whole family is
-    revoked (and that revocation must commit even though the caller then refuses the request).
-    The row lock makes racing presentations of one token take these branches one at a time.
+    transaction, and the row records `client` (by hash) as the one that rotated it. A spent token
+    presented again within `grace` of its rotation, while its successor is unused, by that same
+    client, is a retry or a race of that client: REPLAYED answers the successor's row, from which
+    the same pair is derived again. Otherwise two parties hold it (REUSED_IN_GRACE when another
+    client came within the window): the whole family is revoked (and that revocation must commit
+    even though the caller then refuses the request). The row lock makes racing presentations of
+    one token take these branches one at a time.
     """
     row = await connection.fetchrow(SELECT_REFRESH_FOR_UPDATE, token_hash(token))
     if row is None:
@@ -147,15 +157,18 @@ async def spend_refresh_token(
     if row["revoked_at"] is not None:
         return RotationOutcome.REVOKED, spent
     if row["spent_at"] is not None:
+        outcome = RotationOutcome.REUSED
         if row["replaced_by"] is not None and now - row["spent_at"] <= grace:
             successor = await connection.fetchrow(SELECT_UNUSED_SUCCESSOR, row["replaced_by"], now)
-            if successor is not None:
+            if successor is not None and row["spent_by"] == client_hash(client):
                 return RotationOutcome.REPLAYED, RefreshToken.from_record(successor)
+            if successor is not None:
+                outcome = RotationOutcome.REUSED_IN_GRACE
         await connection.execute(REVOKE_FAMILY, row["family_id"])
-        return RotationOutcome.REUSED, spent
+        return outcome, spent
     if row["expires_at"] <= now:
         return RotationOutcome.EXPIRED, spent
-    await connection.execute(SPEND_REFRESH_TOKEN, row["id"], now, successor_id)
+    await connection.execute(SPEND_REFRESH_TOKEN, row["id"], now, successor_id, client_hash(client))
     return RotationOutcome.ROTATED, spent
 
 

@@ -50,6 +50,14 @@ FROM bets b JOIN users u ON u.id = b.user_id
 WHERE b.user_id = $1 AND b.client_bet_id = $2
 """
 
+# The bets already placed under some (user, clientBetId) pairs, with each user's balance.
+SELECT_BETS_BY_CLIENT_IDS: Final = """
+SELECT b AS bet, u.balance
+FROM unnest($1::uuid[], $2::text[]) AS asked(user_id, client_bet_id)
+JOIN bets b ON b.user_id = asked.user_id AND b.client_bet_id = asked.client_bet_id
+JOIN users u ON u.id = b.user_id
+"""
+
 # Newest first; the cursor is the (placed_at, id) of the last bet of the previous page.
 SELECT_BETS_PAGE: Final = """
 SELECT * FROM bets
@@ -164,6 +172,22 @@ async def place_bet(
     if code in ("placed", "duplicate"):
         return PlacedBet(Bet.from_record(row), row["new_balance"], created=code == "placed")
     raise _refusal(code, row, stake, rules)
+
+
+async def placed_bets(
+    pool: Executor, asked: list[tuple[uuid.UUID, str]]
+) -> dict[tuple[uuid.UUID, str], PlacedBet]:
+    """The bets already placed under these (user id, clientBetId) pairs, as a repeat answers them
+    (`created` False); pairs with no bet are left out."""
+    if not asked:
+        return {}
+    users, client_bet_ids = zip(*asked, strict=True)
+    rows = await pool.fetch(SELECT_BETS_BY_CLIENT_IDS, list(users), list(client_bet_ids))
+    found = {}
+    for row in rows:
+        bet = Bet.from_record(row["bet"])
+        found[(bet.user_id, bet.client_bet_id)] = PlacedBet(bet, row["balance"], created=False)
+    return found
 
 
 async def _fetch_again_on_deadlock(pool: Executor, query: str, *args: Any) -> list[asyncpg.Record]:

@@ -41,6 +41,14 @@ end
 return waits
 """
 
+# Takes back one hit of a window (the attempt it counted turned out to be no failure).
+GIVE_BACK: Final = """
+if redis.call('EXISTS', KEYS[1]) == 1 and redis.call('DECR', KEYS[1]) <= 0 then
+    redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
 MAX_KEYS_PER_CALL: Final = 500
 
 Hit = tuple[str, int, int, "asyncio.Future[int]"]
@@ -49,6 +57,7 @@ Hit = tuple[str, int, int, "asyncio.Future[int]"]
 class RateLimiter:
     def __init__(self, client: redis.Redis, *, enabled: bool = True) -> None:
         self._script = client.register_script(FIXED_WINDOWS)
+        self._give_back = client.register_script(GIVE_BACK)
         self.enabled = enabled
         self._pending: list[Hit] = []
         self._flushing = False
@@ -66,6 +75,13 @@ class RateLimiter:
             self._tasks.add(task)  # held until done, so it is never collected mid-flight
             task.add_done_callback(self._tasks.discard)
         return await future
+
+    async def give_back(self, scope: str, subject: str) -> None:
+        """Take back one hit: for limits that count failures, a hit is taken before the attempt
+        is judged (so parallel attempts cannot all pass the count) and given back on success."""
+        if not self.enabled:
+            return
+        await self._give_back(keys=[keys.rate_limit(scope, subject)])
 
     async def _flush(self) -> None:
         try:
@@ -159,6 +175,32 @@ redis.call('SET', KEYS[3], '1', 'PX', ARGV[3])
 return 0
 """
 
+# KEYS as above; ARGV: username ceiling, username window ms. An attempt that was never judged (the
+# database could not be asked) gives its reservation back: one failure off the pair and off the
+# username's bucket, and nothing else (the address is not remembered as the owner's).
+LOGIN_NOT_JUDGED: Final = """
+local ceiling = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local failures = tonumber(redis.call('GET', KEYS[1]) or '0')
+if failures > 1 then
+    redis.call('DECR', KEYS[1])
+elseif failures == 1 then
+    redis.call('DEL', KEYS[1])
+end
+local level = tonumber(redis.call('HGET', KEYS[2], 'level') or '0')
+local at = tonumber(redis.call('HGET', KEYS[2], 'at') or tostring(now))
+level = math.max(0, level - (now - at) * ceiling / window - 1)
+if level > 0 then
+    redis.call('HSET', KEYS[2], 'level', tostring(level), 'at', tostring(now))
+    redis.call('PEXPIRE', KEYS[2], math.ceil(math.max(1, level / ceiling) * window))
+else
+    redis.call('DEL', KEYS[2])
+end
+return 0
+"""
+
 # An address the owner signed in from stays "theirs" this long, for the username ceiling.
 KNOWN_ADDRESS_TTL_S: Final = 30 * 86400
 
@@ -181,6 +223,7 @@ class LoginGuard:
     ) -> None:
         self._attempt = client.register_script(LOGIN_ATTEMPT)
         self._succeeded = client.register_script(LOGIN_SUCCEEDED)
+        self._not_judged = client.register_script(LOGIN_NOT_JUDGED)
         self.pair = pair
         self.ceiling = ceiling
         self.enabled = enabled
@@ -215,3 +258,11 @@ class LoginGuard:
             keys=self._keys(username, address),
             args=[ceiling, window * 1000, KNOWN_ADDRESS_TTL_S * 1000],
         )
+
+    async def not_judged(self, username: str, address: str) -> None:
+        """The password could not be checked (a dependency was down): the attempt counts for
+        nothing, neither as a failure nor as a success."""
+        if not self.enabled:
+            return
+        ceiling, window = self.ceiling
+        await self._not_judged(keys=self._keys(username, address), args=[ceiling, window * 1000])

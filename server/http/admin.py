@@ -2,7 +2,8 @@
 feed, recent settlements and the ledger audit.
 
 Off unless ADMIN_TOKEN is set (then `/admin` answers 404); the JSON behind the page needs
-`Authorization: Bearer <ADMIN_TOKEN>`, compared in constant time. Nothing here changes state.
+`Authorization: Bearer <ADMIN_TOKEN>`, compared in constant time, and wrong tokens are counted
+per address (past the limit: 429). Nothing here changes state.
 Each node writes a heartbeat of its own sockets and rooms to Redis, so any node shows them all.
 """
 
@@ -25,7 +26,7 @@ from aiohttp import web
 
 from game.errors import AuthRequired
 from server.http import playground
-from server.http.rest import json_response
+from server.http.rest import count_operator_token, json_response, presented_bearer
 from server.mirror import runner as feed
 from server.runtime.jobs import spawn, stop_if_cancelled
 from server.runtime.resources import DB_POOL, REDIS
@@ -172,10 +173,11 @@ async def admin_script(request: web.Request) -> web.StreamResponse:
 
 async def admin_state(request: web.Request) -> web.Response:
     expected = _check_enabled(request)
-    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        presented.strip().encode(), expected.encode()
-    ):
+    presented = presented_bearer(request)
+    right = presented is not None and hmac.compare_digest(presented.encode(), expected.encode())
+    if presented is not None:
+        await count_operator_token(request, right)
+    if not right:
         raise AuthRequired("send Authorization: Bearer <ADMIN_TOKEN>")
     return json_response(await request.app[ADMIN].state())
 

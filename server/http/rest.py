@@ -7,9 +7,10 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import orjson
+import redis.asyncio as redis
 from aiohttp import web
 
 from game.errors import (
@@ -22,6 +23,7 @@ from server.application.services import SERVICES
 from server.auth.tokens import TOKENS
 from server.http import exposure, scrape
 from server.runtime import metrics
+from server.runtime.local_limits import EVENT_LIMITER
 from server.runtime.readiness import READINESS_CHECKS, ReadinessCheck
 from server.runtime.resources import LIMITER, REDIS, ping_database
 from server.settings import SETTINGS, Settings
@@ -51,6 +53,45 @@ async def limit(request: web.Request, scope: str, subject: str, rule: tuple[int,
     wait_ms = await request.app[LIMITER].hit(scope, subject, *rule)
     if wait_ms:
         raise RateLimited("too many attempts; slow down", wait_ms)
+
+
+OPERATOR_TOKEN_SCOPE: Final = "operator-token"
+# Wrong operator tokens counted in this node's memory while Redis does not answer, so the
+# endpoints that show an outage keep answering the operator during one.
+OPERATOR_TOKEN_FALLBACK_SCOPE: Final = "operator-token-local"
+
+
+async def count_operator_token(request: web.Request, right: bool) -> None:
+    """Count a presented ADMIN_TOKEN or METRICS_TOKEN against the caller's address; past
+    RATE_LIMIT_OPERATOR_TOKEN_PER_IP wrong ones, every presentation from there is refused with
+    RATE_LIMITED, the right token included (else the answer would still tell a guess apart).
+
+    The attempt is counted before it is judged, so parallel guesses cannot all pass the count,
+    and given back when the token was right: the operator's own scrapes cost nothing.
+    """
+    app = request.app
+    address = client_ip(request)
+    rule = app[SETTINGS].rate_limit_operator_token_per_ip
+    try:
+        wait_ms = await app[LIMITER].hit(OPERATOR_TOKEN_SCOPE, address, *rule)
+        if not wait_ms and right:
+            await app[LIMITER].give_back(OPERATOR_TOKEN_SCOPE, address)
+    except (redis.RedisError, OSError):
+        logger.warning("operator token attempts counted on this node: Redis is unavailable")
+        wait_ms = (
+            0 if right else app[EVENT_LIMITER].hit(OPERATOR_TOKEN_FALLBACK_SCOPE, address, *rule)
+        )
+    if wait_ms:
+        raise RateLimited("too many wrong tokens from this address; slow down", wait_ms)
+
+
+def presented_bearer(request: web.Request) -> str | None:
+    """The bearer token the request presents, or None when it presents no credentials at all."""
+    header = request.headers.get("Authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
 
 
 def _session_view(settings: Settings, session: Session) -> dict[str, Any]:
@@ -99,7 +140,9 @@ async def refresh(request: web.Request) -> web.Response:
     await limit(request, "refresh-ip", client_ip(request), settings.rate_limit_refresh_per_ip)
     body = parse(RefreshRequest, await read_json(request))
     app[TOKENS].verify(body.refreshToken, "refresh")
-    rotation = await app[SERVICES].accounts.refresh(body.refreshToken, datetime.now(UTC))
+    # A retry within the grace window gets the same pair only from the client that rotated it.
+    client = f"{client_ip(request)}\n{request.headers.get('User-Agent', '')}"
+    rotation = await app[SERVICES].accounts.refresh(body.refreshToken, datetime.now(UTC), client)
     return json_response(_tokens_view(settings, rotation.tokens))
 
 
@@ -135,8 +178,18 @@ async def _check_redis(app: web.Application) -> tuple[bool, Any]:
     return True, "ok"
 
 
+async def _operator_detail(request: web.Request) -> bool:
+    """Whether this request sees the operator's detail (/metrics, /readyz's checks); a token it
+    presents for that is counted per address (`count_operator_token`)."""
+    allowed = exposure.sees_operator_detail(request)
+    if request.app[SETTINGS].metrics_token and presented_bearer(request) is not None:
+        await count_operator_token(request, allowed)
+    return allowed
+
+
 async def readyz(request: web.Request) -> web.Response:
     app = request.app
+    operator = await _operator_detail(request)
     extra: dict[str, ReadinessCheck] = app[READINESS_CHECKS]
     checks: dict[str, ReadinessCheck] = {
         "database": _check_database,
@@ -153,13 +206,13 @@ async def readyz(request: web.Request) -> web.Response:
         results[name] = detail
         ready = ready and healthy
     status: dict[str, Any] = {"status": "ok" if ready else "unavailable"}
-    if exposure.sees_operator_detail(request):
+    if operator:
         status["checks"] = results
     return json_response(status, 200 if ready else 503)
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
-    if not exposure.sees_operator_detail(request):
+    if not await _operator_detail(request):
         if not request.app[SETTINGS].metrics_token:
             raise web.HTTPNotFound()
         raise AuthRequired("send Authorization: Bearer <METRICS_TOKEN>")

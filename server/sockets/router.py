@@ -16,7 +16,7 @@ from typing import Any, Final, Generic, TypeVar
 
 from aiohttp import web
 
-from game.errors import AuthRequired, RateLimited, TokenExpired
+from game.errors import AuthRequired, RateLimited, TokenExpired, ValidationFailed
 from server.runtime import metrics
 from server.runtime.local_limits import EVENT_LIMITER
 from server.runtime.overload import LOOP_LAG
@@ -53,7 +53,13 @@ class Route(Generic[P]):
     limit_scope: str
     # auth:refresh must work on a socket whose token just ran out; nothing else may.
     live_token: bool
+    # Looked up before a rate or load refusal, which promises "not done": a repeat of an event
+    # already done gets its answer instead.
+    repeat: Repeat[P] | None = None
 
+
+# The answer an event already got, found again for a repeat of it (a bet's clientBetId), or None.
+Repeat = Callable[[EventContext, P], Awaitable[dict[str, Any] | None]]
 
 # A part of the game adds its share of the `sync` answer (open bets, subscribed markets).
 SyncPart = Callable[[EventContext], Awaitable[dict[str, Any]]]
@@ -74,10 +80,11 @@ class EventRouter:
         *,
         limit_scope: str = "events",
         live_token: bool = True,
+        repeat: Repeat[P] | None = None,
     ) -> None:
         if name in self.routes:
             raise ValueError(f"event {name!r} registered twice")
-        self.routes[name] = Route(name, schema, handler, limit_scope, live_token)
+        self.routes[name] = Route(name, schema, handler, limit_scope, live_token, repeat)
 
     def add_sync_part(self, part: SyncPart) -> None:
         self.sync_parts.append(part)
@@ -102,15 +109,24 @@ async def dispatch(
             raise AuthRequired("socket is not authenticated")
         if route.live_token and session.expires_at <= datetime.now(UTC):
             raise TokenExpired("access token expired; send auth:refresh")
-        if route.limit_scope == "bets":
-            # Bets are the heavy event: shed them first, before they cost Redis or database work.
-            app[LOOP_LAG].admit()
-        _check_rate(app, route, session)
+        context = EventContext(app, session)
+        try:
+            if route.limit_scope == "bets":
+                # Bets are the heavy event: shed them first, before they cost Redis or database work.
+                app[LOOP_LAG].admit()
+            _check_rate(app, route, session)
+        except RateLimited:
+            answer = await _answer_of_repeat(route, context, data)
+            if answer is None:
+                raise
+            return {"ok": True, "data": answer}
         payload = parse(route.schema, data)
-        result = await route.handler(EventContext(app, session), payload)
+        result = await route.handler(context, payload)
         return {"ok": True, "data": result}
     except Exception as error:  # noqa: BLE001 - every error becomes a refusal (logged if unknown)
         refusal = refusal_for(error, "events", event=route.name, sid=sid)
+        if not entered and drain.draining:
+            drain.refused(sid)
         outcome = refusal.code.value
         metrics.ERRORS.labels(outcome).inc()
         return ack_error(refusal)
@@ -118,6 +134,20 @@ async def dispatch(
         if entered:
             drain.leave()
         _count(route.name, outcome, time.perf_counter() - started)
+
+
+async def _answer_of_repeat(
+    route: Route[Any], context: EventContext, data: object
+) -> dict[str, Any] | None:
+    """The answer of the event `data` repeats, if it was done already, else None (then the
+    refusal stands; so it does for a payload that does not parse)."""
+    if route.repeat is None:
+        return None
+    try:
+        payload = parse(route.schema, data)
+    except ValidationFailed:
+        return None
+    return await route.repeat(context, payload)
 
 
 def _count(event: str, outcome: str, seconds: float) -> None:

@@ -9,7 +9,7 @@ import aiohttp
 import asyncpg
 
 from tests.betting_fixtures import insert_market
-from tests.conftest import PlayerFactory
+from tests.conftest import PlayerFactory, ServerFactory
 
 
 def sample(text: str, name: str) -> float:
@@ -51,3 +51,25 @@ async def test_bets_and_refusals_show_in_metrics(
     assert 'thisthat_errors_total{code="BET_AMOUNT_OUT_OF_RANGE"}' in after
     assert "thisthat_event_loop_lag_seconds" in after
     assert sample(after, "thisthat_connected_sockets") >= 1
+
+
+async def test_wrong_metrics_tokens_from_one_address_are_refused_past_the_limit(
+    start_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    token = "metrics-token-0123456789abcdef"
+    base, _ = await start_server(metrics_token=token, rate_limit_operator_token_per_ip=(2, 300))
+    right = {"Authorization": f"Bearer {token}"}
+    for _ in range(3):
+        async with http.get(base + "/metrics", headers=right) as response:
+            assert response.status == 200
+    statuses = []
+    for path in ("/metrics", "/readyz", "/metrics", "/readyz"):
+        async with http.get(base + path, headers={"Authorization": "Bearer guess"}) as response:
+            statuses.append(response.status)
+    assert statuses == [401, 200, 429, 429]  # /readyz answers its status, without the checks
+    async with http.get(base + "/metrics", headers=right) as response:
+        assert response.status == 429
+        assert (await response.json())["error"]["code"] == "RATE_LIMITED"
+    # A balancer's health check presents no token: it is neither counted nor refused.
+    async with http.get(base + "/readyz") as response:
+        assert response.status == 200

@@ -6,6 +6,7 @@ grace are reached exactly, and each outcome of a rotation is seen with what it h
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -30,6 +31,7 @@ from storage.accounts import RotationOutcome
 from storage.ratelimit import LoginGuard
 
 GRACE = timedelta(seconds=10)
+CLIENT = "10.0.0.9\nthe-game/1.0"
 REFRESH_TTL_S = 3600
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -107,28 +109,32 @@ async def test_a_rotation_then_a_retry_then_a_reuse_then_the_revoked_successor(
     first = (await accounts.signup("dave", "password", START)).tokens
     rotated_at = START + timedelta(minutes=5)
 
-    rotated = await accounts.refresh(first.refresh_token, rotated_at)
+    rotated = await accounts.refresh(first.refresh_token, rotated_at, CLIENT)
     assert rotated.outcome is RotationOutcome.ROTATED
     assert rotated.tokens is not None
     assert rotated.tokens.refresh_token != first.refresh_token
 
-    retried = await accounts.refresh(first.refresh_token, rotated_at + GRACE)
+    retried = await accounts.refresh(first.refresh_token, rotated_at + GRACE, CLIENT)
     assert retried.outcome is RotationOutcome.REPLAYED
     assert retried.tokens == rotated.tokens
 
     with pytest.raises(RefreshTokenReused):
-        await accounts.refresh(first.refresh_token, rotated_at + GRACE + timedelta(seconds=1))
+        await accounts.refresh(
+            first.refresh_token, rotated_at + GRACE + timedelta(seconds=1), CLIENT
+        )
     # The reuse revoked the whole family: the successor no longer rotates.
     with pytest.raises(TokenInvalid):
-        await accounts.refresh(rotated.tokens.refresh_token, rotated_at + GRACE * 2)
+        await accounts.refresh(rotated.tokens.refresh_token, rotated_at + GRACE * 2, CLIENT)
     assert await db.fetchval("SELECT count(*) FROM refresh_tokens WHERE revoked_at IS NULL") == 0
 
 
 async def test_an_expired_refresh_token_is_refused_and_left_unspent(accounts: Accounts) -> None:
     first = (await accounts.signup("erin", "password", START)).tokens
     with pytest.raises(TokenExpired):
-        await accounts.refresh(first.refresh_token, first.refresh_expires_at)
-    still_good = await accounts.refresh(first.refresh_token, first.refresh_expires_at - GRACE)
+        await accounts.refresh(first.refresh_token, first.refresh_expires_at, CLIENT)
+    still_good = await accounts.refresh(
+        first.refresh_token, first.refresh_expires_at - GRACE, CLIENT
+    )
     assert still_good.outcome is RotationOutcome.ROTATED
 
 
@@ -136,12 +142,42 @@ async def test_a_token_never_issued_is_unknown_and_logout_revokes_the_family(
     accounts: Accounts,
 ) -> None:
     with pytest.raises(TokenInvalid):
-        await accounts.refresh("not-a-token-we-issued", START)
+        await accounts.refresh("not-a-token-we-issued", START, CLIENT)
 
     first = (await accounts.signup("frank", "password", START)).tokens
-    rotated = await accounts.refresh(first.refresh_token, START + timedelta(minutes=1))
+    rotated = await accounts.refresh(first.refresh_token, START + timedelta(minutes=1), CLIENT)
     assert rotated.tokens is not None
     # Signing out with the older token of the family signs out its newest too.
     await accounts.logout(first.refresh_token)
     with pytest.raises(TokenInvalid):
-        await accounts.refresh(rotated.tokens.refresh_token, START + timedelta(minutes=2))
+        await accounts.refresh(rotated.tokens.refresh_token, START + timedelta(minutes=2), CLIENT)
+
+
+@pytest.mark.parametrize(
+    "thief",
+    ["203.0.113.7\nthe-game/1.0", "10.0.0.9\ncurl/8.0"],
+    ids=["another address", "another user agent"],
+)
+async def test_within_the_grace_only_the_rotating_client_gets_the_pair_and_a_thief_revokes_it(
+    accounts: Accounts, db: asyncpg.Pool, caplog: pytest.LogCaptureFixture, thief: str
+) -> None:
+    first = (await accounts.signup("grace", "password", START)).tokens
+    rotated_at = START + timedelta(minutes=5)
+    rotated = await accounts.refresh(first.refresh_token, rotated_at, CLIENT)
+    caplog.set_level(logging.INFO, "thisthat.accounts")
+
+    retried = await accounts.refresh(first.refresh_token, rotated_at, CLIENT)
+    assert (retried.outcome, retried.tokens) == (RotationOutcome.REPLAYED, rotated.tokens)
+    assert [r.getMessage() for r in caplog.records] == [
+        "spent refresh token presented again within the grace window; same pair answered"
+    ]
+    caplog.clear()
+
+    with pytest.raises(RefreshTokenReused):
+        await accounts.refresh(first.refresh_token, rotated_at + GRACE / 2, thief)
+    assert [r.getMessage() for r in caplog.records] == ["refresh token reused; family revoked"]
+    assert caplog.records[0].otherClientInGrace is True
+    # The family is revoked: the pair the victim holds no longer rotates, and the thief has none.
+    with pytest.raises(TokenInvalid):
+        await accounts.refresh(rotated.tokens.refresh_token, rotated_at + GRACE, CLIENT)
+    assert await db.fetchval("SELECT count(*) FROM refresh_tokens WHERE revoked_at IS NULL") == 0

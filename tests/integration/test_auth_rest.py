@@ -8,7 +8,9 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import pytest
 
+from storage import accounts
 from tests.conftest import ServerFactory
 from tests.players import Player, unique_name
 
@@ -283,3 +285,46 @@ async def test_the_username_ceiling_limits_distributed_guessing_but_not_the_owne
     # An address the owner never signed in from waits like the guessers.
     status, _ = await login_from(base, "127.0.0.1", owner.username, owner.password, "192.0.2.7")
     assert status == 429
+
+
+async def test_logins_refused_during_a_database_outage_never_count_as_failures(
+    server: Any, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    owner = await Player(server[0], http).signup(unique_name("owner"))
+
+    async def unreachable(*args: object) -> None:
+        raise ConnectionRefusedError("connection refused")
+
+    # PostgreSQL down, as the connection refused says; the pair limit is 10 failures.
+    monkeypatch.setattr(accounts, "get_login", unreachable)
+    during = [
+        await login_from(server[0], "127.0.0.4", owner.username, owner.password) for _ in range(12)
+    ]
+    assert {(status, body["error"]["code"]) for status, body in during} == {(503, "NOT_READY")}
+    monkeypatch.undo()
+    status, body = await login_from(server[0], "127.0.0.4", owner.username, owner.password)
+    assert (status, body["user"]["id"]) == (200, owner.user_id)
+    # Neither did the outage count against the username, from an address it never signed in from.
+    for _ in range(2):
+        status, _ = await login_from(server[0], "127.0.0.5", owner.username, "guess guess")
+        assert status == 401
+
+
+async def test_within_the_grace_a_spent_token_from_another_client_is_reuse(
+    server: Any, http: aiohttp.ClientSession
+) -> None:
+    player = await Player(server[0], http).signup()
+    first = player.refresh_token
+    game = {"User-Agent": "the-game/1.0"}
+    status, rotated, _ = await player.post("/auth/refresh", {"refreshToken": first}, headers=game)
+    assert status == 200
+    status, again, _ = await player.post("/auth/refresh", {"refreshToken": first}, headers=game)
+    assert (status, again) == (200, rotated)
+    # Well within the window, but not the client that rotated it: the login is revoked.
+    thief = {"User-Agent": "curl/8.0"}
+    status, body, _ = await player.post("/auth/refresh", {"refreshToken": first}, headers=thief)
+    assert (status, body["error"]["code"]) == (401, "REFRESH_TOKEN_REUSED")
+    status, body, _ = await player.post(
+        "/auth/refresh", {"refreshToken": rotated["refreshToken"]}, headers=game
+    )
+    assert (status, body["error"]["code"]) == (401, "TOKEN_INVALID")

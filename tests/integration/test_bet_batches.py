@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import uuid
 from datetime import UTC, datetime
@@ -12,7 +13,7 @@ import asyncpg
 import pytest
 
 from game.bets import BetRequest
-from game.errors import ErrorCode, GameError
+from game.errors import ErrorCode, GameError, NotReady
 from game.markets import Resolution, Side
 from services.betting import BetBatcher
 from storage import audit, bets, settlement
@@ -266,3 +267,58 @@ async def test_the_schema_still_refuses_a_bad_client_bet_id_and_orphaning_delete
         await db.execute("DELETE FROM markets WHERE id = $1", market)
     with pytest.raises(asyncpg.ForeignKeyViolationError):
         await db.execute("DELETE FROM bets WHERE id = $1", placed.bet.id)
+
+
+class TerminatedMidBatch:
+    """The pool of a database that goes away under a batch: the connection taking the batch is
+    terminated by the server (as PostgreSQL's crash or restart does) before its statement runs."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self.errors: list[BaseException] = []
+
+    def is_in_transaction(self) -> bool:
+        return False
+
+    async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
+        async with self.pool.acquire() as connection:
+            pid = connection.get_server_pid()  # type: ignore[attr-defined]  # a pool's proxy
+            await self.pool.execute("SELECT pg_terminate_backend($1)", pid)
+            try:
+                return list(await connection.fetch(query, *args))
+            except Exception as error:
+                self.errors.append(error)
+                raise
+
+
+class BrokenClient:
+    """A pool whose connection a database crash left half-used: asyncpg's own state is off."""
+
+    def is_in_transaction(self) -> bool:
+        return False
+
+    async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
+        raise asyncpg.InternalClientError("unexpected message in the protocol state")
+
+
+@pytest.mark.parametrize("failure", ["terminated", "internal client error"])
+async def test_a_database_failure_under_a_batch_answers_not_ready_never_internal_error(
+    db: asyncpg.Pool, failure: str
+) -> None:
+    user = await make_user(db, "bettor")
+    market = await insert_market(db)
+    pool = TerminatedMidBatch(db) if failure == "terminated" else BrokenClient()
+    batcher = BetBatcher(pool, RULES)  # type: ignore[arg-type]  # stands in for the pool
+    worker = asyncio.get_running_loop().create_task(batcher.work())
+    try:
+        answers = await asyncio.gather(
+            *(batcher.place(request(user, market, f"b{number}")) for number in range(2)),
+            return_exceptions=True,
+        )
+    finally:
+        worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker
+    assert [type(answer) for answer in answers] == [NotReady, NotReady], answers
+    if isinstance(pool, TerminatedMidBatch):
+        assert pool.errors  # the database really went away under the batch

@@ -26,6 +26,14 @@ async def handle_bet_place(ctx: EventContext, payload: BetPlace) -> dict[str, An
     return {"bet": bet_view(placed.bet), "balance": placed.balance}
 
 
+async def repeat_of_bet_place(ctx: EventContext, payload: BetPlace) -> dict[str, Any] | None:
+    """The bet placed before under this clientBetId, answered as `bet:place` answered it."""
+    placed = await ctx.app[SERVICES].betting.placed_before(ctx.session.user_id, payload.clientBetId)
+    if placed is None:
+        return None
+    return {"bet": bet_view(placed.bet), "balance": placed.balance}
+
+
 async def handle_bets_list(ctx: EventContext, payload: BetsList) -> dict[str, Any]:
     cursor = None if payload.cursor is None else decode_time_id_cursor(payload.cursor)
     rows = await ctx.app[SERVICES].betting.page(
@@ -45,6 +53,8 @@ async def sync_open_bets(ctx: EventContext) -> dict[str, Any]:
 
 
 def register(router: EventRouter) -> None:
-    router.add("bet:place", BetPlace, handle_bet_place, limit_scope="bets")
+    router.add(
+        "bet:place", BetPlace, handle_bet_place, limit_scope="bets", repeat=repeat_of_bet_place
+    )
     router.add("bets:list", BetsList, handle_bets_list)
     router.add_sync_part(sync_open_bets)
