@@ -1,10 +1,13 @@
 """deploy/backup.md's drill: pg_dump while players bet, pg_restore into a fresh PostgreSQL, and
-`thisthat leaderboard rebuild` then `thisthat audit` pass on the restored copy."""
+`thisthat leaderboard rebuild` then `thisthat audit` pass on the restored copy; and the WAL
+archiving deploy/docker-compose.yml turns on ships segments to the archive."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ from storage.embedded import EmbeddedPostgres
 from tests.betting_fixtures import insert_market
 from tests.conftest import PlayerFactory
 from tests.e2e.test_cli import thisthat
+from tests.e2e.test_proxy_cluster import compose_config, postgres_options
 from tests.players import Player
 
 PLAYERS = 6
@@ -119,3 +123,59 @@ async def test_dump_under_bet_load_restores_into_a_fresh_postgres_that_passes_th
         assert "audit passed" in output
     finally:
         fresh.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+async def test_the_compose_files_wal_archiving_copies_each_segment_to_the_archive(
+    tmp_path: Path,
+) -> None:
+    """PostgreSQL with deploy/docker-compose.yml's settings (its /backup in a folder here) copies
+    a finished WAL segment into the archive, once, and never overwrites an archived one."""
+    options = postgres_options(compose_config())
+    backup = tmp_path / "backup"
+    settings = {name: value.replace("/backup/", f"{backup}/") for name, value in options.items()}
+    postgres = EmbeddedPostgres(tmp_path / "archiving")
+    url = postgres.start()
+    try:
+        pgdata = (tmp_path / "archiving" / "postgres").resolve()
+        # What the compose file's entrypoint does: the archive belongs to the server's user.
+        archive = backup / "wal"
+        archive.mkdir(parents=True)
+        owner = pgdata.stat()
+        for folder in (backup, archive):
+            os.chown(folder, owner.st_uid, owner.st_gid)
+        with (pgdata / "postgresql.conf").open("a") as conf:
+            for name, value in settings.items():
+                conf.write(f"{name} = '{value}'\n")
+        from pgserver import pg_ctl  # type: ignore[attr-defined]  # star-exported by pgserver
+
+        user = postgres._server.system_user  # type: ignore[attr-defined]  # pgserver's own user
+        pg_ctl(["-w", "-m", "fast", "restart"], pgdata=pgdata, user=user, timeout=30)
+
+        connection = await asyncpg.connect(url)
+        try:
+            assert await connection.fetchval("SHOW archive_mode") == "on"
+            assert await connection.fetchval("SHOW archive_command") == settings["archive_command"]
+            await connection.execute("CREATE TABLE archived AS SELECT generate_series(1, 1000) n")
+            segment = await connection.fetchval("SELECT pg_walfile_name(pg_switch_wal())")
+            for _ in range(300):  # bounded: 30 s
+                stats = await connection.fetchrow("SELECT * FROM pg_stat_archiver")
+                if stats["last_archived_wal"] and stats["last_archived_wal"] >= segment:
+                    break
+                await asyncio.sleep(0.1)
+            assert stats["failed_count"] == 0, dict(stats)
+            assert stats["last_archived_wal"] >= segment, dict(stats)
+        finally:
+            await connection.close()
+        copied = archive / segment
+        assert copied.stat().st_size == 16 * 1024 * 1024
+        assert all(re.fullmatch(r"[0-9A-F]{24}", path.name) for path in archive.iterdir())
+        # An archived segment is never overwritten: the command fails rather than copy again.
+        before = copied.stat().st_mtime_ns
+        command = settings["archive_command"].replace("%f", segment).replace("%p", str(copied))
+        process = await asyncio.create_subprocess_shell(command)
+        assert await process.wait() != 0
+        assert copied.stat().st_mtime_ns == before
+    finally:
+        postgres.stop()

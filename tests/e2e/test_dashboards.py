@@ -102,6 +102,7 @@ def test_alert_rules_are_well_formed() -> None:
     wanted = {
         "SocketAckSlow", "RestResponseSlow", "ErrorRateHigh", "DatabasePoolExhausted",
         "PolymarketUnreachable", "OddsStale", "RedisUnreachable", "RedisErrors", "AuditFailed",
+        "NodeDown", "TooFewNodes",
     }  # fmt: skip
     assert wanted <= names
     promtool = shutil.which("promtool")
@@ -110,6 +111,91 @@ def test_alert_rules_are_well_formed() -> None:
             [promtool, "check", "rules", str(ALERTS)], capture_output=True, text=True, check=False
         )
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_node_down_alerts_watch_the_scrape_job_of_every_node() -> None:
+    """A node that stops answering is seen by Prometheus' own `up`, scraped as deploy/prometheus.yml
+    names the job; a rule on the node's own metrics would go silent with it."""
+    rules = {rule["alert"]: rule for rule in alert_rules()}
+    scrape = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
+    (job,) = [j["job_name"] for j in scrape["scrape_configs"] if j["job_name"] == "thisthat"]
+    down, few = rules["NodeDown"], rules["TooFewNodes"]
+    assert re.fullmatch(rf'up\{{job="{job}"\}} == 0', down["expr"].strip())
+    assert down["for"] == "1m" and down["labels"]["severity"] == "page"
+    assert metric_names(few["expr"]) == {"up"} and f'job="{job}"' in few["expr"]
+    # Fewer than two answering, or none scraped at all (then `up` has no series to sum).
+    assert re.search(r"sum\(up\{[^}]*\}\) < 2", few["expr"])
+    assert "absent(up{" in few["expr"]
+    assert metric_names(down["expr"]) <= SYNTHETIC
+
+
+PROMTOOL = shutil.which("promtool")
+
+
+@pytest.mark.skipif(
+    PROMTOOL is None, reason="promtool is not installed (apt-get install prometheus)"
+)
+def test_node_down_alerts_fire_when_a_node_stops_answering(tmp_path: Path) -> None:
+    """Prometheus' rule unit tests: node1 stops answering at 2m45s; a minute later both alerts
+    fire, and with no node scraped at all TooFewNodes still does."""
+    rules = {rule["alert"]: rule for rule in alert_rules()}
+
+    def expected(name: str, **labels: str) -> dict[str, Any]:
+        annotations = {
+            key: text.replace("{{ $labels.instance }}", labels.get("instance", ""))
+            for key, text in rules[name]["annotations"].items()
+        }
+        return {
+            "exp_labels": {**rules[name]["labels"], **labels},
+            "exp_annotations": annotations,
+        }
+
+    down = {"job": "thisthat", "instance": "node1:3000"}
+    tests = {
+        "rule_files": [str(ALERTS)],
+        "evaluation_interval": "15s",
+        "tests": [
+            {
+                "interval": "15s",
+                "input_series": [
+                    {"series": 'up{job="thisthat", instance="node1:3000"}', "values": "1x10 0x10"},
+                    {"series": 'up{job="thisthat", instance="node2:3000"}', "values": "1x20"},
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "2m", "alertname": "NodeDown", "exp_alerts": []},
+                    {"eval_time": "2m", "alertname": "TooFewNodes", "exp_alerts": []},
+                    {"eval_time": "3m", "alertname": "NodeDown", "exp_alerts": []},
+                    {
+                        "eval_time": "4m",
+                        "alertname": "NodeDown",
+                        "exp_alerts": [expected("NodeDown", **down)],
+                    },
+                    {
+                        "eval_time": "4m",
+                        "alertname": "TooFewNodes",
+                        "exp_alerts": [expected("TooFewNodes")],
+                    },
+                ],
+            },
+            {
+                "interval": "15s",
+                "input_series": [{"series": 'thisthat_redis_up{job="other"}', "values": "1x10"}],
+                "alert_rule_test": [
+                    {
+                        "eval_time": "2m",
+                        "alertname": "TooFewNodes",
+                        "exp_alerts": [expected("TooFewNodes", job="thisthat")],
+                    }
+                ],
+            },
+        ],
+    }
+    path = tmp_path / "alerts_test.yml"
+    path.write_text(yaml.safe_dump(tests))
+    result = subprocess.run(  # noqa: S603 - fixed arguments
+        [str(PROMTOOL), "test", "rules", str(path)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_dashboard_is_a_grafana_dashboard() -> None:
