@@ -86,7 +86,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="do not offer permessage-deflate (real clients offer it; this measures without)",
     )
-    parser.add_argument("--audit", action="store_true", help="run `thisthat audit` afterwards")
+    parser.add_argument(
+        "--audit",
+        action="store_true",
+        help="afterwards, audit the loaded server's databases (`thisthat audit --server URL`: "
+        "the same DATABASE_URL and REDIS_URL as the server, or its DATA_DIR); checked first",
+    )
 
 
 def load_players(path: Path, limit: int) -> tuple[list[dict[str, Any]], str | None]:
@@ -122,16 +127,16 @@ async def sign_up(base_url: str, count: int, concurrency: int = 20) -> list[dict
         return list(await asyncio.gather(*(one(index) for index in range(count))))
 
 
-def run_audit() -> int:
-    """`thisthat audit` against the same DATABASE_URL; prints and returns its exit code."""
-    outcome = subprocess.run(
-        [sys.executable, "-m", "server.cli", "audit"],
-        capture_output=True,
-        text=True,  # noqa: S603
-        check=False,
-    )
-    print(outcome.stdout.strip() or outcome.stderr.strip()[-2000:])
-    return outcome.returncode
+def run_audit(base_url: str, *, resolve_only: bool = False) -> tuple[int, str]:
+    """`thisthat audit --server <base_url>`: the databases of the server this run loads, found
+    from this environment (DATABASE_URL and REDIS_URL, or DATA_DIR); it never starts new ones.
+    Returns its exit code and what it printed."""
+    command = [sys.executable, "-m", "server.cli", "audit", "--server", base_url]
+    if resolve_only:
+        command.append("--resolve-only")
+    outcome = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603 - our own interpreter and arguments
+    text = "\n".join(part for part in (outcome.stdout.strip(), outcome.stderr.strip()) if part)
+    return outcome.returncode, text
 
 
 async def command(args: argparse.Namespace) -> int:
@@ -171,6 +176,11 @@ async def command(args: argparse.Namespace) -> int:
     except PlanError as error:
         print(f"loadtest: {error}", file=sys.stderr)
         return 2
+    if args.audit:
+        code, text = run_audit(plan.base_url, resolve_only=True)
+        if code != 0:
+            print(f"loadtest --audit: {text.splitlines()[-1] if text else code}", file=sys.stderr)
+            return 2
     report = await run_load(plan, args.processes)
     print(format_report(report))
     if args.out:
@@ -181,9 +191,12 @@ async def command(args: argparse.Namespace) -> int:
             f"result: {args.out}"
             + (f", chart: {chart}" if chart else " (no chart: install the plots extra)")
         )
-    status = 1 if report["unexpectedErrors"] else 0
-    if args.audit and run_audit() != 0:
-        status = 1
+    status = 1 if report["problems"] else 0
+    if args.audit:
+        code, text = run_audit(plan.base_url)
+        print(text)
+        if code != 0:
+            status = 1
     return status
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from loadtest.plan import LoadPlan
 from loadtest.stats import merge, merge_books, new_histogram, summarize
+from loadtest.verdict import connection_problems, headline, problems
 from loadtest.worker import run_worker
 
 Printer = Callable[[str], None]
@@ -74,6 +75,12 @@ async def run_load(
             f"connected {connected}/{len(plan.players)} sockets in "
             f"{time.monotonic() - connect_started:.1f}s over {len(workers)} process(es)"
         )
+        failed: dict[str, int] = defaultdict(int)
+        for message in ready.values():
+            for kind, count in message.get("connectErrors", {}).items():
+                failed[kind] += count
+        for line in connection_problems(dict(failed), len(plan.players)):
+            printer(f"FAILING: {line}")
         start_wall = time.time() + 0.3
         for control in controls:
             control.send(start_wall)
@@ -108,7 +115,7 @@ async def run_load(
             worker.join(timeout=30)
             if worker.is_alive():
                 worker.kill()
-    return build_report(plan, len(workers), list(finals.values()), intervals)
+    return build_report(plan, len(workers), list(finals.values()), intervals, seconds)
 
 
 def _live_line(
@@ -134,7 +141,11 @@ def _live_line(
 
 
 def build_report(
-    plan: LoadPlan, processes: int, finals: list[dict[str, Any]], intervals: dict[int, list[str]]
+    plan: LoadPlan,
+    processes: int,
+    finals: list[dict[str, Any]],
+    intervals: dict[int, list[str]],
+    progress: dict[int, dict[int, dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
     good = [final for final in finals if not final.get("crashed")]
     books = merge_books(final["book"] for final in good)
@@ -148,18 +159,26 @@ def build_report(
     ticks = merge(final["tickDelays"] for final in good)
     pushes: dict[str, int] = defaultdict(int)
     connect_errors: dict[str, int] = defaultdict(int)
+    rate_limited: dict[str, int] = defaultdict(int)
     for final in good:
+        for kind, count in final.get("rateLimited", {}).items():
+            rate_limited[kind] += count
         for name, count in final["pushes"].items():
             pushes[name] += count
         for code, count in final["connectErrors"].items():
             connect_errors[code] += count
+    counts = per_second_counts(progress or {})
     timeline = []
-    for t in sorted(intervals):
-        summary = summarize(merge(intervals[t]))
+    for t in sorted(set(intervals) | set(counts)):
+        summary = summarize(merge(intervals.get(t, [])))
         timeline.append(
-            {"t": t, **{key: summary.get(key) for key in ("count", "p50Ms", "p99Ms", "maxMs")}}
+            {
+                "t": t,
+                **{key: summary.get(key) for key in ("count", "p50Ms", "p99Ms", "maxMs")},
+                **counts.get(t, {"sent": 0, "answered": 0, "ok": 0, "errors": {}}),
+            }
         )
-    return {
+    report = {
         "mode": plan.mode,
         "arrivals": "poisson" if plan.poisson else "fixed",
         "url": plan.base_url,
@@ -192,8 +211,46 @@ def build_report(
         },
         "pushes": dict(pushes),
         "socketsDropped": sum(final["dropped"] for final in good),
+        "rateLimited": dict(rate_limited),
+        "betsAsked": sum(final.get("betsAsked", 0) for final in good),
+        "betsWithoutMarket": sum(final.get("betsWithoutMarket", 0) for final in good),
         "timeline": timeline,
     }
+    report["problems"] = problems(report)
+    report["verdict"] = headline(report, report["problems"])
+    return report
+
+
+def per_second_counts(
+    progress: dict[int, dict[int, dict[str, Any]]],
+) -> dict[int, dict[str, Any]]:
+    """Requests sent, answered, answered ok, and refused by code in each second of the run, from
+    the processes' running totals (a process that missed a second keeps its last totals)."""
+    latest: dict[int, dict[str, Any]] = {}
+    sent = answered = ok = 0
+    errors: dict[str, int] = {}
+    counts: dict[int, dict[str, Any]] = {}
+    for t in sorted(progress):
+        latest.update(progress[t])
+        now_errors: dict[str, int] = defaultdict(int)
+        for message in latest.values():
+            for code, count in message.get("errorsByCode", {}).items():
+                now_errors[code] += count
+        now_sent = sum(message["sent"] for message in latest.values())
+        now_answered = sum(message["answered"] for message in latest.values())
+        now_ok = sum(message.get("succeeded", 0) for message in latest.values())
+        counts[t] = {
+            "sent": now_sent - sent,
+            "answered": now_answered - answered,
+            "ok": now_ok - ok,
+            "errors": {
+                code: count - errors.get(code, 0)
+                for code, count in now_errors.items()
+                if count > errors.get(code, 0)
+            },
+        }
+        sent, answered, ok, errors = now_sent, now_answered, now_ok, dict(now_errors)
+    return counts
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -203,8 +260,14 @@ def format_report(report: dict[str, Any]) -> str:
         f"mode {report['mode']} ({report['arrivals']}), {report['players']} players over "
         f"{report['processes']} process(es), {report['durationS']:g}s measured",
         f"rate: offered {report['offeredRate']}/s, achieved {report['achievedRate']}/s "
-        f"(ok {report['okRate']}/s)"
-        + (f", target {report['targetRate']:g}/s" if report["targetRate"] else ""),
+        f"(ok {report['okRate']}/s, refused or lost "
+        f"{round(report['achievedRate'] - report['okRate'], 1)}/s)"
+        + (f", target {report['targetRate']:g}/s" if report["targetRate"] else "")
+        + (
+            f", {report['connections']['connected']} of {report['players']} players connected"
+            if report["connections"]["failed"]
+            else ""
+        ),
         "ack latency ms: " + _percentiles(latency),
     ]
     for name, summary in report["byOperation"].items():
@@ -221,6 +284,8 @@ def format_report(report: dict[str, Any]) -> str:
         f"odds ticks: {ticks['deliveries']} deliveries, delay ms " + _percentiles(ticks["delay"])
     )
     lines.append(f"sockets dropped: {report['socketsDropped']}")
+    lines += [f"  - {line}" for line in report["problems"]]
+    lines.append(report["verdict"])
     return "\n".join(lines)
 
 

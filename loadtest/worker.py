@@ -34,6 +34,20 @@ from loadtest.system import raise_open_file_limit
 TIMEOUT_ANSWER: dict[str, Any] = {"ok": False, "error": {"code": "TIMEOUT"}}
 DISCONNECTED_ANSWER: dict[str, Any] = {"ok": False, "error": {"code": "DISCONNECTED"}}
 DRAIN_S = 5.0
+MARKET_REFRESH_S = 2.0
+
+
+def rate_limit_kind(error: Any) -> str:
+    """Which limit a RATE_LIMITED answer met: the server's overload refusal ("busy"), or the
+    per-player budget of bets or of other events, told apart by the refusal's message."""
+    message = str(error.get("message", "")) if isinstance(error, dict) else ""
+    if "busy" in message:
+        return "busy"
+    if "too many bets" in message:
+        return "bets"
+    if "too many events" in message:
+        return "events"
+    return "other"
 
 
 def run_worker(plan: LoadPlan, results: Queue[dict[str, Any]], control: Connection) -> None:
@@ -67,6 +81,10 @@ class LoadWorker:
         self.window_answers = 0
         self.window_ok = 0
         self.dropped = 0
+        self.next_player = 0
+        self.rate_limited: Counter[str] = Counter()
+        self.bets_asked = 0
+        self.bets_without_market = 0
 
     # -- pushes and answers ------------------------------------------------------------------
     def on_push(self, event: str, data: Any) -> None:
@@ -93,6 +111,8 @@ class LoadWorker:
         if not isinstance(answer, dict) or not answer.get("ok"):
             error = answer.get("error") if isinstance(answer, dict) else None
             error_code = error.get("code", "UNKNOWN") if isinstance(error, dict) else "BAD_ACK"
+            if error_code == "RATE_LIMITED" and call.scheduled >= self.measure_from:
+                self.rate_limited[rate_limit_kind(error)] += 1
         if call.scheduled >= self.measure_from:
             self.book.answered_one(call.operation, call.scheduled, now, error_code)
             if now <= self.measure_until:
@@ -127,10 +147,13 @@ class LoadWorker:
                     )
                 except ConnectRefused as refusal:
                     error = refusal.error if isinstance(refusal.error, dict) else {}
-                    self.connect_errors[str(error.get("code", "REFUSED"))] += 1
+                    self.connect_errors[f"connect:{error.get('code', 'REFUSED')}"] += 1
+                    return
+                except aiohttp.WSServerHandshakeError as refusal:
+                    self.connect_errors[f"handshake:{refusal.status}"] += 1
                     return
                 except (TimeoutError, OSError, aiohttp.ClientError, ConnectionError) as error:
-                    self.connect_errors[type(error).__name__] += 1
+                    self.connect_errors[f"network:{type(error).__name__}"] += 1
                     return
                 record_seconds(self.connect_times, time.monotonic() - started)
                 self.sockets.append(socket)
@@ -184,10 +207,14 @@ class LoadWorker:
         socket = self.sockets[index]
         operation = self.operations[self._pick(self.rng.random() * self.weights[-1])]
         payload = self.payload(operation, index)
+        measured = scheduled >= self.measure_from
+        if operation == "bet" and measured:
+            self.bets_asked += 1
         if payload is None:
+            self.bets_without_market += measured
             operation, payload = "wallet", {}
         call = PendingCall(operation, scheduled, self.on_answer, future)
-        if scheduled >= self.measure_from:
+        if measured:
             self.book.sent_one()
         if not socket.emit(OPERATIONS[operation], payload, call):
             self.on_answer(call, DISCONNECTED_ANSWER)
@@ -237,8 +264,11 @@ class LoadWorker:
             if delay > 0:
                 await asyncio.sleep(delay)
             if self.sockets:
-                # A late loop sends the backlog at once; each keeps its scheduled time.
-                self.request(self.rng.randrange(len(self.sockets)), scheduled)
+                # Players take turns, so each sends rate / players a second, evenly: the
+                # per-player limits a run needs follow from the plan. A late loop sends the
+                # backlog at once; each request keeps its scheduled time.
+                self.next_player = (self.next_player + 1) % len(self.sockets)
+                self.request(self.next_player, scheduled)
 
     async def closed_loop(self, end: float) -> None:
         loop = asyncio.get_running_loop()
@@ -253,6 +283,32 @@ class LoadWorker:
 
         if self.sockets:
             await asyncio.gather(*(lane(index) for index in range(self.plan.concurrency)))
+
+    async def refresh_open_markets(self) -> None:
+        """Markets close during a run (a replay pass ends, a market resolves): every few seconds
+        the open ones are listed again, so bets keep finding markets; odds of markets no player
+        here subscribed to come from the list."""
+        watched = {market for chosen in self.subscribed.values() for market in chosen}
+        while True:
+            await asyncio.sleep(MARKET_REFRESH_S)
+            live = [socket for socket in self.sockets if socket.connected]
+            if not live:
+                continue
+            try:
+                answer = await live[0].call(
+                    "markets:list", {"status": "open", "limit": 200}, self.plan.timeout_s
+                )
+            except (TimeoutError, ConnectionError):
+                continue
+            if not (isinstance(answer, dict) and answer.get("ok")):
+                continue
+            for market in answer["data"]["markets"]:
+                self.open_markets.add(market["id"])
+                if market["id"] not in watched:
+                    self.odds[market["id"]] = (
+                        float(market["thisOdds"]),
+                        float(market["thatOdds"]),
+                    )
 
     async def expire_overdue(self) -> None:
         while True:
@@ -273,7 +329,9 @@ class LoadWorker:
                     "t": round(time.monotonic() - start),
                     "sent": self.book.sent,
                     "answered": self.book.answered,
+                    "succeeded": self.book.succeeded,
                     "errors": sum(self.book.errors.values()),
+                    "errorsByCode": dict(self.book.errors),
                     "interval": encode(self.book.take_interval()),
                     "sockets": sum(socket.connected for socket in self.sockets),
                     "dropped": self.dropped,
@@ -292,6 +350,7 @@ class LoadWorker:
                     "type": "ready",
                     "process": self.plan.process_index,
                     "connected": len(self.sockets),
+                    "connectErrors": dict(self.connect_errors),
                     "connectSeconds": time.monotonic() - connect_started,
                 }
             )
@@ -303,6 +362,7 @@ class LoadWorker:
             helpers = [
                 asyncio.create_task(self.expire_overdue()),
                 asyncio.create_task(self.report_progress(start)),
+                asyncio.create_task(self.refresh_open_markets()),
             ]
             try:
                 if self.plan.mode == "open":
@@ -349,4 +409,7 @@ class LoadWorker:
             "fanout": self.fanout,
             "pushes": dict(self.pushes),
             "dropped": self.dropped,
+            "rateLimited": dict(self.rate_limited),
+            "betsAsked": self.bets_asked,
+            "betsWithoutMarket": self.bets_without_market,
         }

@@ -11,11 +11,13 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import sys
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlsplit
 
 from server.runtime.logs import configure_logging
 from server.settings import Settings, SettingsError, load_settings
@@ -155,9 +157,81 @@ async def _audit(settings: Settings) -> list[audit.Violation]:
         return violations
 
 
+class AuditTargetError(Exception):
+    """There is no database to audit where the settings point; the message says how to name one."""
+
+
+AUDIT_TARGET_HELP: Final = (
+    "set DATA_DIR to the server's data folder, or DATABASE_URL and REDIS_URL to its databases"
+)
+
+
+def served_databases(settings: Settings, server_url: str) -> Settings:
+    """Settings naming the databases of the server at `server_url`, without starting anything:
+    DATABASE_URL and REDIS_URL when both are set, else the embedded services of the
+    `thisthat serve` running on DATA_DIR, which must listen on that URL's port."""
+    if not settings.uses_embedded_services:
+        return settings
+    folder = settings.data_dir.resolve()
+    state = read_state(settings.data_dir)
+    running = state.running_server if state is not None else None
+    if state is None or running is None:
+        raise AuditTargetError(
+            f"no running `thisthat serve` keeps its data under DATA_DIR={folder}; "
+            + AUDIT_TARGET_HELP
+        )
+    address = urlsplit(server_url)
+    port = address.port or (443 if address.scheme in ("https", "wss") else 80)
+    if running[1] != port:
+        raise AuditTargetError(
+            f"the server running on DATA_DIR={folder} listens on port {running[1]}, "
+            f"not at {server_url}; " + AUDIT_TARGET_HELP
+        )
+    database_url = settings.database_url or state.database_url
+    redis_url = settings.redis_url or state.redis_url
+    if database_url is None or redis_url is None:
+        raise AuditTargetError(f"DATA_DIR={folder} records no database; " + AUDIT_TARGET_HELP)
+    return settings.replace(database_url=database_url, redis_url=redis_url)
+
+
+def stored_databases(settings: Settings) -> contextlib.AbstractContextManager[Settings]:
+    """The databases to audit without `--server`: the configured ones, or the embedded services
+    of DATA_DIR, which must hold a database already (a new, empty one has nothing to audit)."""
+    if (
+        settings.database_url is None
+        and not (settings.data_dir / "postgres" / "PG_VERSION").exists()
+    ):
+        raise AuditTargetError(
+            f"no database under DATA_DIR={settings.data_dir.resolve()}; " + AUDIT_TARGET_HELP
+        )
+    return services(settings)
+
+
 def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
-    with services(settings) as resolved:
-        violations = asyncio.run(_audit(resolved))
+    import asyncpg
+
+    try:
+        if args.server is not None:
+            target: contextlib.AbstractContextManager[Settings] = contextlib.nullcontext(
+                served_databases(settings, args.server)
+            )
+        else:
+            target = stored_databases(settings)
+        with target as resolved:
+            if args.resolve_only:
+                print(f"audit would check the databases of {args.server or 'DATA_DIR'}")
+                return 0
+            violations = asyncio.run(_audit(resolved))
+    except AuditTargetError as error:
+        print(f"thisthat audit: {error}", file=sys.stderr)
+        return 2
+    except asyncpg.UndefinedTableError:
+        print(
+            "thisthat audit: the database has no ThisThat tables (not migrated); "
+            + AUDIT_TARGET_HELP,
+            file=sys.stderr,
+        )
+        return 2
     for violation in violations:
         print(violation)
     if violations:
@@ -211,15 +285,21 @@ def cmd_seed(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_loadtest(settings: Settings, args: argparse.Namespace) -> int:
+# The one install command of the load client and its charts, as docs/load-testing.md gives it:
+# editable, so it keeps the checkout's install that `make run` made.
+LOADTEST_INSTALL: Final = ".venv/bin/pip install -e '.[loadtest,plots]'"
+
+
+def cmd_loadtest(args: argparse.Namespace) -> int:
     """The load client is its own package (`loadtest`), installed with the loadtest extra; the
-    server only hands it the arguments, so the server image carries none of it."""
+    server only hands it the arguments, so the server image carries none of it. It reads no
+    server settings (it talks to the server over sockets), so it writes nothing under DATA_DIR."""
     import importlib.util
 
     if importlib.util.find_spec("hdrh") is None or importlib.util.find_spec("loadtest") is None:
         print(
-            "thisthat loadtest needs the loadtest extra (module hdrh): "
-            "pip install 'thisthat[loadtest]'",
+            "thisthat loadtest needs the loadtest extra (module hdrh); from the repository: "
+            f"{LOADTEST_INSTALL}",
             file=sys.stderr,
         )
         return 2
@@ -234,7 +314,6 @@ COMMANDS = {
     "audit": cmd_audit,
     "leaderboard": cmd_leaderboard,
     "seed": cmd_seed,
-    "loadtest": cmd_loadtest,
 }
 
 
@@ -256,8 +335,21 @@ def build_parser() -> argparse.ArgumentParser:
         "even if this data folder has played it before",
     )
     sub.add_parser("migrate", help="apply database migrations")
-    sub.add_parser(
+    auditing = sub.add_parser(
         "audit", help="check the ledger and leaderboard invariants; exits 1 on any violation"
+    )
+    auditing.add_argument(
+        "--server",
+        metavar="URL",
+        default=None,
+        help="audit the databases of the server at URL: DATABASE_URL and REDIS_URL when set, "
+        "else those of the `thisthat serve` running on DATA_DIR at that port; starts nothing "
+        "and exits 2 with one line when there is none",
+    )
+    auditing.add_argument(
+        "--resolve-only",
+        action="store_true",
+        help="only find the databases to audit (exit 0) or say why there are none (exit 2)",
     )
     board = sub.add_parser("leaderboard", help="leaderboard maintenance")
     board.add_argument(
@@ -292,16 +384,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def tokenless_secrets(command: str) -> dict[str, Any]:
+    """`audit` signs and verifies no token: when the JWT secrets are unset it gets throwaway
+    ones, instead of development secrets written to DATA_DIR/jwt-secrets.toml (which would leave
+    a data folder behind wherever it is run)."""
+    if command != "audit":
+        return {}
+    return {
+        "jwt_access_secret": os.environ.get("JWT_ACCESS_SECRET") or secrets.token_urlsafe(48),
+        "jwt_refresh_secret": os.environ.get("JWT_REFRESH_SECRET") or secrets.token_urlsafe(48),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     args, rest = build_parser().parse_known_args(argv)
     if args.command == "loadtest":
         args.loadtest_args = rest
     elif rest:
         build_parser().error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command == "loadtest":
+        return cmd_loadtest(args)
     try:
-        settings = load_settings()
+        settings = load_settings(**tokenless_secrets(args.command))
     except SettingsError as error:
-        print(f"thisthat: configuration error: {error}", file=sys.stderr)
+        # One line per problem: an operator fixes them all in one go.
+        for problem in str(error).splitlines():
+            print(f"thisthat: configuration error: {problem}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
     import uvloop

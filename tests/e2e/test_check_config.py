@@ -84,3 +84,55 @@ def test_production_checks_stay_one_clear_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1
     assert "NODE_ENV=production refuses to start without JWT_ACCESS_SECRET" in result.stderr
+
+
+def test_check_config_names_every_bad_value_one_line_each(tmp_path: Path) -> None:
+    result = serve(tmp_path, "--check-config", PORT="abc", LOG_LEVEL="verbose", BCRYPT_COST="2")
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 3, result.stderr
+    assert all(line.startswith("thisthat: configuration error: ") for line in lines)
+    assert {line.split(": ")[2].split("=")[0] for line in lines} == {
+        "PORT",
+        "LOG_LEVEL",
+        "BCRYPT_COST",
+    }
+
+
+def test_an_uppercase_key_in_the_config_file_says_keys_are_lowercase(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('PORT = "3001"\n')
+    result = serve(tmp_path, "--check-config", THISTHAT_CONFIG=str(config))
+    assert result.returncode == 2
+    assert "PORT (keys are lowercase: port)" in result.stderr
+
+
+def test_production_refuses_the_sample_secrets_of_the_env_example(tmp_path: Path) -> None:
+    example = (Path(__file__).resolve().parents[2] / "deploy" / ".env.example").read_text()
+    values = dict(
+        line.split("=", 1)
+        for line in example.splitlines()
+        if line and not line.startswith("#") and "=" in line
+    )
+    env = {
+        key: values[key]
+        for key in ("NODE_ENV", "JWT_ACCESS_SECRET", "JWT_REFRESH_SECRET", "METRICS_TOKEN")
+    }
+    password = values["POSTGRES_PASSWORD"]
+    env["DATABASE_URL"] = f"postgresql://thisthat:{password}@db.example:5432/thisthat"
+    env["REDIS_URL"] = "redis://redis.example:6379/0"
+    result = serve(tmp_path, "--check-config", **env)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1
+    assert "refuses the sample values of deploy/.env.example in" in result.stderr
+    for name in ("JWT_ACCESS_SECRET", "JWT_REFRESH_SECRET", "METRICS_TOKEN", "DATABASE_URL"):
+        assert name in result.stderr
+    # Real secrets pass.
+    real = {
+        **env,
+        "JWT_ACCESS_SECRET": "a" * 40,
+        "JWT_REFRESH_SECRET": "b" * 40,
+        "METRICS_TOKEN": "c" * 30,
+        "DATABASE_URL": "postgresql://thisthat:s3cret-pw@db.example:5432/thisthat",
+    }
+    assert serve(tmp_path, "--check-config", **real).returncode == 0

@@ -45,6 +45,8 @@ async def test_load_client_places_bets_and_the_ledger_holds(
     assert report["answered"] == report["sent"] > 0
     assert report["unexpectedErrors"] == 0, report["errors"]
     assert report["socketsDropped"] == 0
+    assert report["problems"] == [], format_report(report)
+    assert report["verdict"].startswith("verdict: ok")
     placed = report["byOperation"]["bet"]["count"]
     assert placed > 0
     assert (

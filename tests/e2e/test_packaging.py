@@ -109,7 +109,7 @@ def assert_bare_server_works(venv_bin: Path, workdir: Path, env: dict[str, str])
 
     load = run(venv_bin / "thisthat", "loadtest", "--signup", "1", cwd=workdir, env=env)
     assert load.returncode == 2
-    assert "pip install 'thisthat[loadtest]'" in load.stderr
+    assert "pip install -e '.[loadtest,plots]'" in load.stderr
 
 
 def test_pip_install_without_extras_gives_a_working_thisthat(tmp_path: Path) -> None:

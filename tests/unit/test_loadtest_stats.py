@@ -4,12 +4,15 @@ percentiles merged across client processes, and error counting. No sockets, no t
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from loadtest.plan import LoadPlan, PlanError, parse_mix, parse_range
 from loadtest.player_socket import PendingCall, PlayerSocket
+from loadtest.plots import write_plots
+from loadtest.runner import build_report, format_report, per_second_counts
 from loadtest.stats import (
     LatencyBook,
     arrival_offsets,
@@ -21,7 +24,8 @@ from loadtest.stats import (
     record_seconds,
     summarize,
 )
-from loadtest.worker import LoadWorker
+from loadtest.verdict import headline, problems
+from loadtest.worker import LoadWorker, rate_limit_kind
 
 
 def test_fixed_schedule_is_evenly_spaced_at_the_rate() -> None:
@@ -164,3 +168,121 @@ def test_mix_and_range_options_are_checked() -> None:
         parse_mix("bet=0")
     with pytest.raises(PlanError):
         parse_range("50-10")
+
+
+def _report(**changes: Any) -> dict[str, Any]:
+    plan = LoadPlan(base_url="u", players=[{"id": str(index)} for index in range(1000)], rate=200)
+    book = LatencyBook()
+    book.sent_one()
+    book.answered_one("bet", 0.0, 0.01, None)
+    report = build_report(
+        plan,
+        2,
+        [
+            {
+                "book": book.snapshot(),
+                "windowAnswers": 1,
+                "windowOk": 1,
+                "connected": 1000,
+                "connectErrors": {},
+                "connectTimes": "",
+                "tickDelays": "",
+                "fanout": {},
+                "pushes": {},
+                "dropped": 0,
+            }
+        ],
+        {},
+    )
+    report.update({"offeredRate": 200.0, **changes})
+    report["problems"] = problems(report)
+    report["verdict"] = headline(report, report["problems"])
+    return report
+
+
+def test_a_clean_run_passes() -> None:
+    report = _report()
+    assert report["problems"] == []
+    assert report["verdict"].startswith("verdict: ok")
+    assert format_report(report).endswith(report["verdict"])
+
+
+def test_refused_handshakes_fail_the_run_and_name_the_setting_to_change() -> None:
+    report = _report(connections={"connected": 100, "failed": {"handshake:429": 900}, "time": {}})
+    assert len(report["problems"]) == 1
+    assert "900 of 1,000 players were refused at the handshake" in report["problems"][0]
+    assert (
+        "RATE_LIMIT_CONNECTIONS_PER_IP=2000/1 or RATE_LIMIT_ENABLED=false"
+        in (report["problems"][0])
+    )
+    assert report["verdict"] == "verdict: FAILED: 900 of 1,000 players not connected"
+    summary = format_report(report)
+    assert "100 of 1000 players connected" in summary.splitlines()[1]
+    assert summary.endswith(report["verdict"])
+
+
+def test_players_out_of_credits_and_every_unexpected_code_fail_the_run() -> None:
+    report = _report(
+        errors={"INSUFFICIENT_CREDITS": 516, "ODDS_CHANGED": 3, "REWARD_ALREADY_CLAIMED": 2}
+    )
+    assert any("--credits 100000" in line for line in report["problems"])
+    assert any("ODDS_CHANGED" in line for line in report["problems"])
+    assert not any("REWARD_ALREADY_CLAIMED" in line for line in report["problems"])
+    assert report["verdict"] == "verdict: FAILED: INSUFFICIENT_CREDITS=516, ODDS_CHANGED=3"
+
+
+def test_rate_limited_answers_name_the_limit_they_met() -> None:
+    assert rate_limit_kind({"message": "too many bets; retry in 12 ms"}) == "bets"
+    assert rate_limit_kind({"message": "too many events; retry in 3 ms"}) == "events"
+    assert rate_limit_kind({"message": "the server is busy; retry shortly"}) == "busy"
+    report = _report(errors={"RATE_LIMITED": 5}, rateLimited={"bets": 3, "busy": 2})
+    assert any("RATE_LIMIT_BETS_PER_USER=1000/1" in line for line in report["problems"])
+    assert any("server was busy" in line for line in report["problems"])
+
+
+def test_a_process_without_players_shows_as_offered_below_the_target() -> None:
+    report = _report(offeredRate=100.0, sent=500)
+    assert report["verdict"] == "verdict: FAILED: offered 100.0/s of 200/s"
+
+
+def test_the_timeline_counts_offered_achieved_ok_and_refusals_by_code_per_second() -> None:
+    progress = {
+        1: {
+            0: {"sent": 10, "answered": 9, "succeeded": 9, "errorsByCode": {}},
+            1: {"sent": 10, "answered": 10, "succeeded": 8, "errorsByCode": {"TIMEOUT": 2}},
+        },
+        2: {
+            0: {"sent": 20, "answered": 19, "succeeded": 14, "errorsByCode": {"X": 5}},
+            1: {"sent": 20, "answered": 20, "succeeded": 13, "errorsByCode": {"TIMEOUT": 7}},
+        },
+        3: {0: {"sent": 30, "answered": 30, "succeeded": 24, "errorsByCode": {"X": 6}}},
+    }
+    counts = per_second_counts(progress)
+    assert counts[1] == {"sent": 20, "answered": 19, "ok": 17, "errors": {"TIMEOUT": 2}}
+    assert counts[2] == {"sent": 20, "answered": 20, "ok": 10, "errors": {"X": 5, "TIMEOUT": 5}}
+    # Process 1 missed second 3: its totals carry over.
+    assert counts[3] == {"sent": 10, "answered": 11, "ok": 10, "errors": {"X": 1}}
+
+
+def test_the_chart_carries_the_verdict(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    report = _report(
+        connections={"connected": 100, "failed": {"handshake:429": 900}, "time": {}},
+        timeline=[{"t": 1, "sent": 200, "answered": 200, "ok": 80, "errors": {"X": 120}}],
+    )
+    titles: list[str] = []
+    saved = plt.Figure.savefig
+
+    def capture(figure: Any, *args: Any, **kwargs: Any) -> None:
+        titles.append(figure._suptitle.get_text())
+        titles.extend(axis.get_title() for axis in figure.axes)
+        saved(figure, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(plt.Figure, "savefig", capture)
+        chart = write_plots(report, tmp_path / "run.json")
+    assert chart is not None and chart.exists()
+    assert "verdict: FAILED: 900 of 1,000 players not connected" in titles[0]
+    assert "Refused or lost per second, by code" in titles
