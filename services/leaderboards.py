@@ -22,7 +22,8 @@ import redis.asyncio as redis
 
 from game.leaderboard import Period, period_key
 from services.notifier import Notifier
-from storage import keys, leaderboards
+from storage import keys, leaderboard_pages, leaderboards
+from storage.leaderboard_pages import BoardPage
 from storage.leaderboards import NameLookups, Standing
 
 logger = logging.getLogger("thisthat.leaderboard")
@@ -31,6 +32,9 @@ THROTTLE_MS: Final = 1000
 PUSH_SIZE: Final = 20
 # A trailing push retries while other nodes keep taking the key; each try waits out one window.
 MAX_TRAILING_TRIES: Final = 10
+# A read waits at most this long (tries x interval) for another node's rebuild of lost boards.
+REBUILD_WAIT_TRIES: Final = 50
+REBUILD_WAIT_S: Final = 0.1
 
 # Runs a background coroutine whose reference the runtime holds (aiojobs in the server).
 Spawn = Callable[[Coroutine[Any, Any, None], str], Awaitable[object]]
@@ -55,8 +59,47 @@ class Leaderboards:
         on_names: NameLookups | None = None,
     ) -> tuple[list[Standing], tuple[int, Decimal] | None]:
         """The current bucket of the period (today UTC, this ISO week, or all time)."""
-        bucket = period_key(period, datetime.now(UTC))
+        now = datetime.now(UTC)
+        await self._built(now)
+        bucket = period_key(period, now)
         return await leaderboards.top(self.pool, self.client, bucket, limit, me, on_names)
+
+    async def page(
+        self,
+        period: Period,
+        limit: int,
+        me: uuid.UUID,
+        *,
+        offset: int = 0,
+        around_me: bool = False,
+        on_names: NameLookups | None = None,
+    ) -> BoardPage:
+        """A page of the period's current bucket from rank `offset + 1`, or centred on `me`, with
+        `me`'s own standing and the number of players ranked."""
+        now = datetime.now(UTC)
+        await self._built(now)
+        return await leaderboard_pages.page(
+            self.pool,
+            self.client,
+            period_key(period, now),
+            limit,
+            offset=offset,
+            me=me,
+            around_me=around_me,
+            on_names=on_names,
+        )
+
+    async def _built(self, now: datetime) -> None:
+        """Rebuild the boards from the ledger first if Redis lost them (flushed, restarted): an
+        empty board is no answer while the ledger knows the standings. While another node
+        rebuilds, wait for it a little; past that, read what it has written so far."""
+        for _ in range(REBUILD_WAIT_TRIES):
+            if await leaderboards.boards_built(self.client):
+                return
+            if await leaderboards.restore_if_lost(self.pool, self.client, now):
+                logger.info("leaderboards rebuilt from the ledger: Redis had lost them")
+                return
+            await asyncio.sleep(REBUILD_WAIT_S)
 
     async def changed(self, periods: Iterable[Period] = tuple(Period)) -> None:
         """Tell subscribers of these periods, within the one-a-second budget."""

@@ -6,7 +6,7 @@ PostgreSQL and written with ZADD. That is idempotent, so replaying it is harmles
 `leaderboard_outbox` row written in the settlement's transaction makes sure it is replayed after a
 crash between the commit and the Redis write (`sync_pending`, run at start and periodically).
 If Redis itself lost data (flushed, restarted empty or from an older snapshot), every board is
-rebuilt from the ledger before the next write (`restore_if_lost`).
+rebuilt from the ledger before the next write or read (`restore_if_lost`).
 
 Two recomputations of one user can race (two markets settling on two nodes) and the older
 snapshot could land last. Each write therefore carries a version, the user's count of settled
@@ -338,6 +338,11 @@ return 0
 """
 
 
+async def boards_built(client: redis.Redis) -> bool:
+    """Whether the boards in Redis were built on this Redis server's run and not flushed since."""
+    return bool(await client.get(keys.LEADERBOARDS_BUILT) == await redis_run_id(client))
+
+
 async def restore_if_lost(pool: Executor, client: redis.Redis, now: datetime) -> bool:
     """Rebuild every board from the ledger if Redis lost data since they were built; True if it did.
 
@@ -348,8 +353,7 @@ async def restore_if_lost(pool: Executor, client: redis.Redis, now: datetime) ->
     trigger it. One node rebuilds at a time; the others write their settlements as usual, which
     the rebuild's order makes safe.
     """
-    run_id = await redis_run_id(client)
-    if await client.get(keys.LEADERBOARDS_BUILT) == run_id:
+    if await boards_built(client):
         return False
     lock = uuid.uuid4().hex
     if not await client.set(keys.LEADERBOARDS_REBUILDING, lock, nx=True, px=REBUILD_LOCK_MS):

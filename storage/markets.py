@@ -13,6 +13,7 @@ import asyncpg
 
 from game.markets import MarketListing
 from storage.database import Connection, Executor
+from storage.odds_history import CANDLE_ORIGIN
 from storage.rows import Market
 
 MARKET_COLUMNS: Final = """
@@ -69,14 +70,39 @@ ORDER BY id FOR NO KEY UPDATE
 """
 
 # Every market whose odds were read gets a fresh `odds_updated_at`, changed or not, so a quiet
-# market is not stale while a dead feed is. Only real changes get a history row. The rows are
-# locked beforehand (LOCK_MARKETS_BY_ID).
+# market is not stale while a dead feed is. Only real changes get a history row and move the
+# minute and hour candles (storage/migrations/0007): a candle's high and low take the odds shown
+# before the change too, as those held until it. All in this one statement, whatever the number
+# of markets. The rows are locked beforehand (LOCK_MARKETS_BY_ID).
 RECORD_ODDS: Final = f"""
 WITH incoming AS (
-    SELECT * FROM unnest($1::uuid[], $2::numeric[], $3::numeric[]) AS i(id, this_odds, that_odds)
+    SELECT * FROM unnest($1::uuid[], $2::numeric[], $3::numeric[]) WITH ORDINALITY
+        AS i(id, this_odds, that_odds, ord)
 ), changed AS (
-    SELECT i.* FROM incoming i JOIN markets m ON m.id = i.id
+    SELECT i.*, m.this_odds AS shown_this FROM incoming i JOIN markets m ON m.id = i.id
     WHERE m.status = 'open' AND (m.this_odds, m.that_odds) IS DISTINCT FROM (i.this_odds, i.that_odds)
+), moves AS (
+    -- One move per market (an upsert may touch a row once): the last reading given for it.
+    SELECT DISTINCT ON (id) id, shown_this AS shown, coalesce(this_odds, shown_this) AS odds
+    FROM changed ORDER BY id, ord DESC
+), minutes AS (
+    INSERT INTO odds_minutes AS o (market_id, bucket_start, open, high, low, close)
+    SELECT id, date_bin('1 minute', $4::timestamptz, {CANDLE_ORIGIN}),
+           shown, greatest(shown, odds), least(shown, odds), odds
+    FROM moves
+    ON CONFLICT (market_id, bucket_start) DO UPDATE SET
+        high = greatest(o.high, excluded.high),
+        low = least(o.low, excluded.low),
+        close = excluded.close
+), hours AS (
+    INSERT INTO odds_hours AS o (market_id, bucket_start, open, high, low, close)
+    SELECT id, date_bin('1 hour', $4::timestamptz, {CANDLE_ORIGIN}),
+           shown, greatest(shown, odds), least(shown, odds), odds
+    FROM moves
+    ON CONFLICT (market_id, bucket_start) DO UPDATE SET
+        high = greatest(o.high, excluded.high),
+        low = least(o.low, excluded.low),
+        close = excluded.close
 ), updated AS (
     UPDATE markets m SET
         this_odds = coalesce(c.this_odds, m.this_odds),

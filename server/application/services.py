@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Coroutine
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+import asyncpg
 from aiohttp import web
 
 from server.auth.passwords import PASSWORDS
@@ -20,6 +21,7 @@ from server.runtime.jobs import spawn, stop_if_cancelled
 from server.runtime.overload import LOOP_LAG, RETRY_AFTER_MS
 from server.runtime.resources import DB_POOL, LOGIN_GUARD, REDIS
 from server.settings import RULES, SETTINGS
+from services import odds_history
 from services.betting import QueueAdmission
 from services.container import Services, SignIn, build_services
 from services.settlement import SETTLE_PENDING_INTERVAL_S
@@ -62,11 +64,30 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     ]
     # Crash safety: at start (first run at once) and every 30 s, finish what a dead process left.
     settler = await spawn(app, _settle_pending_forever(services), name="settle-pending")
+    pruner = await spawn(app, _prune_odds_history_forever(app[DB_POOL]), name="odds-history-prune")
     yield
+    await pruner.close()
     await settler.close()
     for worker in workers:
         await worker.close()
     services.batcher.drain()
+
+
+async def _prune_odds_history_forever(pool: asyncpg.Pool) -> None:
+    """Keeps the odds history bounded: at start, then every PRUNE_INTERVAL_S."""
+    while True:
+        try:
+            pruned = await odds_history.prune(pool, datetime.now(UTC))
+            if pruned.minutes or pruned.changes:
+                logger.info(
+                    "odds history pruned",
+                    extra={"minutes": pruned.minutes, "changes": pruned.changes},
+                )
+        except Exception:
+            stop_if_cancelled()
+            logger.exception("odds history pruning failed; retrying later")
+        stop_if_cancelled()
+        await asyncio.sleep(odds_history.PRUNE_INTERVAL_S)
 
 
 async def _settle_pending_forever(services: Services) -> None:

@@ -26,6 +26,7 @@ SCHEMAS_REF: Final = "#/components/schemas/{name}"
 ACKS: Final[dict[str, type[replies.Reply]]] = {
     "markets:list": replies.MarketsPage,
     "market:get": replies.MarketReply,
+    "market:history": replies.OddsHistory,
     "market:subscribe": replies.MarketsReply,
     "market:unsubscribe": replies.Nothing,
     "bet:place": replies.BetReply,

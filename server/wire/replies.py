@@ -206,6 +206,28 @@ class Standings(Reply):
     period: Period
     entries: list[Standing]
     me: MyStanding | None
+    total: Annotated[int, msgspec.Meta(description="how many players the period ranks")]
+
+
+class OddsPoint(Reply):
+    """The "this" side's shown odds over one candle starting at `t`: the odds in force when it
+    began, the highest, the lowest, and those at its end."""
+
+    t: datetime
+    open: Odds
+    high: Odds
+    low: Odds
+    close: Odds
+
+
+class OddsHistory(Reply):
+    interval: Literal["1m", "1h", "1d"]
+    points: Annotated[
+        list[OddsPoint],
+        msgspec.Meta(
+            description="oldest first, at most 1440; a candle without a change is left out"
+        ),
+    ]
 
 
 class Expiry(Reply):

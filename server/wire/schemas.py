@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Final, Literal, TypeVar
 
@@ -162,10 +163,72 @@ class BetsList(Payload):
 class LeaderboardGet(Payload):
     period: Period = "all"
     limit: Limit100 = 20
+    offset: (
+        Annotated[
+            int,
+            msgspec.Meta(
+                ge=0, le=10_000_000, description="ranks to skip: the page starts at offset + 1"
+            ),
+        ]
+        | None
+    ) = None
+    around: (
+        Annotated[
+            Literal["me"],
+            msgspec.Meta(
+                description="the page centred on the caller's rank, (limit - 1) / 2 above it; "
+                "not with offset"
+            ),
+        ]
+        | None
+    ) = None
+
+    def __post_init__(self) -> None:
+        if self.around is not None and self.offset is not None:
+            raise ValueError("give either around or offset, not both - at `$.offset`")
 
 
 class LeaderboardRoom(Payload):
     period: Period = "all"
+
+
+# Chart times: aware ISO-8601 (RFC 3339), within years the game can have odds for.
+EARLIEST_TIME: Final = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_TIME: Final = datetime(3000, 1, 1, tzinfo=UTC)
+ChartTime = Annotated[
+    datetime, msgspec.Meta(tz=True, description="RFC 3339 with a zone, years 2000-2999")
+]
+
+
+class MarketHistory(Payload):
+    marketId: Id
+    interval: (
+        Annotated[
+            Literal["1m", "1h", "1d"],
+            msgspec.Meta(
+                description="candle size; by default chosen from the span: up to a day 1m, "
+                "up to 30 days 1h, longer 1d"
+            ),
+        ]
+        | None
+    ) = None
+    start: (
+        Annotated[
+            ChartTime, msgspec.Meta(description="from this time (default: the market's start)")
+        ]
+        | None
+    ) = msgspec.field(default=None, name="from")
+    end: (
+        Annotated[ChartTime, msgspec.Meta(description="until this time, excluded (default: now)")]
+        | None
+    ) = msgspec.field(default=None, name="to")
+
+    def __post_init__(self) -> None:
+        for name, at in (("from", self.start), ("to", self.end)):
+            if at is not None and not EARLIEST_TIME <= at < LATEST_TIME:
+                raise ValueError(f"must be within the years 2000-2999 - at `$.{name}`")
+        if self.start is not None and self.end is not None and self.start >= self.end:
+            raise ValueError("must be before `to` - at `$.from`")
 
 
 P = TypeVar("P", bound=Payload)

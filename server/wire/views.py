@@ -10,6 +10,7 @@ from typing import Any, Final
 
 from game.errors import NotACursor
 from storage.leaderboards import Standing
+from storage.odds_history import Candle
 from storage.rows import Bet, LedgerEntry, Market, User
 
 
@@ -136,4 +137,14 @@ def entry_view(standing: Standing) -> dict[str, Any]:
         "userId": standing.user_id,
         "username": standing.username,
         "pnl": standing.pnl,
+    }
+
+
+def candle_view(candle: Candle) -> dict[str, Any]:
+    return {
+        "t": candle.t,
+        "open": candle.open,
+        "high": candle.high,
+        "low": candle.low,
+        "close": candle.close,
     }

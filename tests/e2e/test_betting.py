@@ -276,4 +276,39 @@ async def test_leaderboard_rooms_can_be_left(new_player: PlayerFactory) -> None:
         "code"
     ] == "VALIDATION_ERROR"
     empty = await player.ok("leaderboard:get", {"period": "week"})
-    assert empty == {"period": "week", "entries": [], "me": None}
+    assert empty == {"period": "week", "entries": [], "me": None, "total": 0}
+
+
+async def test_the_board_around_me_and_past_the_top_over_a_socket(
+    server: tuple[str, web.Application], new_player: PlayerFactory, db: asyncpg.Pool
+) -> None:
+    """Seven players who won 15, 30, ... 105: each sees their own rank and PnL, the page around
+    them, and any page by rank."""
+    app = server[1]
+    players = [await new_player(f"ranked{index}") for index in range(7)]
+    market = await insert_market(db)
+    for index, player in enumerate(players):
+        await place(player, market, "this", 10 * (index + 1), f"rank-{index}")
+    await app[SERVICES].settlement.resolve(market, Resolution.THIS)
+    best_first = players[::-1]
+
+    def row(rank: int) -> tuple[int, str, Any]:
+        return rank, best_first[rank - 1].username, 15 * (8 - rank)
+
+    for rank, player in enumerate(best_first, start=1):
+        board = await player.ok("leaderboard:get", {"around": "me", "limit": 3})
+        first = min(max(rank - 1, 1), 5)
+        assert [(e["rank"], e["username"], e["pnl"]) for e in board["entries"]] == [
+            row(r) for r in range(first, first + 3)
+        ]
+        assert board["me"] == {"rank": rank, "pnl": 15 * (8 - rank)} and board["total"] == 7
+    paged = await players[0].ok("leaderboard:get", {"offset": 5, "limit": 100, "period": "day"})
+    assert [(e["rank"], e["username"], e["pnl"]) for e in paged["entries"]] == [row(6), row(7)]
+    assert paged["me"] == {"rank": 7, "pnl": 15} and paged["total"] == 7
+    watcher = await new_player("unranked")
+    alone = await watcher.ok("leaderboard:get", {"around": "me", "limit": 2})
+    assert alone["me"] is None and [e["rank"] for e in alone["entries"]] == [1, 2]
+    refused = await watcher.error("leaderboard:get", {"around": "me", "offset": 3})
+    assert refused["code"] == "VALIDATION_ERROR" and refused["details"]["field"] == "offset"
+    for bad in ({"around": "you"}, {"offset": -1}, {"offset": 10_000_001}, {"offset": "5"}):
+        assert (await watcher.error("leaderboard:get", bad))["code"] == "VALIDATION_ERROR"

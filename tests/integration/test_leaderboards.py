@@ -20,6 +20,7 @@ from server.application.services import SERVICES
 from storage import audit, keys, leaderboards, settlement
 from storage.embedded import EmbeddedRedis
 from tests.betting_fixtures import bet, insert_market, make_user
+from tests.conftest import PlayerFactory
 
 CAP = Decimal("1000000")
 
@@ -235,3 +236,19 @@ async def test_a_redis_restart_that_reloads_an_older_snapshot_is_rebuilt_before_
     finally:
         await client.aclose()
         await asyncio.to_thread(private.stop)
+
+
+async def test_after_redis_lost_everything_the_next_read_answers_the_standings_not_an_empty_board(
+    new_player: PlayerFactory, db: asyncpg.Pool, redis_client: redis.Redis
+) -> None:
+    player = await new_player()
+    await play_season(db, datetime.now(UTC))
+    await leaderboards.sync_pending(db, redis_client)
+    expected = await player.ok("leaderboard:get", {"period": "all"})
+    assert [entry["username"] for entry in expected["entries"]] == ["alice", "carol", "bob"]
+
+    await redis_client.flushall()  # Redis restarted empty, and nothing settles after it
+    for period in ("all", "day"):
+        answer = await player.ok("leaderboard:get", {"period": period})
+        assert answer["entries"] == expected["entries"]
+    assert await violations(db, redis_client) == []

@@ -21,13 +21,21 @@ def count_name_lookups(hits: int, misses: int) -> None:
 
 
 async def handle_leaderboard_get(ctx: EventContext, payload: LeaderboardGet) -> dict[str, Any]:
-    standings, mine = await ctx.app[SERVICES].leaderboards.board(
-        Period(payload.period), payload.limit, ctx.session.user_id, on_names=count_name_lookups
+    """A page of a period's board, from the top, from an offset or around the caller."""
+    board = await ctx.app[SERVICES].leaderboards.page(
+        Period(payload.period),
+        payload.limit,
+        ctx.session.user_id,
+        offset=payload.offset or 0,
+        around_me=payload.around == "me",
+        on_names=count_name_lookups,
     )
+    mine = board.mine
     return {
         "period": payload.period,
-        "entries": [entry_view(standing) for standing in standings],
+        "entries": [entry_view(standing) for standing in board.standings],
         "me": None if mine is None else {"rank": mine[0], "pnl": mine[1]},
+        "total": board.total,
     }
 
 

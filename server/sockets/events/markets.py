@@ -1,17 +1,21 @@
-"""Markets for players: list and get from the in-memory cache, subscribe to their rooms."""
+"""Markets for players: list and get from the in-memory cache, subscribe to their rooms, chart
+their odds history."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
+from game.odds_history import Interval
 from server.fanout.market_cache import MARKET_CACHE, lookup
 from server.fanout.rooms import market_room
 from server.runtime.resources import DB_POOL
 from server.sockets.recovery import rooms_changed
 from server.sockets.router import EventContext, EventRouter
 from server.transport.socketio_server import SIO
-from server.wire.schemas import MarketGet, MarketIds, MarketsList
-from server.wire.views import market_view
+from server.wire.schemas import MarketGet, MarketHistory, MarketIds, MarketsList
+from server.wire.views import candle_view, market_view
+from services import odds_history
 
 
 async def handle_markets_list(ctx: EventContext, payload: MarketsList) -> dict[str, Any]:
@@ -22,6 +26,19 @@ async def handle_markets_list(ctx: EventContext, payload: MarketsList) -> dict[s
 async def handle_market_get(ctx: EventContext, payload: MarketGet) -> dict[str, Any]:
     row = await lookup(ctx.app[DB_POOL], ctx.app[MARKET_CACHE], str(payload.marketId))
     return {"market": market_view(row)}
+
+
+async def handle_market_history(ctx: EventContext, payload: MarketHistory) -> dict[str, Any]:
+    """A market's odds over time, as candles."""
+    row = await lookup(ctx.app[DB_POOL], ctx.app[MARKET_CACHE], str(payload.marketId))
+    interval = None if payload.interval is None else Interval(payload.interval)
+    chart = await odds_history.chart(
+        ctx.app[DB_POOL], row, interval, payload.start, payload.end, datetime.now(UTC)
+    )
+    return {
+        "points": [candle_view(candle) for candle in chart.candles],
+        "interval": chart.interval.value,
+    }
 
 
 async def handle_market_subscribe(ctx: EventContext, payload: MarketIds) -> dict[str, Any]:
@@ -54,6 +71,7 @@ async def subscribed_markets(ctx: EventContext) -> dict[str, Any]:
 def register(router: EventRouter) -> None:
     router.add("markets:list", MarketsList, handle_markets_list)
     router.add("market:get", MarketGet, handle_market_get)
+    router.add("market:history", MarketHistory, handle_market_history)
     router.add("market:subscribe", MarketIds, handle_market_subscribe)
     router.add("market:unsubscribe", MarketIds, handle_market_unsubscribe)
     router.add_sync_part(subscribed_markets)
