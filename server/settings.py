@@ -31,6 +31,19 @@ from game.rules import GameRules
 # open potential payout, may exceed it. A MAX_BALANCE above it would pass the game rules and then
 # fail in the database as INTERNAL_ERROR.
 SCHEMA_BALANCE_CEILING = Decimal("1000000")
+# Every documented example secret (deploy/.env.example) carries this mark; production refuses it,
+# in the secrets themselves and in the passwords of the service URLs.
+SAMPLE_SECRET_MARK: Final = "change-me"
+SECRETS: Final = (
+    "jwt_access_secret",
+    "jwt_refresh_secret",
+    "admin_token",
+    "metrics_token",
+    "database_url",
+    "redis_url",
+)
+# ADMIN_TOKEN and METRICS_TOKEN are bearer secrets compared as they are: long enough not to guess.
+OPERATOR_TOKEN_MIN_CHARS = 24
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -124,6 +137,17 @@ class Settings:
     ws_buffer_limit_bytes: Annotated[int, _allowed("a number of bytes, 1024 or more", ge=1024)] = (
         4 * 1024 * 1024
     )
+    # What one websocket may send, whatever it sends and signed in or not, paid for before it is
+    # decoded: frames a second (pings included) with a burst, and message bytes a second as read,
+    # after inflation for compressed ones (a burst holds at least one message of the largest
+    # size). Past either the connection is closed, and its address may open no new connection for
+    # the window of RATE_LIMIT_CONNECTIONS_PER_IP. A game client sends a few frames and a few KiB
+    # a second.
+    ws_frames_per_s: Annotated[float, _allowed("frames a second above 0", gt=0)] = 200
+    ws_frames_burst: Count = 400
+    ws_inflated_bytes_per_s: Annotated[
+        int, _allowed("a number of bytes, 1024 or more", ge=1024)
+    ] = 256 * 1024
     # While the oldest queued bet has waited longer than the target, new bets are refused at once;
     # a bet that waited past the deadline is refused without being written.
     bet_queue_target_ms: Annotated[int, _allowed("milliseconds above 0", ge=1)] = 50
@@ -189,6 +213,9 @@ class Settings:
     # ceiling for distributed guessing. Past it, only addresses the owner signed in from get in.
     rate_limit_login_per_username: RateLimit = (50, 3600)
     rate_limit_refresh_per_ip: RateLimit = (60, 60)
+    # Wrong ADMIN_TOKEN or METRICS_TOKEN presentations from one address (fixed window); past it
+    # every presentation from there gets 429 until the window ends.
+    rate_limit_operator_token_per_ip: RateLimit = (10, 300)
     rate_limit_events_per_user: RateLimit = (50, 1)
     # Bets get their own, larger budget per user: a load tester's player bets fast.
     rate_limit_bets_per_user: RateLimit = (20, 1)
@@ -346,7 +373,11 @@ def load_settings(
             ) from None
         unknown = set(file_values) - set(names)
         if unknown:
-            raise SettingsError(f"unknown keys in {path}: {', '.join(sorted(unknown))}")
+            hints = [
+                f"{key} (keys are lowercase: {key.lower()})" if key.lower() in names else key
+                for key in sorted(unknown)
+            ]
+            raise SettingsError(f"unknown keys in {path}: {', '.join(hints)}")
 
     raw: dict[str, Any] = {}
     origin: dict[str, str] = {}
@@ -356,7 +387,19 @@ def load_settings(
         env_value = environ.get(name.upper())
         if env_value is not None and env_value.strip() != "":
             raw[name], origin[name] = env_value, ""
-    prepared = {name: _prepare(name, value, origin[name]) for name, value in raw.items()}
+    # Every bad value is named, one line each, not only the first.
+    problems: list[str] = []
+    prepared: dict[str, Any] = {}
+    for name, value in raw.items():
+        try:
+            prepared[name] = _prepare(name, value, origin[name])
+            msgspec.convert({name: prepared[name]}, Settings, strict=False, dec_hook=_decode)
+        except SettingsError as error:
+            problems.append(str(error))
+        except msgspec.ValidationError as error:
+            problems.append(str(_explain(error, raw, origin)))
+    if problems:
+        raise SettingsError("\n".join(problems))
     try:
         settings = msgspec.convert(prepared, Settings, strict=False, dec_hook=_decode)
     except msgspec.ValidationError as error:
@@ -407,6 +450,25 @@ def _check(settings: Settings) -> None:
             raise SettingsError("JWT secrets must be at least 32 characters long")
         if settings.jwt_access_secret == settings.jwt_refresh_secret:
             raise SettingsError("JWT_ACCESS_SECRET and JWT_REFRESH_SECRET must differ")
+        samples = [
+            name.upper()
+            for name in SECRETS
+            if SAMPLE_SECRET_MARK in str(getattr(settings, name) or "").lower()
+        ]
+        if samples:
+            raise SettingsError(
+                f"NODE_ENV=production refuses the sample values of deploy/.env.example in "
+                f"{', '.join(samples)}: set real secrets (e.g. python -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))')"
+            )
+    for name in ("admin_token", "metrics_token"):
+        token = getattr(settings, name)
+        if token and len(token) < OPERATOR_TOKEN_MIN_CHARS:
+            raise SettingsError(
+                f"{name.upper()} must be at least {OPERATOR_TOKEN_MIN_CHARS} characters long "
+                f"(it has {len(token)}); make one with "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
     if "*" in settings.cors_origins:
         raise SettingsError("CORS_ORIGINS must list origins; '*' is not allowed")
     if settings.min_bet_amount > settings.max_bet_amount:

@@ -62,7 +62,8 @@ class Pushes:
         self.sio = sio
         self.client = client
         self.recovery = recovery
-        self._pending: list[tuple[str, str, Any, str | None]] = []
+        # (event, room, the data's JSON text, socket to skip)
+        self._pending: list[tuple[str, str, str, str | None]] = []
         # Wall-clock time the oldest pending push was queued: nodes compare it with their own clock.
         self._pending_since = 0.0
         self._wake = asyncio.Event()
@@ -78,7 +79,9 @@ class Pushes:
         """Queue a push to `room` on every node, except to the socket `skip_sid`; returns at once."""
         if not self._pending:
             self._pending_since = time.time()
-        self._pending.append((event, room, data, skip_sid))
+        # Encoded here, once, and carried as JSON text: a node that reads the batch back must
+        # not turn exact credits (1077.50) into floats (1077.5) on the way.
+        self._pending.append((event, room, dumps_bytes(data).decode(), skip_sid))
         self._wake.set()
 
     def replay(self, sid: str, eio_sid: str, rooms: tuple[str, ...], after: int) -> None:
@@ -165,7 +168,12 @@ class Pushes:
             if offset is not None:
                 offset += 1
             await self.deliver_here(
-                event, data, room, skip_sid=skip[0] if skip else None, offset=offset
+                event,
+                # Nodes publish the JSON text of each push; tools may publish the object itself.
+                RawJson(data) if isinstance(data, str) else data,
+                room,
+                skip_sid=skip[0] if skip else None,
+                offset=offset,
             )
         if isinstance(published, dict):
             metrics.PUSH_FANOUT_SECONDS.observe(max(0.0, time.time() - published["at"]))
@@ -197,12 +205,10 @@ class Pushes:
                 participants.append(eio_sid)
         droppable = event in SUPERSEDED
         if participants:
-            message = PreparedMessage(encode_event(self.sio, event, data), droppable=droppable)
+            message = PreparedMessage(_encoded(self.sio, event, data, None), droppable=droppable)
             await self._send(message, participants)
         if with_offset:
-            message = PreparedMessage(
-                encode_event(self.sio, event, data, offset), droppable=droppable
-            )
+            message = PreparedMessage(_encoded(self.sio, event, data, offset), droppable=droppable)
             await self._send(message, with_offset)
 
     async def _send(self, message: PreparedMessage, eio_sids: list[str]) -> None:
@@ -242,18 +248,35 @@ class Pushes:
             metrics.RECOVERY_REPLAYED.labels(str(event)).inc()
 
 
+class RawJson(str):
+    """A push's data as the JSON text its publisher encoded: embedded as it is, not re-encoded."""
+
+    __slots__ = ()
+
+
+def _encoded(sio: SocketServer, event: str, data: Any, offset: int | None) -> str:
+    """The Engine.IO message of a push to the default namespace (`42[event,data(,offset)]`)."""
+    if isinstance(data, RawJson):
+        # Event names are the server's own (plain ASCII, no quotes); data is JSON already.
+        if offset is None:
+            return f'42["{event}",{data}]'
+        return f'42["{event}",{data},"{offset}"]'
+    return encode_event(sio, event, data, offset)
+
+
 def _shared(room: str) -> bool:
     """Rooms many players share keep only their latest push of each kind for a returning one."""
     return room.startswith(("market:", "leaderboard:"))
 
 
-def _kept(batch: list[tuple[str, str, Any, str | None]]) -> list[KeptPush]:
+def _kept(batch: list[tuple[str, str, str, str | None]]) -> list[KeptPush]:
     """The pushes of a batch a returning client may need: to users (kept while a recoverable
     session of theirs exists) and to shared rooms (the latest of each kind)."""
     kept = []
     for index, (event, room, data, _) in enumerate(batch, start=1):
         if room.startswith("user:") or _shared(room):
-            kept.append(KeptPush(index, room, _shared(room), event, dumps_bytes([event, data])))
+            packet = f'["{event}",{data}]'.encode()
+            kept.append(KeptPush(index, room, _shared(room), event, packet))
     return kept
 
 
