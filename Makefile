@@ -73,7 +73,7 @@ play-client:
 # Re-resolve the lock files after changing pyproject.toml's dependencies.
 lock: $(BIN)/python
 	$(BIN)/python -m pip install --quiet pip-tools
-	$(COMPILE) --extra embedded --extra dev --extra loadtest -o requirements/test.txt pyproject.toml
+	$(COMPILE) --extra embedded --extra dev --extra loadtest --extra plots -o requirements/test.txt pyproject.toml
 	$(COMPILE) --extra embedded -c requirements/test.txt -o requirements/run.txt pyproject.toml
 	$(COMPILE) -c requirements/test.txt -o requirements/base.txt pyproject.toml
 
