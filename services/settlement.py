@@ -87,7 +87,9 @@ class Settlement:
     async def settle_pending(self) -> int:
         """Finish half-settled markets and replay lost leaderboard updates; how many it touched."""
         if await leaderboards.restore_if_lost(self.pool, self.client, datetime.now(UTC)):
-            logger.warning("leaderboards were missing from Redis; rebuilt them from the ledger")
+            # Expected after any restart of a Redis that keeps no data (the embedded one, a fresh
+            # server): the ledger is the truth and the boards are rebuilt from it, nothing lost.
+            logger.info("leaderboards rebuilt from the ledger: Redis had none (new or restarted)")
         results = await settlement.settle_pending(self.pool, datetime.now(UTC))
         for result in results:
             logger.info(

@@ -145,7 +145,14 @@ async def run_server(
         if on_listening is not None:
             on_listening(port)
         settle_heap()
-        logger.info("serving", extra={"addresses": [str(site.name) for site in runner.sites]})
+        logger.info(
+            "serving",
+            extra={
+                "addresses": [str(site.name) for site in runner.sites],
+                # Where to point a browser or a client: a wildcard address is no place to open.
+                "open": [_openable(str(site.name)) for site in runner.sites],
+            },
+        )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -164,3 +171,11 @@ async def run_server(
         await drain_sockets(app)
     finally:
         await runner.cleanup()
+
+
+def _openable(address: str) -> str:
+    """`http://0.0.0.0:3000` (every interface) as the address to open: `http://localhost:3000`."""
+    for wildcard in ("//0.0.0.0:", "//[::]:"):
+        if wildcard in address:
+            return address.replace(wildcard, "//localhost:")
+    return address

@@ -171,6 +171,11 @@ async def admin_script(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(playground.STATIC / "admin" / "admin.js")
 
 
+async def admin_style(request: web.Request) -> web.StreamResponse:
+    _check_enabled(request)
+    return web.FileResponse(playground.STATIC / "admin" / "admin.css")
+
+
 async def admin_state(request: web.Request) -> web.Response:
     expected = _check_enabled(request)
     presented = presented_bearer(request)
@@ -199,4 +204,5 @@ async def admin_ctx(app: web.Application) -> AsyncIterator[None]:
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/admin", admin_page)
     app.router.add_get("/admin/admin.js", admin_script)
+    app.router.add_get("/admin/admin.css", admin_style)
     app.router.add_get("/admin/state", admin_state)
