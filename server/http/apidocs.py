@@ -384,6 +384,12 @@ def openapi() -> dict[str, Any]:
                 "responses": {"200": _text("text/javascript", "the script"), **_errors(403, 404)},
             }
         },
+        "/admin/admin.css": {
+            "get": {
+                "summary": "The admin page's style (404 unless ADMIN_TOKEN is set)",
+                "responses": {"200": _text("text/css", "the style"), **_errors(403, 404)},
+            }
+        },
         "/admin/state": {
             "get": {
                 "summary": "What the admin page shows: nodes, sockets, rooms, feed, settlements, audit",
