@@ -118,7 +118,7 @@ class Settings:
     # What one client may cost a node (docs/protocol.md, "Limits").
     # New Engine.IO connections (websocket or polling handshakes) per client address.
     rate_limit_connections_per_ip: RateLimit = (50, 1)
-    # Sockets one user may hold on a node at once.
+    # Sockets one user may hold at once, on every node together (storage/socket_slots.py).
     sockets_per_user: Count = 10
     # An Engine.IO connection that has not authenticated (Socket.IO CONNECT) by then is closed.
     socket_auth_timeout_s: Seconds = 10

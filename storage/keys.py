@@ -70,3 +70,8 @@ def recovery_wanted(room: str) -> str:
 def recovery_state(room: str) -> str:
     """The latest push of each kind to a shared room (a market's odds, a board), by event."""
     return f"{PREFIX}rec:state:{room}"
+
+
+def socket_slots(user_id: str) -> str:
+    """The sockets a user holds on every node (storage/socket_slots.py)."""
+    return f"{PREFIX}sockets:{user_id}"

@@ -13,11 +13,14 @@ from server.runtime import metrics
 from server.settings import SETTINGS
 from storage import database
 from storage.ratelimit import LoginGuard, RateLimiter
+from storage.socket_slots import SocketSlots
 
 DB_POOL: Final = web.AppKey("db_pool", asyncpg.Pool)
 REDIS: Final = web.AppKey("redis", redis.Redis)
 LIMITER: Final = web.AppKey("limiter", RateLimiter)
 LOGIN_GUARD: Final = web.AppKey("login_guard", LoginGuard)
+# Every user's sockets on every node, against SOCKETS_PER_USER.
+SOCKET_SLOTS: Final = web.AppKey("socket_slots", SocketSlots)
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -50,6 +53,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     await client.ping()
     app[REDIS] = client
     app[LIMITER] = RateLimiter(client, enabled=settings.rate_limit_enabled)
+    app[SOCKET_SLOTS] = SocketSlots(client)
     app[LOGIN_GUARD] = LoginGuard(
         client,
         pair=settings.rate_limit_login_per_username_ip,

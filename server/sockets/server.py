@@ -15,7 +15,7 @@ from server.runtime import metrics
 from server.runtime.jobs import spawn
 from server.settings import SETTINGS
 from server.sockets.expiry import sweep_token_deadlines
-from server.sockets.handshake import accept, update_gauges
+from server.sockets.handshake import accept, release_slot, update_gauges, vouch_for_sockets
 from server.sockets.recovery import RECOVERY
 from server.sockets.router import EventRouter, dispatch
 from server.sockets.sessions import SESSIONS
@@ -64,6 +64,8 @@ def create_socket_server(
     async def disconnect(sid: str, reason: object = None) -> None:
         session = app[SESSIONS].remove(sid)
         update_gauges(app)
+        if session is not None:
+            await release_slot(app, str(session.user_id), sid)
         recovery = app.get(RECOVERY)
         if session is not None and recovery is not None:
             try:
@@ -102,7 +104,9 @@ async def socket_ctx(app: web.Application) -> AsyncIterator[None]:
     """The token sweeper while the app runs; sockets closed and the Redis manager stopped after."""
     sio = app[SIO]
     sweeper = await spawn(app, sweep_token_deadlines(app), name="token-sweeper")
+    voucher = await spawn(app, vouch_for_sockets(app), name="socket-slots")
     yield
+    await voucher.close()
     await sweeper.close()
     for session in app[SESSIONS].all():
         try:

@@ -449,3 +449,38 @@ async def test_a_compressed_message_past_the_byte_budget_is_not_inflated(
                 pass
         assert ws.close_code == aiohttp.WSCloseCode.POLICY_VIOLATION
     assert [r for r in caplog.records if "read budget" in r.getMessage()]
+
+
+async def test_simultaneous_connects_on_two_nodes_cannot_pass_the_per_user_cap(
+    start_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    first, _ = await start_server(sockets_per_user=10)
+    second, _ = await start_server(sockets_per_user=10)
+    player = await signed_up(first, http)
+    clients = [socketio.AsyncClient(reconnection=False) for _ in range(30)]
+
+    async def connect(n: int, client: socketio.AsyncClient) -> bool:
+        try:
+            await client.connect(
+                first if n % 2 else second,
+                auth={"token": player.access_token},
+                transports=["websocket"],
+                wait_timeout=10,
+            )
+        except socketio.exceptions.ConnectionError:
+            return False
+        return True
+
+    accepted = await asyncio.gather(*(connect(n, c) for n, c in enumerate(clients)))
+    assert sum(accepted) == 10, sum(accepted)
+    # A place freed on one node is free on the other.
+    await next(c for c, ok in zip(clients, accepted, strict=True) if ok).disconnect()
+    late = socketio.AsyncClient(reconnection=False)
+    for _ in range(50):  # the disconnect reaches the server a moment after the client returns
+        if await connect(1, late):
+            break
+        await asyncio.sleep(0.1)
+    assert late.connected
+    for client in [*clients, late]:
+        if client.connected:
+            await client.disconnect()

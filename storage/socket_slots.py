@@ -1,0 +1,59 @@
+"""How many sockets each player holds, counted across every node: one Redis sorted set per user
+of socket ids scored by when their node last vouched for them. A claim is one atomic check and
+add, so simultaneous connects on any nodes cannot pass SOCKETS_PER_USER together; a node killed
+without a word stops vouching and its sockets drop out of the count after STALE_S."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Final
+
+import redis.asyncio as redis
+
+from storage import keys
+
+# A node vouches for its sockets every KEEP_ALIVE_S (server/sockets/handshake.py); three missed
+# rounds and they no longer count.
+STALE_S: Final = 90.0
+
+# KEYS: the user's set. ARGV: the socket id, now (ms), the cap, the stale limit (ms), a TTL (s).
+# 1 when the socket has its place (a resumed socket keeps the one it had), 0 when the cap is met.
+CLAIM: Final = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[4])
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) and
+        redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
+    return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
+
+
+class SocketSlots:
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self._claim = client.register_script(CLAIM)
+
+    async def claim(self, user_id: str, sid: str, cap: int) -> bool:
+        now_ms = int(time.time() * 1000)
+        stale_before = now_ms - int(STALE_S * 1000)
+        claimed = await self._claim(
+            keys=[keys.socket_slots(user_id)],
+            args=[sid, now_ms, cap, stale_before, int(STALE_S) * 2],
+        )
+        return bool(claimed)
+
+    async def release(self, user_id: str, sid: str) -> None:
+        await self.client.zrem(keys.socket_slots(user_id), sid)
+
+    async def vouch(self, sockets: Iterable[tuple[str, str]]) -> None:
+        """These (user, socket) pairs are still connected here."""
+        now_ms = int(time.time() * 1000)
+        async with self.client.pipeline(transaction=False) as pipe:
+            for user_id, sid in sockets:
+                key = keys.socket_slots(user_id)
+                pipe.zadd(key, {sid: now_ms})
+                pipe.expire(key, int(STALE_S) * 2)
+            await pipe.execute()
