@@ -5,6 +5,8 @@ without a word stops vouching and its sockets drop out of the count after STALE_
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Iterable
 from typing import Final
@@ -16,6 +18,9 @@ from storage import keys
 # A node vouches for its sockets every KEEP_ALIVE_S (server/sockets/handshake.py); three missed
 # rounds and they no longer count.
 STALE_S: Final = 90.0
+RELEASE_GATHER_S: Final = 0.05
+
+logger = logging.getLogger("thisthat.realtime")
 
 # KEYS: the user's set. ARGV: the socket id, now (ms), the cap, the stale limit (ms), a TTL (s).
 # 1 when the socket has its place (a resumed socket keeps the one it had), 0 when the cap is met.
@@ -35,6 +40,10 @@ class SocketSlots:
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
         self._claim = client.register_script(CLAIM)
+        # Places given back, released together: a wave of disconnects (a restart, a load test
+        # ending) costs one pipeline, not a Redis call each.
+        self._released: list[tuple[str, str]] = []
+        self._flush: asyncio.Task[None] | None = None
 
     async def claim(self, user_id: str, sid: str, cap: int) -> bool:
         now_ms = int(time.time() * 1000)
@@ -47,6 +56,31 @@ class SocketSlots:
 
     async def release(self, user_id: str, sid: str) -> None:
         await self.client.zrem(keys.socket_slots(user_id), sid)
+
+    def release_soon(self, user_id: str, sid: str) -> None:
+        """Give the place back within RELEASE_GATHER_S, with the others given back meanwhile."""
+        self._released.append((user_id, sid))
+        if self._flush is None or self._flush.done():
+            self._flush = asyncio.ensure_future(self._release_gathered())
+
+    async def _release_gathered(self) -> None:
+        await asyncio.sleep(RELEASE_GATHER_S)
+        await self.flush()
+
+    async def flush(self) -> None:
+        released, self._released = self._released, []
+        if not released:
+            return
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for user_id, sid in released:
+                    pipe.zrem(keys.socket_slots(user_id), sid)
+                await pipe.execute()
+        except (OSError, redis.RedisError):
+            # Not given back, they lapse when their node stops vouching for them (STALE_S).
+            logger.warning(
+                "socket slots not released", exc_info=True, extra={"count": len(released)}
+            )
 
     async def vouch(self, sockets: Iterable[tuple[str, str]]) -> None:
         """These (user, socket) pairs are still connected here."""

@@ -13,9 +13,10 @@ from aiohttp import web
 from game.errors import ErrorCode, GameError, UnknownEvent
 from server.runtime import metrics
 from server.runtime.jobs import spawn
+from server.runtime.resources import SOCKET_SLOTS
 from server.settings import SETTINGS
 from server.sockets.expiry import sweep_token_deadlines
-from server.sockets.handshake import accept, release_slot, update_gauges, vouch_for_sockets
+from server.sockets.handshake import accept, update_gauges, vouch_for_sockets
 from server.sockets.recovery import RECOVERY
 from server.sockets.router import EventRouter, dispatch
 from server.sockets.sessions import SESSIONS
@@ -65,7 +66,7 @@ def create_socket_server(
         session = app[SESSIONS].remove(sid)
         update_gauges(app)
         if session is not None:
-            await release_slot(app, str(session.user_id), sid)
+            app[SOCKET_SLOTS].release_soon(str(session.user_id), sid)
         recovery = app.get(RECOVERY)
         if session is not None and recovery is not None:
             try:
@@ -114,6 +115,8 @@ async def socket_ctx(app: web.Application) -> AsyncIterator[None]:
         except Exception:  # noqa: BLE001 - shutting down; a socket already gone is fine
             logger.debug("disconnect at shutdown failed", exc_info=True)
     await sio.shutdown()
+    # The places of this node's sockets are given back before Redis closes, not left to lapse.
+    await app[SOCKET_SLOTS].flush()
 
 
 def refuse(error: GameError) -> NoReturn:
