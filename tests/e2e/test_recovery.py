@@ -5,6 +5,7 @@ and the reference implementation's known failures do not happen here."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -365,3 +366,81 @@ async def test_a_recovery_with_an_expired_token_is_refused_like_any_handshake(
         refused = await client.next("connect_error")
         assert refused["data"]["code"] == "TOKEN_EXPIRED"
         assert client.events("balance") == []
+
+
+@needs_nginx
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_through_nginx_every_reference_failure_case_recovers(
+    service_urls: tuple[str, str],
+    tmp_path: Path,
+    proxy: Any,  # noqa: F811
+    db: asyncpg.Pool,
+    http: aiohttp.ClientSession,
+) -> None:
+    """Two real nodes behind nginx, with a short window and fast heartbeats: a drop before any
+    event, three recoveries in a row, a connection that lived twenty ping rounds and came back
+    after its transport timed out, then a reconnect after the window (fresh, and sync works)."""
+    env = {
+        "recovery_window_s": 3,
+        "socket_ping_interval_s": 0.1,
+        "socket_ping_timeout_s": 0.2,
+    }
+    nodes = [ServerNode(*service_urls, tmp_path, **env) for _ in range(2)]
+    try:
+        for node in nodes:
+            await node.start()
+        market = str(await insert_market(db))
+        url = proxy([node.port for node in nodes])
+        await wait_until_ready(http, url)
+        player = await signed_up(url, http)
+        placed = 0
+
+        async def balance_push_while_away() -> float:
+            """The player bets from another socket, straight to a node: a balance push."""
+            nonlocal placed
+            placed += 1
+            other = Player(nodes[placed % 2].url, http)
+            other.user, other.access_token = player.user, player.access_token
+            await other.connect()
+            answer = await other.ok(
+                "bet:place",
+                {"marketId": market, "side": "this", "amount": 10, "clientBetId": f"w{placed}"},
+            )
+            await other.close()
+            return float(answer["balance"])
+
+        async with official_client() as client:
+            first = await client.connect(url, {"token": player.access_token, "recover": True})
+            # No event received before the first drop; then twice more, in a row.
+            for _ in range(3):
+                await client.send("drop")
+                await client.next("disconnect")
+                expected = await balance_push_while_away()
+                await client.send("reconnect")
+                again = await client.next("connect")
+                assert (again["recovered"], again["id"]) == (True, first["id"])
+                got = await client.next("event", event="balance")
+                assert got["args"][0]["balance"] == expected
+            # Twenty ping rounds, then a gap longer than the ping interval and timeout together.
+            await asyncio.sleep(2.0)
+            await client.send("drop")
+            await client.next("disconnect")
+            expected = await balance_push_while_away()
+            await asyncio.sleep(0.5)
+            await client.send("reconnect")
+            again = await client.next("connect")
+            assert (again["recovered"], again["id"]) == (True, first["id"])
+            assert (await client.next("event", event="balance"))["args"][0]["balance"] == expected
+            # Past the window: a fresh session, and sync answers the state.
+            await client.send("drop")
+            await client.next("disconnect")
+            await asyncio.sleep(4.0)
+            await client.send("reconnect")
+            late = await client.next("connect")
+            assert late["recovered"] is False and late["id"] != first["id"]
+            state = await client.call("sync")
+            assert state["ok"] is True and state["data"]["user"]["id"] == player.user_id
+    finally:
+        for node in nodes:
+            node.stop()
