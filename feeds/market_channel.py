@@ -2,7 +2,7 @@
 
 No I/O, and it never raises: a frame is a plain-text notice, one JSON object or an array of
 them, and whatever cannot be read is named by a `BadInput` kind while the rest still counts.
-Message shapes: tests/fixtures/polymarket/ws/README.md.
+Message shapes and the rules relied on: docs/market-channel.md.
 """
 
 from __future__ import annotations
