@@ -69,6 +69,21 @@ SELECT id FROM markets WHERE source = 'polymarket' AND source_id = ANY($1::text[
 ORDER BY id FOR NO KEY UPDATE
 """
 
+
+def _candles(table: str, width: str) -> str:
+    """Each move as an upsert into one candle table: opened at the odds shown before, the high and
+    low widened, closed at the new odds."""
+    return f"""
+    INSERT INTO {table} AS o (market_id, bucket_start, open, high, low, close)
+    SELECT id, date_bin('{width}', $4::timestamptz, {CANDLE_ORIGIN}),
+           shown, greatest(shown, odds), least(shown, odds), odds
+    FROM moves
+    ON CONFLICT (market_id, bucket_start) DO UPDATE SET
+        high = greatest(o.high, excluded.high),
+        low = least(o.low, excluded.low),
+        close = excluded.close"""
+
+
 # Every market whose odds were read gets a fresh `odds_updated_at`, changed or not, so a quiet
 # market is not stale while a dead feed is. Only real changes get a history row and move the
 # minute and hour candles (storage/migrations/0007): a candle's high and low take the odds shown
@@ -85,24 +100,8 @@ WITH incoming AS (
     -- One move per market (an upsert may touch a row once): the last reading given for it.
     SELECT DISTINCT ON (id) id, shown_this AS shown, coalesce(this_odds, shown_this) AS odds
     FROM changed ORDER BY id, ord DESC
-), minutes AS (
-    INSERT INTO odds_minutes AS o (market_id, bucket_start, open, high, low, close)
-    SELECT id, date_bin('1 minute', $4::timestamptz, {CANDLE_ORIGIN}),
-           shown, greatest(shown, odds), least(shown, odds), odds
-    FROM moves
-    ON CONFLICT (market_id, bucket_start) DO UPDATE SET
-        high = greatest(o.high, excluded.high),
-        low = least(o.low, excluded.low),
-        close = excluded.close
-), hours AS (
-    INSERT INTO odds_hours AS o (market_id, bucket_start, open, high, low, close)
-    SELECT id, date_bin('1 hour', $4::timestamptz, {CANDLE_ORIGIN}),
-           shown, greatest(shown, odds), least(shown, odds), odds
-    FROM moves
-    ON CONFLICT (market_id, bucket_start) DO UPDATE SET
-        high = greatest(o.high, excluded.high),
-        low = least(o.low, excluded.low),
-        close = excluded.close
+), minutes AS ({_candles("odds_minutes", "1 minute")}
+), hours AS ({_candles("odds_hours", "1 hour")}
 ), updated AS (
     UPDATE markets m SET
         this_odds = coalesce(c.this_odds, m.this_odds),
