@@ -93,8 +93,10 @@ async def release_slot(app: web.Application, user_id: str, sid: str) -> None:
     """The socket is gone (or was refused): its place among the user's sockets is free."""
     try:
         await app[SOCKET_SLOTS].release(user_id, sid)
-    except (OSError, redis.RedisError):
-        logger.warning("socket slot not released; it lapses by itself", exc_info=True)
+    except (OSError, redis.RedisError) as error:
+        logger.warning(
+            "socket slot not released; it lapses by itself", extra={"error": repr(error)}
+        )
 
 
 async def vouch_for_sockets(app: web.Application) -> None:
