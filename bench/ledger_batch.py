@@ -68,7 +68,7 @@ SELECT user_id, 'bet_stake', -amount, 100000, id FROM bets
 # Each row: what is dropped, and the statement that drops it (for the --costs table).
 DROPPABLE: list[tuple[str, str]] = [
     ("bets_user_placed (index)", "DROP INDEX bets_user_placed"),
-    ("bets_market (index)", "DROP INDEX bets_market"),
+    ("bets_market_placed (index)", "DROP INDEX bets_market_placed"),
     ("bets_settled_at (partial index)", "DROP INDEX bets_settled_at"),
     (
         "bets (user_id, client_bet_id) unique",

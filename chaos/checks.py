@@ -10,7 +10,7 @@ from typing import Final
 
 import asyncpg
 
-from chaos.players import TRANSIENT, Journal
+from chaos.players import SELF_RECONNECT_WAIT_S, TRANSIENT, Journal
 
 ACKED_MISSING: Final = "acked bet not stored"
 ACKED_DIFFERENT: Final = "acked bet stored with other terms"
@@ -25,6 +25,9 @@ SIGNUP_CREDITS: Final = "signup credits not exactly once"
 LEDGER_VS_TABLES: Final = "ledger totals differ from bets and rewards"
 RESOLUTION_WRONG: Final = "market settled against its upstream resolution"
 RESOLUTION_UNSETTLED: Final = "resolved upstream but not settled"
+VERSION_WRONG: Final = "balance version names another balance"
+LOGIN_REFUSED: Final = "login with the right password refused"
+STRANDED: Final = "client did not reconnect by itself"
 
 CHECKS: Final = (
     ACKED_MISSING,
@@ -40,6 +43,9 @@ CHECKS: Final = (
     LEDGER_VS_TABLES,
     RESOLUTION_WRONG,
     RESOLUTION_UNSETTLED,
+    VERSION_WRONG,
+    LOGIN_REFUSED,
+    STRANDED,
 )
 
 # Per user: the balance, what the ledger adds up to, and the same money recomputed from the
@@ -231,6 +237,37 @@ async def check_resolutions(
     findings.facts["bets settled by resolutions"] = str(bets_settled)
 
 
+async def check_balance_versions(
+    connection: asyncpg.Connection, journal: Journal, findings: Findings
+) -> None:
+    """Every balance a player was told names, as its version, the ledger row that left it: that
+    user's row, with that balance. So a client that keeps the highest version keeps the newest."""
+    rows = await connection.fetch(
+        "SELECT seq, user_id::text, balance_after FROM ledger WHERE seq = ANY($1::bigint[])",
+        sorted({version for _, _, version in journal.balances}),
+    )
+    ledger = {row["seq"]: (row["user_id"], row["balance_after"]) for row in rows}
+    for user_id, balance, version in journal.balances:
+        if ledger.get(version) != (user_id, balance):
+            findings.add(
+                VERSION_WRONG,
+                f"user {user_id} told {balance} at version {version}; ledger: {ledger.get(version)}",
+            )
+    findings.facts["versioned balances checked"] = str(len(journal.balances))
+    if journal.stranded:
+        findings.add(
+            STRANDED,
+            f"{journal.stranded} drops not recovered by python-socketio's own reconnection"
+            f" within {SELF_RECONNECT_WAIT_S:.0f} s ({journal.self_reconnects} were)",
+        )
+    for status, count in journal.logins.items():
+        if status not in (200, 503):
+            findings.add(
+                LOGIN_REFUSED,
+                f"{count} answered {status} (a NOT_READY login must not count as a failure)",
+            )
+
+
 async def run_checks(
     database_url: str, journal: Journal, resolved: dict[str, str], starting_credits: Decimal
 ) -> Findings:
@@ -240,6 +277,7 @@ async def run_checks(
         await check_bets(connection, journal, findings)
         await check_money(connection, starting_credits, findings)
         await check_resolutions(connection, resolved, findings)
+        await check_balance_versions(connection, journal, findings)
     finally:
         await connection.close()
     return findings

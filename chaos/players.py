@@ -25,6 +25,9 @@ ATTEMPTS: Final = 12
 BACKOFF_S: Final = (0.3, 0.5, 1.0, 1.0, 1.5, 1.5, 2.0, 2.0, 2.0, 2.0, 2.0)
 CALL_TIMEOUT_S: Final = 5.0
 SESSION_WAIT_S: Final = 5.0
+# How long a player whose client reconnects by itself waits for it before connecting anew: longer
+# than any node outage of the schedule, restart included.
+SELF_RECONNECT_WAIT_S: Final = 20.0
 # Codes that say "nothing decided, try again": the same clientBetId is sent again.
 TRANSIENT: Final = frozenset({"NOT_READY", "INTERNAL_ERROR", "RATE_LIMITED"})
 
@@ -82,6 +85,13 @@ class Journal:
     users: dict[str, str] = field(default_factory=dict)  # user id -> username
     repeats: int = 0
     connects: Counter[str] = field(default_factory=Counter)
+    # Every balance a player was told, as (user id, balance, balanceVersion), from acks and pushes.
+    balances: list[tuple[str, Decimal, int]] = field(default_factory=list)
+    # REST logins with the right password: how each was answered (status code).
+    logins: Counter[int] = field(default_factory=Counter)
+    # Players whose client reconnects by itself: drops it came back from, and drops it did not.
+    self_reconnects: int = 0
+    stranded: int = 0
 
     def counts(self) -> Counter[str]:
         seen: Counter[str] = Counter()
@@ -99,6 +109,10 @@ class Journal:
                 seen["retried after no answer"] += 1
         seen["repeats of an acked clientBetId"] = self.repeats
         seen["socket connects"] = sum(self.connects.values())
+        seen["versioned balances heard"] = len(self.balances)
+        seen["reconnected by the client itself"] = self.self_reconnects
+        for status, count in self.logins.items():
+            seen[f"logins answered {status}"] = count
         return seen
 
 
@@ -127,6 +141,9 @@ class ChaosPlayer:
         self.session = asyncio.Event()
         self.sequence = 0
         self.last_acked: BetIntent | None = None
+        # Every other player leaves reconnecting to python-socketio, as most clients do; the
+        # others connect anew themselves, to whichever node is up.
+        self.reconnects_itself = number % 2 == 1
 
     # --- account and socket ---------------------------------------------------------------
 
@@ -154,19 +171,48 @@ class ChaosPlayer:
             await asyncio.sleep(0.5)
         return False
 
+    async def login(self, node: str) -> None:
+        """Log in again with the right password, as a player coming back does. An answer other
+        than 200 or NOT_READY's 503 (a 429: failed attempts counted against the right password)
+        is a finding of the checks."""
+        body = {"username": self.username, "password": self.password}
+        try:
+            async with self.http.post(node + "/auth/login", json=body) as response:
+                data = await response.json(content_type=None)
+                self.journal.logins[response.status] += 1
+                if response.status == 200:
+                    self.token = data["accessToken"]
+        except (aiohttp.ClientError, TimeoutError, ValueError, KeyError):
+            pass
+
+    def heard_balance(self, data: Any) -> None:
+        if isinstance(data, dict) and "balanceVersion" in data:
+            self.journal.balances.append(
+                (self.user_id, Decimal(str(data["balance"])), int(data["balanceVersion"]))
+            )
+
     async def connect(self, stop: asyncio.Event) -> bool:
         """A socket with its `session` greeting, on the home node or, while it is down, the other."""
         for attempt in range(1000):
             if stop.is_set():
                 return False
             node = self.nodes[(attempt // 2) % len(self.nodes)]
-            client = socketio.AsyncClient(reconnection=False, http_session=self.http)
+            if self.rng.random() < 0.3:
+                await self.login(node)
+            client = socketio.AsyncClient(
+                reconnection=self.reconnects_itself,
+                reconnection_delay=0.2,
+                reconnection_delay_max=1.0,
+                http_session=self.http,
+            )
             self.session.clear()
 
             async def greeted(data: Any = None) -> None:
                 self.session.set()
 
             client.on("session", greeted)
+            client.on("balance", self.heard_balance)
+            client.on("bet:settled", self.heard_balance)
 
             try:
                 await client.connect(
@@ -186,6 +232,23 @@ class ChaosPlayer:
             self.journal.connects[node] += 1
             return True
         return False
+
+    async def ensure_connected(self, stop: asyncio.Event) -> bool:
+        """A live socket: the client's own reconnection if it has one, else a new connection."""
+        if self.client is not None and self.client.connected:
+            return True
+        if self.client is not None and self.reconnects_itself:
+            loop = asyncio.get_running_loop()
+            until = loop.time() + SELF_RECONNECT_WAIT_S
+            while not stop.is_set() and loop.time() < until:
+                if self.client.connected:
+                    self.journal.self_reconnects += 1
+                    return True
+                await asyncio.sleep(0.1)
+            if not stop.is_set():
+                self.journal.stranded += 1
+        await self.drop()
+        return await self.connect(stop)
 
     async def drop(self) -> None:
         if self.client is not None:
@@ -216,8 +279,7 @@ class ChaosPlayer:
         await self.refresh_markets()
         while not stop.is_set():
             if self.client is None or not self.client.connected:
-                await self.drop()
-                if not await self.connect(stop):
+                if not await self.ensure_connected(stop):
                     return
                 await self.refresh_markets()
             if not self.markets or self.rng.random() < 0.05:
@@ -271,10 +333,10 @@ class ChaosPlayer:
         for attempt in range(ATTEMPTS):
             if attempt:
                 await asyncio.sleep(BACKOFF_S[min(attempt - 1, len(BACKOFF_S) - 1)])
-                if self.client is None or not self.client.connected:
-                    await self.drop()
-                    if not await self.connect(stop):
-                        return
+                if (self.client is None or not self.client.connected) and not (
+                    await self.ensure_connected(stop)
+                ):
+                    return
             answer = await self.call("bet:place", payload)
             if answer is None:
                 intent.attempts.append(Attempt("unanswered", self.node))
@@ -282,6 +344,7 @@ class ChaosPlayer:
                 continue
             if answer.get("ok"):
                 intent.attempts.append(Attempt("ok", self.node, bet=answer["data"]["bet"]))
+                self.heard_balance(answer["data"])
                 return
             code = str(answer.get("error", {}).get("code"))
             intent.attempts.append(Attempt("refused", self.node, code=code))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import secrets
 import subprocess
@@ -28,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--signup",
         type=int,
         metavar="N",
-        help="sign N players up through REST first (the server needs RATE_LIMIT_ENABLED=false)",
+        help="sign N players up through REST first (the server needs RATE_LIMIT_SIGNUP_PER_IP "
+        "of N or more, or RATE_LIMIT_ENABLED=false)",
     )
     parser.add_argument(
         "--players", type=int, default=0, help="use only the first N players of the file"
@@ -92,6 +94,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="afterwards, audit the loaded server's databases (`thisthat audit --server URL`: "
         "the same DATABASE_URL and REDIS_URL as the server, or its DATA_DIR); checked first",
     )
+    parser.add_argument(
+        "--skip-preflight",
+        action="store_true",
+        help="start without checking the plan against the server's limits (GET /loadtest/limits, "
+        "which the server publishes with LOADTEST_LIMITS_ENDPOINT=true)",
+    )
 
 
 def load_players(path: Path, limit: int) -> tuple[list[dict[str, Any]], str | None]:
@@ -144,13 +152,15 @@ async def command(args: argparse.Namespace) -> int:
     from loadtest.plots import write_plots
     from loadtest.runner import format_report, run_load
 
+    signups = 0
     if args.players_file:
         players, file_url = load_players(args.players_file, args.players)
         base_url = args.url or file_url or "http://127.0.0.1:3000"
     else:
         base_url = args.url or "http://127.0.0.1:3000"
-        print(f"signing up {args.signup} players at {base_url} ...", file=sys.stderr)
-        players = await sign_up(base_url, args.signup)
+        # Stand-ins until the preflight has passed: the sign-ups count against the server's limits.
+        signups = args.signup
+        players = [{"id": f"signup-{index}"} for index in range(signups)]
     if not players:
         print("no players to run", file=sys.stderr)
         return 2
@@ -181,6 +191,11 @@ async def command(args: argparse.Namespace) -> int:
         if code != 0:
             print(f"loadtest --audit: {text.splitlines()[-1] if text else code}", file=sys.stderr)
             return 2
+    if not await preflight(plan, signups, skip=args.skip_preflight):
+        return 2
+    if signups:
+        print(f"signing up {signups} players at {plan.base_url} ...", file=sys.stderr)
+        plan = dataclasses.replace(plan, players=await sign_up(plan.base_url, signups))
     report = await run_load(plan, args.processes)
     print(format_report(report))
     if args.out:
@@ -198,6 +213,34 @@ async def command(args: argparse.Namespace) -> int:
         if code != 0:
             status = 1
     return status
+
+
+async def preflight(plan: LoadPlan, signups: int, *, skip: bool) -> bool:
+    """Whether the run may start: its plan fits the server's limits, or the check was skipped.
+    Each problem is one line on stderr naming the setting or option to change."""
+    from loadtest.preflight import PreflightRefused, metrics_token, print_preflight, run_preflight
+
+    if skip:
+        print(
+            "preflight: skipped (--skip-preflight): the plan is not checked against the server's "
+            "limits; a limit the run meets shows only in the verdict",
+            file=sys.stderr,
+        )
+        return True
+    try:
+        found = await run_preflight(plan, signups=signups, token=metrics_token())
+    except PreflightRefused as refusal:
+        print(f"preflight: {refusal}", file=sys.stderr)
+        return False
+    print_preflight(found, lambda line: print(line, file=sys.stderr))
+    if found.problems:
+        print(
+            f"loadtest: not started ({len(found.problems)} problem(s) above); fix them, or pass "
+            "--skip-preflight to run anyway",
+            file=sys.stderr,
+        )
+        return False
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:

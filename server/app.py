@@ -14,7 +14,7 @@ from server.auth.passwords import passwords_ctx
 from server.auth.tokens import TOKENS, TokenService
 from server.fanout.market_cache import market_cache_ctx
 from server.fanout.pushes import pushes_ctx
-from server.http import admin, apidocs, exposure, playground, rest, scrape
+from server.http import admin, apidocs, exposure, loadtest_limits, playground, rest, scrape
 from server.mirror.runner import MIRROR, Mirror, feed_ctx
 from server.runtime.local_limits import CONNECTION_LIMITS, EVENT_LIMITER, EventLimiter
 from server.runtime.overload import loop_lag_ctx
@@ -22,6 +22,7 @@ from server.runtime.readiness import READINESS_CHECKS
 from server.runtime.resources import database_ctx, redis_ctx
 from server.settings import RULES, SETTINGS, Settings
 from server.sockets.events import register_all as register_events
+from server.sockets.presence import presence_ctx
 from server.sockets.recovery import recovery_ctx
 from server.sockets.router import EVENTS, EventRouter
 from server.sockets.server import create_socket_server, socket_ctx
@@ -91,6 +92,7 @@ def create_app(settings: Settings) -> web.Application:
     apidocs.add_routes(app, events)
     playground.add_routes(app)
     admin.add_routes(app)
+    loadtest_limits.add_routes(app)
 
     # Teardown runs in reverse: sockets and jobs stop before Redis and the pool close.
     app.cleanup_ctx.append(database_ctx)
@@ -105,6 +107,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(loop_lag_ctx)
     app.cleanup_ctx.append(pushes_ctx)
     app.cleanup_ctx.append(recovery_ctx)
+    app.cleanup_ctx.append(presence_ctx)
     app.cleanup_ctx.append(market_cache_ctx)
     # The use cases, their bet batch workers, and the finishing of settlements a dead process
     # left half done; needs the market cache and the pushes, precedes the feed.

@@ -194,6 +194,17 @@ class Settings:
     feed_stream_stale_s: Seconds = 60
     # At most one `odds` push per market per interval (the latest value wins).
     odds_push_min_interval_ms: Annotated[int, _allowed("milliseconds above 0", ge=1)] = 250
+    # Presence: how often each node writes who watches each market and who is online, and reads
+    # the counts back; a dead node's share lapses after three intervals.
+    presence_interval_s: Seconds = 2
+    # Each node pushes a market's new bets to its subscribers at most once per interval, as one
+    # batch of the newest (at most the max); 0 turns the pushes off (pages still answer).
+    market_activity_push_interval_ms: Annotated[
+        int, _allowed("milliseconds from 0 to 60000 (0: no pushes)", ge=0, le=60000)
+    ] = 500
+    market_activity_push_max_bets: Annotated[
+        int, _allowed("a whole number from 1 to 1000", ge=1, le=1000)
+    ] = 100
 
     odds_max_age_s: Seconds = 120
     min_bet_amount: Money = Decimal("10")
@@ -226,6 +237,9 @@ class Settings:
     # Bearer token for /metrics and /readyz's details. Unset: open outside production, and in
     # production /metrics answers 404 and /readyz only its status.
     metrics_token: str | None = None
+    # GET /loadtest/limits, the limits a load client checks its plan against before it starts
+    # (read like /metrics: METRICS_TOKEN when set); off, it answers 404.
+    loadtest_limits_endpoint: Flag = False
     # A spent refresh token presented again within this many seconds (a retry, two tabs racing)
     # gets the same new pair back instead of revoking the login; 0 turns the grace off.
     refresh_reuse_grace_s: Annotated[

@@ -224,3 +224,11 @@ class Accounts:
         if user is None:
             raise UserGone()
         return user
+
+    async def set_anonymous(self, user_id: uuid.UUID, anonymous: bool) -> User:
+        """Hide the player's name in market activity, or show it again: pages and pushes from
+        now on, past bets included. UserGone when the account no longer exists."""
+        user = await accounts.set_anonymous(self.pool, user_id, anonymous)
+        if user is None:
+            raise UserGone()
+        return user

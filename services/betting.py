@@ -23,6 +23,7 @@ import asyncio
 import logging
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -106,11 +107,15 @@ class BetBatcher:
         *,
         max_batch: int = MAX_BATCH,
         admission: QueueAdmission | None = None,
+        on_placed: Callable[[Bet], None] | None = None,
     ) -> None:
         self.pool = pool
         self.rules = rules
         self.max_batch = max_batch
         self.admission = admission or QueueAdmission()
+        # Hears each new bet once its batch committed (market activity). It runs on the bet
+        # path, so it must only take note, never wait.
+        self.on_placed = on_placed
         # Bets waiting for a worker, oldest first; `_queued` wakes the workers.
         self._queue: deque[Pending] = deque()
         self._queued = asyncio.Event()
@@ -211,6 +216,11 @@ class BetBatcher:
                 future.set_exception(answer)
             else:
                 future.set_result(answer)
+        # After every answer: the bets are written whatever happens here.
+        if self.on_placed is not None:
+            for answer in answers:
+                if isinstance(answer, PlacedBet) and answer.created:
+                    self.on_placed(answer.bet)
 
     def drain(self) -> None:
         """At shutdown: bets still queued were never sent, so they are refused, not lost."""
@@ -310,7 +320,7 @@ class Betting:
         if placed.created:
             # Only a new bet moved the balance; a repeat of its clientBetId changed nothing.
             self.notifier.balance_changed(
-                request.user_id, placed.balance, "bet", except_asker=asker
+                request.user_id, placed.balance, placed.balance_version, "bet", except_asker=asker
             )
         return placed
 

@@ -10,6 +10,7 @@ import redis.asyncio as redis
 
 from game.rules import GameRules
 from services.accounts import Accounts, Passwords, TokenMint
+from services.activity import MAX_ANNOUNCED_BETS, MarketActivity
 from services.betting import BetBatcher, Betting, QueueAdmission
 from services.leaderboards import Leaderboards, Spawn
 from services.markets import Markets
@@ -25,6 +26,7 @@ class Services:
     accounts: Accounts
     batcher: BetBatcher
     betting: Betting
+    activity: MarketActivity
     wallet: Wallet
     leaderboards: Leaderboards
     settlement: Settlement
@@ -49,8 +51,19 @@ def build_services(
     spawn: Spawn,
     sign_in: SignIn,
     admission: QueueAdmission | None = None,
+    *,
+    announce_activity: bool = True,
+    max_announced_bets: int = MAX_ANNOUNCED_BETS,
 ) -> Services:
-    batcher = BetBatcher(pool, rules, admission=admission)
+    """`announce_activity` False: new bets are not kept for `market:activity` pushes (the
+    pages still answer), and nothing must flush `activity`."""
+    activity = MarketActivity(pool, notifier, max_announced=max_announced_bets)
+    batcher = BetBatcher(
+        pool,
+        rules,
+        admission=admission,
+        on_placed=activity.record if announce_activity else None,
+    )
     boards = Leaderboards(pool, client, notifier, spawn)
     settlement = Settlement(pool, client, notifier, boards)
     return Services(
@@ -65,6 +78,7 @@ def build_services(
         ),
         batcher=batcher,
         betting=Betting(pool, rules, notifier, batcher),
+        activity=activity,
         wallet=Wallet(pool, rules, notifier),
         leaderboards=boards,
         settlement=settlement,

@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Literal, Protocol
 
 from game.leaderboard import Period
+from storage.activity import ActivityBet
 from storage.leaderboards import Standing
 from storage.rows import Bet, Market
 
@@ -24,13 +25,15 @@ class Notifier(Protocol):
         self,
         user_id: uuid.UUID,
         balance: Decimal,
+        version: int,
         reason: BalanceReason,
         *,
         except_asker: str | None = None,
     ) -> None:
-        """Every socket of the user hears the new balance, but the asker whose ack carries it."""
+        """Every socket of the user hears the new balance, but the asker whose ack carries it.
+        `version` orders a user's balances: the seq of the ledger row that left this one."""
 
-    def bet_settled(self, user_id: uuid.UUID, bet: Bet, balance: Decimal) -> None: ...
+    def bet_settled(self, user_id: uuid.UUID, bet: Bet, balance: Decimal, version: int) -> None: ...
 
     async def markets_changed(self, rows: Sequence[Market]) -> None:
         """Listings changed: every node's cache reloads them; nothing is pushed."""
@@ -45,3 +48,9 @@ class Notifier(Protocol):
         """A market's status moved: caches reload it and its subscribers get `market:update`."""
 
     def leaderboard_changed(self, period: Period, standings: Sequence[Standing]) -> None: ...
+
+    def market_activity(
+        self, market_id: uuid.UUID, bets: Sequence[ActivityBet], *, omitted: int
+    ) -> None:
+        """New bets on a market, newest first, for its subscribers on every node; `omitted` older
+        ones of the same interval did not fit in the batch."""

@@ -116,14 +116,16 @@ class Settlement:
         try:
             for settled in result.bets:
                 metrics.BETS_SETTLED.labels(settled.bet.status).inc()
-                self.notifier.bet_settled(settled.user_id, settled.bet, settled.balance)
+                self.notifier.bet_settled(
+                    settled.user_id, settled.bet, settled.balance, settled.balance_version
+                )
             reason: BalanceReason = (
                 "refund" if result.resolution is Resolution.CANCELLED else "payout"
             )
             paid = {settled.user_id for settled in result.bets if settled.payout > 0}
-            for user_id, balance in result.final_balances().items():
+            for user_id, (balance, version) in result.final_balances().items():
                 if user_id in paid:
-                    self.notifier.balance_changed(user_id, balance, reason)
+                    self.notifier.balance_changed(user_id, balance, version, reason)
             if result.market is not None:
                 # Also after a restart: the dead process may have flipped the status unannounced.
                 await self.notifier.market_updated(result.market)

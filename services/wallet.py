@@ -21,6 +21,7 @@ from storage.rows import LedgerEntry, WalletState
 class RewardPaid:
     amount: Decimal
     balance: Decimal
+    balance_version: int
     next_claim_at: datetime
 
 
@@ -45,8 +46,8 @@ class Wallet:
     async def claim_daily_reward(self, user_id: uuid.UUID, now: datetime) -> RewardPaid:
         """Pay today's reward once; RewardAlreadyClaimed or BalanceCapExceeded refuse it."""
         amount = self.rules.daily_reward_credits
-        balance = await wallet.claim_daily_reward(
+        balance, version = await wallet.claim_daily_reward(
             self.pool, user_id, reward_day(now), amount, self.rules.max_balance
         )
-        self.notifier.balance_changed(user_id, balance, "reward")
-        return RewardPaid(amount, balance, next_claim_at(now))
+        self.notifier.balance_changed(user_id, balance, version, "reward")
+        return RewardPaid(amount, balance, version, next_claim_at(now))

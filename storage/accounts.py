@@ -19,19 +19,27 @@ INSERT_USER_WITH_BONUS: Final = """
 WITH new_user AS (
     INSERT INTO users (username, password_hash, balance, is_load_test)
     VALUES ($1, $2, $3, $4)
-    RETURNING id, username, balance, created_at
+    RETURNING id, username, balance, created_at, anonymous
 ), bonus AS (
     INSERT INTO ledger (user_id, kind, amount, balance_after)
     SELECT id, 'signup_bonus', balance, balance FROM new_user
     WHERE balance > 0
 )
-SELECT id, username, balance, created_at FROM new_user
+SELECT id, username, balance, created_at, anonymous FROM new_user
 """
 
-SELECT_USER_BY_ID: Final = "SELECT id, username, balance, created_at FROM users WHERE id = $1"
+SELECT_USER_BY_ID: Final = """
+SELECT id, username, balance, created_at, anonymous FROM users WHERE id = $1
+"""
+
+UPDATE_ANONYMOUS: Final = """
+UPDATE users SET anonymous = $2 WHERE id = $1
+RETURNING id, username, balance, created_at, anonymous
+"""
 
 SELECT_LOGIN: Final = """
-SELECT id, username, balance, created_at, password_hash FROM users WHERE lower(username) = lower($1)
+SELECT id, username, balance, created_at, anonymous, password_hash
+FROM users WHERE lower(username) = lower($1)
 """
 
 INSERT_REFRESH_TOKEN: Final = """
@@ -98,6 +106,12 @@ async def create_user(
 
 async def get_user(connection: Executor, user_id: uuid.UUID) -> User | None:
     row = await connection.fetchrow(SELECT_USER_BY_ID, user_id)
+    return None if row is None else User.from_record(row)
+
+
+async def set_anonymous(connection: Executor, user_id: uuid.UUID, anonymous: bool) -> User | None:
+    """Hide (or show again) the player's name in market activity; None if there is no such user."""
+    row = await connection.fetchrow(UPDATE_ANONYMOUS, user_id, anonymous)
     return None if row is None else User.from_record(row)
 
 

@@ -35,27 +35,32 @@ from storage.rows import Bet
 # The bet comes back as plain columns, `(bet).*`, not as one composite value: asyncpg decodes a
 # composite field by field with a type check each (0.3-0.5 us more per bet in one comparison).
 CALL_PLACE_BET: Final = """
-SELECT code, detail, current_odds, new_balance, (bet).*
+SELECT code, detail, current_odds, new_balance, balance_version, (bet).*
 FROM place_bet($1, $2, $3, $4, $5, $6, $7, $8, $9)
 """
 
 CALL_PLACE_BETS: Final = """
-SELECT ord, code, detail, current_odds, new_balance, (bet).*
+SELECT ord, code, detail, current_odds, new_balance, balance_version, (bet).*
 FROM place_bets($1, $2, $3, $4, $5, $6, $7, $8, $9)
 """
 
+# The balance a repeat answers is the user's balance now: their newest ledger row's, with its seq
+# as the version (storage/migrations/0009).
 SELECT_BET_BY_CLIENT_ID: Final = """
-SELECT b AS bet, u.balance
-FROM bets b JOIN users u ON u.id = b.user_id
+SELECT b AS bet, l.balance_after AS balance, l.seq AS balance_version
+FROM bets b
+CROSS JOIN LATERAL (SELECT balance_after, seq FROM ledger
+                    WHERE user_id = b.user_id ORDER BY seq DESC LIMIT 1) l
 WHERE b.user_id = $1 AND b.client_bet_id = $2
 """
 
 # The bets already placed under some (user, clientBetId) pairs, with each user's balance.
 SELECT_BETS_BY_CLIENT_IDS: Final = """
-SELECT b AS bet, u.balance
+SELECT b AS bet, l.balance_after AS balance, l.seq AS balance_version
 FROM unnest($1::uuid[], $2::text[]) AS asked(user_id, client_bet_id)
 JOIN bets b ON b.user_id = asked.user_id AND b.client_bet_id = asked.client_bet_id
-JOIN users u ON u.id = b.user_id
+CROSS JOIN LATERAL (SELECT balance_after, seq FROM ledger
+                    WHERE user_id = b.user_id ORDER BY seq DESC LIMIT 1) l
 """
 
 # Newest first; the cursor is the (placed_at, id) of the last bet of the previous page.
@@ -85,6 +90,8 @@ DEADLOCK_ATTEMPTS: Final = 5
 class PlacedBet(msgspec.Struct, frozen=True):
     bet: Bet
     balance: Decimal
+    # The seq of the ledger row that left `balance`: higher is newer (docs/protocol.md).
+    balance_version: int
     # False for a repeat of a clientBetId: the original bet, and nothing was debited.
     created: bool
 
@@ -126,7 +133,12 @@ async def place_bets(
         code = row["code"]
         if code in ("placed", "duplicate"):
             answers.append(
-                PlacedBet(Bet.from_record(row), row["new_balance"], created=code == "placed")
+                PlacedBet(
+                    Bet.from_record(row),
+                    row["new_balance"],
+                    row["balance_version"],
+                    created=code == "placed",
+                )
             )
         else:
             answers.append(_refusal(code, row, request.amount, rules))
@@ -152,7 +164,12 @@ async def place_bet(
         # Idempotency holds whatever the payload: a repeat with a bad amount still gets its bet.
         original = await pool.fetchrow(SELECT_BET_BY_CLIENT_ID, user_id, client_bet_id)
         if original is not None:
-            return PlacedBet(Bet.from_record(original["bet"]), original["balance"], created=False)
+            return PlacedBet(
+                Bet.from_record(original["bet"]),
+                original["balance"],
+                original["balance_version"],
+                created=False,
+            )
         raise
     rows = await _fetch_again_on_deadlock(
         pool,
@@ -170,7 +187,12 @@ async def place_bet(
     row = rows[0]
     code = row["code"]
     if code in ("placed", "duplicate"):
-        return PlacedBet(Bet.from_record(row), row["new_balance"], created=code == "placed")
+        return PlacedBet(
+            Bet.from_record(row),
+            row["new_balance"],
+            row["balance_version"],
+            created=code == "placed",
+        )
     raise _refusal(code, row, stake, rules)
 
 
@@ -186,7 +208,9 @@ async def placed_bets(
     found = {}
     for row in rows:
         bet = Bet.from_record(row["bet"])
-        found[(bet.user_id, bet.client_bet_id)] = PlacedBet(bet, row["balance"], created=False)
+        found[(bet.user_id, bet.client_bet_id)] = PlacedBet(
+            bet, row["balance"], row["balance_version"], created=False
+        )
     return found
 
 

@@ -75,3 +75,24 @@ def recovery_state(room: str) -> str:
 def socket_slots(user_id: str) -> str:
     """The sockets a user holds on every node (storage/socket_slots.py)."""
     return f"{PREFIX}sockets:{user_id}"
+
+
+# Presence (storage/presence.py): the nodes writing it; per node, a set of the users watching each
+# market and one of the users connected; per market (and for everyone online), the last count.
+PRESENCE_NODES: Final = PREFIX + "presence:nodes"
+PRESENCE_ONLINE_COUNT: Final = PREFIX + "presence:online-count"
+
+
+def presence_watching(market_id: str, node: str) -> str:
+    """The users with a socket on `node` subscribed to the market."""
+    return f"{PREFIX}presence:watching:{market_id}:{node}"
+
+
+def presence_online(node: str) -> str:
+    """The users with a socket on `node`."""
+    return f"{PREFIX}presence:online:{node}"
+
+
+def presence_watchers(market_id: str) -> str:
+    """The market's last count of watchers, when it was counted, and the last one pushed."""
+    return f"{PREFIX}presence:watchers:{market_id}"

@@ -24,10 +24,18 @@ class User:
     username: str
     balance: Decimal
     created_at: datetime
+    # The player hides their name from market activity (shown there as "anonymous").
+    anonymous: bool
 
     @classmethod
     def from_record(cls, record: asyncpg.Record) -> Self:
-        return cls(record["id"], record["username"], record["balance"], record["created_at"])
+        return cls(
+            record["id"],
+            record["username"],
+            record["balance"],
+            record["created_at"],
+            record["anonymous"],
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,10 +72,16 @@ class WalletState:
     balance: Decimal
     open_stake: Decimal
     open_potential_payout: Decimal
+    balance_version: int  # the seq of the ledger row that left the balance: higher is newer
 
     @classmethod
     def from_record(cls, record: asyncpg.Record) -> Self:
-        return cls(record["balance"], record["open_stake"], record["open_potential_payout"])
+        return cls(
+            record["balance"],
+            record["open_stake"],
+            record["open_potential_payout"],
+            record["balance_version"],
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,8 +75,12 @@ LIMIT $2
 FOR UPDATE
 """
 
+# With each balance its version, the seq of the user's newest ledger row (storage/migrations/0009).
 LOCK_USERS: Final = """
-SELECT id, balance FROM users WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE
+SELECT u.id, u.balance,
+       coalesce((SELECT seq FROM ledger l WHERE l.user_id = u.id ORDER BY seq DESC LIMIT 1), 0)
+           AS balance_version
+FROM users u WHERE u.id = ANY($1::uuid[]) ORDER BY u.id FOR UPDATE
 """
 
 SETTLE_BETS: Final = """
@@ -93,6 +97,7 @@ SELECT r.user_id, r.kind, r.amount, r.balance_after, r.bet_id
 FROM unnest($1::uuid[], $2::text[], $3::numeric[], $4::numeric[], $5::uuid[])
      WITH ORDINALITY AS r (user_id, kind, amount, balance_after, bet_id, ord)
 ORDER BY r.ord
+RETURNING bet_id, seq
 """
 
 # Settled bets no longer count against the cap: their potential payouts leave the open total.
@@ -112,12 +117,14 @@ RETURNING id
 
 @dataclass(frozen=True, slots=True)
 class SettledBet:
-    """One bet settled by this call: what it paid and the user's balance right after it."""
+    """One bet settled by this call: what it paid and the user's balance right after it, with
+    that balance's version (the seq of the ledger row that left it)."""
 
     user_id: uuid.UUID
     bet: Bet
     payout: Decimal
     balance: Decimal
+    balance_version: int
 
 
 @dataclass(slots=True)
@@ -130,9 +137,11 @@ class SettlementResult:
     bets: list[SettledBet] = field(default_factory=list)
     complete: bool = False  # every bet of the market is settled (settled_at is set)
 
-    def final_balances(self) -> dict[uuid.UUID, Decimal]:
-        """Each user's balance after the last of their bets settled here."""
-        return {settled.user_id: settled.balance for settled in self.bets}
+    def final_balances(self) -> dict[uuid.UUID, tuple[Decimal, int]]:
+        """Each user's balance, and its version, after the last of their bets settled here."""
+        return {
+            settled.user_id: (settled.balance, settled.balance_version) for settled in self.bets
+        }
 
 
 def resolution_of(market: Market) -> Resolution:
@@ -242,9 +251,9 @@ async def _settle_chunk(
             for row in chunk
         }
         user_ids = sorted({row["user_id"] for row in chunk})
-        balances = {
-            row["id"]: row["balance"] for row in await connection.fetch(LOCK_USERS, user_ids)
-        }
+        locked = await connection.fetch(LOCK_USERS, user_ids)
+        balances = {row["id"]: row["balance"] for row in locked}
+        versions = {row["id"]: row["balance_version"] for row in locked}
         ids = list(outcomes)
         settled_rows = await connection.fetch(
             SETTLE_BETS,
@@ -258,19 +267,35 @@ async def _settle_chunk(
         per_user: dict[uuid.UUID, list[Bet]] = defaultdict(list)
         for bet in sorted(settled, key=lambda bet: bet.id):
             per_user[bet.user_id].append(bet)
+        balance_after: dict[uuid.UUID, Decimal] = {}
         for user_id in sorted(per_user):
             for bet in per_user[user_id]:
                 outcome = outcomes[bet.id]
                 balances[user_id] += outcome.payout
+                balance_after[bet.id] = balances[user_id]
                 if outcome.ledger_kind is not None:
                     ledger_rows.append(
                         (user_id, outcome.ledger_kind, outcome.payout, balances[user_id], bet.id)
                     )
-                result.bets.append(SettledBet(user_id, bet, outcome.payout, balances[user_id]))
+        seqs: dict[uuid.UUID, int] = {}
         if ledger_rows:
-            await connection.execute(
+            inserted = await connection.fetch(
                 INSERT_SETTLEMENT_LEDGER, *map(list, zip(*ledger_rows, strict=True))
             )
+            seqs = {row["bet_id"]: row["seq"] for row in inserted}
+        for user_id in sorted(per_user):
+            for bet in per_user[user_id]:
+                # A lost bet writes no ledger row: the balance, and its version, stay as they were.
+                versions[user_id] = seqs.get(bet.id, versions[user_id])
+                result.bets.append(
+                    SettledBet(
+                        user_id,
+                        bet,
+                        outcomes[bet.id].payout,
+                        balance_after[bet.id],
+                        versions[user_id],
+                    )
+                )
         changed = sorted(per_user)
         released = [
             sum((bet.potential_payout for bet in per_user[user_id]), Decimal(0))

@@ -31,12 +31,14 @@ WITH credited AS (
 )
 INSERT INTO ledger (user_id, kind, amount, balance_after)
 SELECT id, 'daily_reward', $2, balance FROM credited
-RETURNING balance_after
+RETURNING balance_after, seq
 """
 
 SELECT_WALLET: Final = """
 SELECT u.balance, u.open_potential_payout,
-       (SELECT coalesce(sum(b.amount), 0) FROM bets b WHERE b.user_id = u.id AND b.status = 'open') AS open_stake
+       (SELECT coalesce(sum(b.amount), 0) FROM bets b WHERE b.user_id = u.id AND b.status = 'open') AS open_stake,
+       coalesce((SELECT l.seq FROM ledger l WHERE l.user_id = u.id ORDER BY l.seq DESC LIMIT 1), 0)
+           AS balance_version
 FROM users u
 WHERE u.id = $1
 """
@@ -52,8 +54,8 @@ LIMIT $3
 
 async def claim_daily_reward(
     pool: asyncpg.Pool, user_id: uuid.UUID, day: date, amount: Decimal, max_balance: Decimal
-) -> Decimal:
-    """Pay the reward once per (user, UTC day); returns the new balance, or raises
+) -> tuple[Decimal, int]:
+    """Pay the reward once per (user, UTC day); returns the new balance and its version, or raises
     RewardAlreadyClaimed (that day is taken) or BalanceCapExceeded (nothing is paid then).
 
     The unique (user, day) key and the balance update share one transaction: of many concurrent
@@ -63,11 +65,11 @@ async def claim_daily_reward(
         claimed = await connection.fetchval(INSERT_REWARD_CLAIM, user_id, day, amount)
         if claimed is None:
             raise reward_already_claimed(datetime.combine(day, time(0), UTC))
-        balance = await connection.fetchval(CREDIT_REWARD, user_id, amount, max_balance)
-        if balance is None:
+        credited = await connection.fetchrow(CREDIT_REWARD, user_id, amount, max_balance)
+        if credited is None:
             # Raising rolls the claim back: a refused reward can be claimed later the same day.
             raise BalanceCapExceeded.for_reward(amount, max_balance)
-        return Decimal(balance)
+        return Decimal(credited["balance_after"]), credited["seq"]
 
 
 async def get_wallet(connection: Executor, user_id: uuid.UUID) -> WalletState | None:

@@ -1,5 +1,6 @@
 """The application layer's runtime in this process: builds the use cases (services/) on the
-server's resources and runs their background work (bet batch workers, pending settlements)."""
+server's resources and runs their background work (bet batch workers, pending settlements,
+market activity pushes)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from server.runtime.overload import LOOP_LAG, RETRY_AFTER_MS
 from server.runtime.resources import DB_POOL, LOGIN_GUARD, REDIS
 from server.settings import RULES, SETTINGS
 from services import odds_history
+from services.activity import MarketActivity
 from services.betting import QueueAdmission
 from services.container import Services, SignIn, build_services
 from services.settlement import SETTLE_PENDING_INTERVAL_S
@@ -52,8 +54,17 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         app[LOGIN_GUARD],
         timedelta(seconds=settings.refresh_reuse_grace_s),
     )
+    push_activity_s = settings.market_activity_push_interval_ms / 1000
     services = build_services(
-        app[DB_POOL], app[REDIS], app[RULES], notifier, spawn_job, sign_in, admission
+        app[DB_POOL],
+        app[REDIS],
+        app[RULES],
+        notifier,
+        spawn_job,
+        sign_in,
+        admission,
+        announce_activity=push_activity_s > 0,
+        max_announced_bets=settings.market_activity_push_max_bets,
     )
     app[SERVICES] = services
     # Past capacity the transport refuses bets before decoding them (server/runtime/overload.py).
@@ -65,7 +76,14 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     # Crash safety: at start (first run at once) and every 30 s, finish what a dead process left.
     settler = await spawn(app, _settle_pending_forever(services), name="settle-pending")
     pruner = await spawn(app, _prune_odds_history_forever(app[DB_POOL]), name="odds-history-prune")
+    announcer = None
+    if push_activity_s > 0:
+        announcer = await spawn(
+            app, _announce_activity_forever(services.activity, push_activity_s), name="activity"
+        )
     yield
+    if announcer is not None:
+        await announcer.close()
     await pruner.close()
     await settler.close()
     for worker in workers:
@@ -88,6 +106,25 @@ async def _prune_odds_history_forever(pool: asyncpg.Pool) -> None:
             logger.exception("odds history pruning failed; retrying later")
         stop_if_cancelled()
         await asyncio.sleep(odds_history.PRUNE_INTERVAL_S)
+
+
+async def _announce_activity_forever(activity: MarketActivity, interval_s: float) -> None:
+    """Every interval, the bets this node placed go to their markets' subscribers, one batch a
+    market. A batch that fails is not retried: its bets are in the pages."""
+    failing = False
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await activity.flush()
+        except Exception:
+            stop_if_cancelled()
+            if not failing:  # one line per outage, not one per interval
+                logger.warning("market activity not pushed; retrying", exc_info=True)
+            failing = True
+        else:
+            if failing:
+                logger.info("market activity pushed again")
+            failing = False
 
 
 async def _settle_pending_forever(services: Services) -> None:

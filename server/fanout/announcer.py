@@ -14,9 +14,10 @@ from game.leaderboard import Period
 from server.fanout.market_cache import MarketCache, publish_changes
 from server.fanout.pushes import Pushes
 from server.fanout.rooms import emit_balance, leaderboard_room, market_room, user_room
-from server.wire.views import bet_view, entry_view, market_view
+from server.wire.views import activity_views, bet_view, entry_view, market_view
 from services import metrics
 from services.notifier import BalanceReason
+from storage.activity import ActivityBet
 from storage.leaderboards import Standing
 from storage.rows import Bet, Market
 
@@ -31,15 +32,18 @@ class SocketNotifier:
         self,
         user_id: uuid.UUID,
         balance: Decimal,
+        version: int,
         reason: BalanceReason,
         *,
         except_asker: str | None = None,
     ) -> None:
-        emit_balance(self.pushes, user_id, balance, reason, skip_sid=except_asker)
+        emit_balance(self.pushes, user_id, balance, version, reason, skip_sid=except_asker)
 
-    def bet_settled(self, user_id: uuid.UUID, bet: Bet, balance: Decimal) -> None:
+    def bet_settled(self, user_id: uuid.UUID, bet: Bet, balance: Decimal, version: int) -> None:
         self.pushes.emit(
-            "bet:settled", {"bet": bet_view(bet), "balance": balance}, user_room(user_id)
+            "bet:settled",
+            {"bet": bet_view(bet), "balance": balance, "balanceVersion": version},
+            user_room(user_id),
         )
 
     async def markets_changed(self, rows: Sequence[Market]) -> None:
@@ -75,4 +79,18 @@ class SocketNotifier:
             "leaderboard:update",
             {"period": period.value, "entries": [entry_view(entry) for entry in standings]},
             leaderboard_room(period.value),
+        )
+
+    def market_activity(
+        self, market_id: uuid.UUID, bets: Sequence[ActivityBet], *, omitted: int
+    ) -> None:
+        # One push per market per flush, encoded once for every subscriber on every node.
+        self.pushes.emit(
+            "market:activity",
+            {
+                "marketId": str(market_id),
+                "bets": activity_views(bets),
+                "omitted": omitted,
+            },
+            market_room(market_id),
         )

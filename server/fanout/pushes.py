@@ -37,9 +37,10 @@ logger = logging.getLogger("thisthat.pushes")
 
 CHANNEL: Final = keys.PREFIX + "pushes"
 NAMESPACE: Final = "/"
-# State pushes: a newer one of the same kind makes an older one useless, so a socket whose peer
-# is behind on reading may skip them (it gets the latest state when it catches up, or by `sync`).
-SUPERSEDED: Final = frozenset({"odds", "leaderboard:update", "balance"})
+# Pushes a socket whose peer is behind on reading may skip. State pushes: a newer one of the same
+# kind makes an older one useless (it gets the latest state when it catches up, or by `sync`). And
+# a market's recent bets: a feed to glance at, which `market:activity` pages in full.
+SUPERSEDED: Final = frozenset({"odds", "leaderboard:update", "balance", "market:activity"})
 # The least time between two publishes of a node: a push waits at most this long, and only while
 # pushes keep coming (an idle node publishes at once).
 PUBLISH_INTERVAL_S: Final = 0.01

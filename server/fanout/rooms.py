@@ -20,10 +20,20 @@ def leaderboard_room(period: str) -> str:
 
 
 def emit_balance(
-    pushes: Pushes, user_id: object, balance: Decimal, reason: str, *, skip_sid: str | None = None
+    pushes: Pushes,
+    user_id: object,
+    balance: Decimal,
+    version: int,
+    reason: str,
+    *,
+    skip_sid: str | None = None,
 ) -> None:
     """Every balance change is pushed to all of the user's sockets, on every node; the socket
-    whose ack already carries the new balance (`skip_sid`) is spared the duplicate."""
+    whose ack already carries the new balance (`skip_sid`) is spared the duplicate. Pushes from
+    different nodes can cross: `balanceVersion` tells the client which balance is newer."""
     pushes.emit(
-        "balance", {"balance": balance, "reason": reason}, user_room(user_id), skip_sid=skip_sid
+        "balance",
+        {"balance": balance, "reason": reason, "balanceVersion": version},
+        user_room(user_id),
+        skip_sid=skip_sid,
     )

@@ -25,9 +25,10 @@ SCHEMAS_REF: Final = "#/components/schemas/{name}"
 # What each event's ack carries on success.
 ACKS: Final[dict[str, type[replies.Reply]]] = {
     "markets:list": replies.MarketsPage,
-    "market:get": replies.MarketReply,
+    "market:get": replies.WatchedMarketReply,
     "market:history": replies.OddsHistory,
-    "market:subscribe": replies.MarketsReply,
+    "market:activity": replies.ActivityPage,
+    "market:subscribe": replies.WatchedMarketsReply,
     "market:unsubscribe": replies.Nothing,
     "bet:place": replies.BetReply,
     "bets:list": replies.BetsPage,
@@ -38,7 +39,9 @@ ACKS: Final[dict[str, type[replies.Reply]]] = {
     "leaderboard:subscribe": replies.Nothing,
     "leaderboard:unsubscribe": replies.Nothing,
     "auth:refresh": replies.Expiry,
+    "account:update": replies.UserReply,
     "sync": replies.SyncState,
+    "presence:get": replies.Online,
 }
 
 # Server pushes: payload and who receives them.
@@ -46,6 +49,15 @@ PUSHES: Final[dict[str, tuple[type[replies.Reply], str]]] = {
     "session": (replies.SessionPush, "the socket, once connected"),
     "odds": (replies.OddsTick, "room market:<id>; only when the odds change"),
     "market:update": (replies.MarketReply, "room market:<id>; on any status change"),
+    "market:watchers": (
+        replies.WatchersPush,
+        "room market:<id>; when its watchers change, at most once per PRESENCE_INTERVAL_S",
+    ),
+    "market:activity": (
+        replies.ActivityPush,
+        "room market:<id>; new bets, one batch per market per MARKET_ACTIVITY_PUSH_INTERVAL_MS "
+        "from each node",
+    ),
     "balance": (replies.BalancePush, "room user:<id>: every socket of the player"),
     "bet:settled": (replies.BetReply, "room user:<id>: every socket of the player"),
     "leaderboard:update": (
@@ -400,6 +412,42 @@ def openapi() -> dict[str, Any]:
                         "content": {"application/json": {"schema": {"type": "object"}}},
                     },
                     **_errors(401, 403, 404),
+                },
+            }
+        },
+        "/loadtest/limits": {
+            "get": {
+                "summary": "The limits and credits a load test runs into, for the load client's "
+                "preflight (404 unless LOADTEST_LIMITS_ENDPOINT is true; "
+                "`Authorization: Bearer <METRICS_TOKEN>` when that is set)",
+                "responses": {
+                    "200": {
+                        "description": "settings by environment variable name (rate limits as "
+                        "count/window), the feed's kind, open markets, whether proxies are "
+                        "trusted, and the caller's address as the limits count it",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": [
+                                        "settings",
+                                        "feed",
+                                        "openMarkets",
+                                        "trustedProxies",
+                                        "clientAddress",
+                                    ],
+                                    "properties": {
+                                        "settings": {"type": "object"},
+                                        "feed": {"enum": ["polymarket", "replay", "off"]},
+                                        "openMarkets": {"type": "integer", "minimum": 0},
+                                        "trustedProxies": {"type": "boolean"},
+                                        "clientAddress": {"type": "string"},
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    **_errors(401, 403, 404, 429),
                 },
             }
         },

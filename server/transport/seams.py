@@ -34,7 +34,11 @@ python-engineio (server/transport/websocket.py, server/transport/engineio_poll.p
   `closed`, `server`, and calls `check_ping_timeout()`, `receive(pkt)` and
   `close(wait=, abort=, reason=)`; on the server it reads `sockets`, `handlers`,
   `ping_interval`, `ping_timeout` and `reason.TRANSPORT_CLOSE`;
-- `AsyncSocket.poll` is replaced process-wide by a leaner wait (`engineio_poll.install()`);
+- `AsyncSocket.poll` is replaced process-wide by a leaner wait, and
+  `AsyncSocket.handle_post_request(environ)` by one that charges the read budget first
+  (`engineio_poll.install()`; it reads `environ["wsgi.input"]`, `CONTENT_LENGTH`,
+  `server.max_http_buffer_size` and raises `exceptions.EngineIOError`, which the server answers
+  400 after dropping the socket);
 - `AsyncServer.disconnect(sid)` closes without waiting for a long-poll to take the queue (with
   `reason.SERVER_DISCONNECT`), `start_background_task(target, ...)` keeps the loop it found, and
   `generate_id()` hands out a resumed socket's id once (`manager.pre_connect` takes its sid
@@ -79,6 +83,7 @@ OVERRIDDEN: Final[tuple[tuple[type[Any], str, tuple[str, ...]], ...]] = (
         ("self", "server", "sid", "eio_sid", "data", "namespace", "id"),
     ),
     (socketio.AsyncServer, "_handle_eio_disconnect", ("self", "eio_sid", "reason")),
+    (socketio.AsyncServer, "disconnect", ("self", "sid", "namespace", "ignore_queue")),
     (socketio.AsyncServer, "_handle_connect", ("self", "eio_sid", "namespace", "data")),
     (socketio.AsyncServer, "_trigger_event", ("self", "event", "namespace", "args")),
     (socketio.AsyncRedisManager, "_redis_connect", ("self",)),
@@ -86,6 +91,7 @@ OVERRIDDEN: Final[tuple[tuple[type[Any], str, tuple[str, ...]], ...]] = (
     (engineio.AsyncServer, "start_background_task", ("self", "target")),
     (engineio.AsyncServer, "generate_id", ("self",)),
     (async_socket.AsyncSocket, "poll", ("self",)),
+    (async_socket.AsyncSocket, "handle_post_request", ("self", "environ")),
     (async_socket.AsyncSocket, "check_ping_timeout", ("self",)),
     (async_socket.AsyncSocket, "receive", ("self", "pkt")),
     (async_socket.AsyncSocket, "close", ("self", "wait", "abort", "reason")),

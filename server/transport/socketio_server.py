@@ -153,6 +153,20 @@ class GameSocketServer(RecoveringServer):
         loop.call_later(self.limits.auth_timeout_s, self._close_if_anonymous, eio_sid)
         return result
 
+    async def disconnect(
+        self, sid: str, namespace: str | None = None, ignore_queue: bool = False
+    ) -> None:
+        """Disconnect a socket from a namespace (the token expired, an operator's or a node's
+        order). The Engine.IO connection under it stays open until its client closes it: a
+        client that does not gets the auth deadline to connect again, as one that left by itself
+        does, and is then closed."""
+        eio_sid = self.manager.eio_sid_from_sid(sid, namespace or "/")
+        await super().disconnect(sid, namespace, ignore_queue)
+        if eio_sid is not None and eio_sid in self.eio.sockets:
+            asyncio.get_running_loop().call_later(
+                self.limits.auth_timeout_s, self._close_if_anonymous, eio_sid
+            )
+
     def _close_if_anonymous(self, eio_sid: str) -> None:
         if eio_sid not in self.eio.sockets or self.manager.sid_from_eio_sid(eio_sid, "/"):
             return

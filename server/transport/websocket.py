@@ -69,6 +69,41 @@ _FRAMES: Final = frozenset({WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.PING, WS
 _BET_FRAME: Final = re.compile(r'42(\d{1,15})\["bet:place"')
 # The same refusal the router gives a bet while the server is busy, encoded once.
 BUSY_ACK: Final = dumps_bytes([ack_error(ServerBusy(RETRY_AFTER_MS))]).decode()
+# A bet's clientBetId, read without decoding the frame: the schema allows no character that JSON
+# escapes, so a quoted run of them is the whole id.
+_CLIENT_BET_ID: Final = re.compile(r'"clientBetId"\s*:\s*"([A-Za-z0-9_-]{1,64})"')
+
+
+class BetResends:
+    """Which bet frames of one connection may repeat a bet already written, so the edge must not
+    answer them busy ("not written"): the connection's first bets (a client that reconnects sends
+    again the bets it got no answer for) and any clientBetId it sent before. Those go on to the
+    router, which answers a written bet with the original before any load refusal."""
+
+    __slots__ = ("_first_left", "_sent")
+
+    FIRST_BETS: Final = 16
+    REMEMBERED: Final = 256
+
+    def __init__(self) -> None:
+        self._first_left = self.FIRST_BETS
+        self._sent: dict[str, None] = {}  # insertion-ordered: the oldest is forgotten first
+
+    def may_repeat(self, frame: str) -> bool:
+        if self._first_left > 0:
+            return True
+        found = _CLIENT_BET_ID.search(frame)
+        return found is not None and found.group(1) in self._sent
+
+    def passed(self, frame: str) -> None:
+        """A bet frame went on to be decoded: later frames with its clientBetId may repeat it."""
+        self._first_left -= 1
+        found = _CLIENT_BET_ID.search(frame)
+        if found is None:
+            return
+        self._sent[found.group(1)] = None
+        if len(self._sent) > self.REMEMBERED:
+            del self._sent[next(iter(self._sent))]
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,6 +371,7 @@ async def serve_socket(
     deadline = ReadDeadline(server.ping_interval + server.ping_timeout)
     on_message = server.handlers.get("message")
     lag = request.app.get(LOOP_LAG)
+    resends = BetResends()
     try:
         while not socket.closed and not writer.closed:
             message = await ws.receive()
@@ -343,10 +379,10 @@ async def serve_socket(
             kind = message.type
             if kind not in _FRAMES:
                 if isinstance(message.data, ReadBudgetSpent):
-                    _over_budget(socket.sid, request)
+                    over_budget(socket.sid, request)
                 break
             if not budget.charge(now, len(message.data)):
-                _over_budget(socket.sid, request)
+                over_budget(socket.sid, request)
                 writer.close_now(WSCloseCode.POLICY_VIOLATION)
                 break
             if kind is WSMsgType.PING:
@@ -354,12 +390,18 @@ async def serve_socket(
                 continue
             if kind is WSMsgType.PONG:
                 continue
-            if lag is not None and lag.sheds_some():
-                busy = _BET_FRAME.match(message.data) if message.type == WSMsgType.TEXT else None
-                if busy is not None and lag.sheds_at_edge():
+            bet = _BET_FRAME.match(message.data) if kind is WSMsgType.TEXT else None
+            if bet is not None:
+                if (
+                    lag is not None
+                    and lag.sheds_some()
+                    and not resends.may_repeat(message.data)
+                    and lag.sheds_at_edge()
+                ):
                     # Past capacity: answered before Socket.IO decodes it (server/runtime/overload.py).
-                    writer.send(PreparedMessage(f"43{busy.group(1)}{BUSY_ACK}"))
+                    writer.send(PreparedMessage(f"43{bet.group(1)}{BUSY_ACK}"))
                     continue
+                resends.passed(message.data)
             try:
                 pkt = eio_packet.Packet(encoded_packet=message.data)
             except Exception:  # noqa: BLE001 - whatever a peer sends must not raise out of here
@@ -441,7 +483,7 @@ def _log_protocol_error(sid: str, what: str) -> None:
 _over_budget_log = RateLimitedLog(logger, "socket closed: past its read budget")
 
 
-def _over_budget(sid: str, request: web.Request) -> None:
+def over_budget(sid: str, request: web.Request) -> None:
     """A connection past its read budget: logged, and its address may open no new connection
     for the connection window, so reconnecting does not buy a fresh budget at once."""
     metrics.PROTOCOL_ERRORS.inc()
@@ -472,3 +514,5 @@ def use_game_websocket(sio: socketio.AsyncServer, settings: Settings) -> None:
         max_message_bytes=settings.socket_max_message_bytes,
     )
     sio.eio._async = {**sio.eio._async, "websocket": websocket_class(wire, reads)}
+    # Long-polling POSTs pay from the same budget (server/transport/engineio_poll.py).
+    sio.eio.read_limits = reads

@@ -35,6 +35,12 @@ Odds = Annotated[
     ),
 ]
 Uuid = Annotated[str, msgspec.Meta(description="a UUID")]
+BalanceVersion = Annotated[
+    int,
+    msgspec.Meta(
+        description="orders the player's balances: of two, the one with the higher version is newer"
+    ),
+]
 Period = Literal["all", "week", "day"]
 
 
@@ -103,6 +109,7 @@ class User(Reply):
     username: str
     balance: Credits
     createdAt: datetime
+    anonymous: Annotated[bool, msgspec.Meta(description="the name is hidden in market activity")]
 
 
 class Market(Reply):
@@ -175,9 +182,37 @@ class MarketsReply(Reply):
     markets: list[Market]
 
 
+class WatchedMarket(Market):
+    """A market as `market:get` and `market:subscribe` answer it: with its watchers."""
+
+    watchers: Annotated[
+        int,
+        msgspec.Meta(
+            ge=0,
+            description="players with a socket subscribed to the market, on every node, each "
+            "counted once (the asking player as they are now)",
+        ),
+    ]
+
+
+class WatchedMarketReply(Reply):
+    market: WatchedMarket
+
+
+class WatchedMarketsReply(Reply):
+    markets: list[WatchedMarket]
+
+
+class Online(Reply):
+    online: Annotated[
+        int, msgspec.Meta(ge=0, description="players connected on every node, each counted once")
+    ]
+
+
 class BetReply(Reply):
     bet: Bet
     balance: Credits
+    balanceVersion: BalanceVersion
 
 
 class BetsPage(Reply):
@@ -187,6 +222,7 @@ class BetsPage(Reply):
 
 class Wallet(Reply):
     balance: Credits
+    balanceVersion: BalanceVersion
     openStake: Credits
     openPotentialPayout: Credits
 
@@ -199,6 +235,7 @@ class HistoryPage(Reply):
 class RewardClaimed(Reply):
     amount: Credits
     balance: Credits
+    balanceVersion: BalanceVersion
     nextClaimAt: datetime
 
 
@@ -230,6 +267,23 @@ class OddsHistory(Reply):
     ]
 
 
+class ActivityBet(Reply):
+    """A bet on the market as anyone may see it: no id, no balance."""
+
+    username: Annotated[
+        str, msgspec.Meta(description='the player\'s name, or "anonymous" when they hide it')
+    ]
+    side: Literal["this", "that"]
+    amount: Credits
+    odds: Odds
+    at: datetime
+
+
+class ActivityPage(Reply):
+    bets: Annotated[list[ActivityBet], msgspec.Meta(description="newest first")]
+    nextCursor: str | None
+
+
 class Expiry(Reply):
     expiresAt: datetime
 
@@ -256,6 +310,25 @@ class OddsTick(Reply):
 class BalancePush(Reply):
     balance: Credits
     reason: Literal["bet", "payout", "refund", "reward"]
+    balanceVersion: BalanceVersion
+
+
+class ActivityPush(Reply):
+    marketId: Uuid
+    bets: Annotated[
+        list[ActivityBet],
+        msgspec.Meta(
+            description="the market's new bets on one node since its last push, newest first"
+        ),
+    ]
+    omitted: Annotated[
+        int, msgspec.Meta(description="older new bets left out of this batch (page for them)")
+    ]
+
+
+class WatchersPush(Reply):
+    marketId: Uuid
+    watchers: Annotated[int, msgspec.Meta(ge=0)]
 
 
 class LeaderboardPush(Reply):

@@ -231,6 +231,18 @@ class MarketHistory(Payload):
             raise ValueError("must be before `to` - at `$.from`")
 
 
+class MarketActivity(Payload):
+    marketId: Id
+    limit: Limit100 = 20
+    cursor: Cursor | None = None
+
+
+class AccountUpdate(Payload):
+    anonymous: Annotated[
+        bool, msgspec.Meta(description='hide the name in market activity (shown as "anonymous")')
+    ]
+
+
 P = TypeVar("P", bound=Payload)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -87,7 +88,11 @@ async def test_a_bet_is_acknowledged_pushed_and_listed(
     )
     assert (bet["amount"], bet["odds"], bet["potentialPayout"]) == (100, 0.4, 250)
     assert bet["payout"] is None and bet["settledAt"] is None and bet["placedAt"].endswith("Z")
-    assert await device.next("balance") == {"balance": 900, "reason": "bet"}
+    assert await device.next("balance") == {
+        "balance": 900,
+        "reason": "bet",
+        "balanceVersion": placed["balanceVersion"],
+    }
     # The socket that placed the bet has the balance in its ack and is spared the push.
     await player.ok("wallet:get")
     assert player.received["balance"].empty()
@@ -97,6 +102,7 @@ async def test_a_bet_is_acknowledged_pushed_and_listed(
     assert again == placed
     assert await player.ok("wallet:get") == {
         "balance": 900,
+        "balanceVersion": placed["balanceVersion"],
         "openStake": 100,
         "openPotentialPayout": 250,
     }
@@ -124,6 +130,7 @@ async def test_every_refusal_has_its_code_and_changes_nothing(
     stale = await insert_market(db, odds_age_s=600)
     long_shot = await insert_market(db, this_odds="0.0005", that_odds="0.9995")
     base = {"marketId": str(open_market), "side": "this", "amount": 100, "clientBetId": "refused"}
+    before = await player.ok("wallet:get")
     cases: list[tuple[dict[str, Any], str, dict[str, Any]]] = [
         ({"side": "both"}, "VALIDATION_ERROR", {"details": {"field": "side"}}),
         ({"clientBetId": "not ok!"}, "VALIDATION_ERROR", {"details": {"field": "clientBetId"}}),
@@ -148,11 +155,16 @@ async def test_every_refusal_has_its_code_and_changes_nothing(
         for key, value in extra.items():
             assert error[key] == value, (change, error)
         assert error["message"] and "Traceback" not in error["message"]
-    assert await player.ok("wallet:get") == {
-        "balance": 1000,
-        "openStake": 0,
-        "openPotentialPayout": 0,
-    }
+    assert (
+        await player.ok("wallet:get")
+        == before
+        == {
+            "balance": 1000,
+            "balanceVersion": before["balanceVersion"],
+            "openStake": 0,
+            "openPotentialPayout": 0,
+        }
+    )
     assert (await player.ok("bets:list"))["bets"] == []
     assert [e["kind"] for e in (await player.ok("wallet:history"))["entries"]] == ["signup_bonus"]
     # The refused clientBetId was never used: it still places a bet.
@@ -227,6 +239,7 @@ async def test_settlement_pays_every_resolution_and_moves_the_leaderboard(
         wallet = await player.ok("wallet:get")
         assert wallet == {
             "balance": finals[player.username],
+            "balanceVersion": pushes[-1]["balanceVersion"],
             "openStake": 0,
             "openPotentialPayout": 0,
         }
@@ -266,6 +279,54 @@ async def test_settlement_pays_every_resolution_and_moves_the_leaderboard(
             await audit.check_all(connection, redis_client, Decimal("1000000"), datetime.now(UTC))
             == []
         )
+
+
+async def test_every_balance_names_the_ledger_entry_that_left_it_so_the_newest_wins(
+    server: tuple[str, web.Application], new_player: PlayerFactory, db: asyncpg.Pool
+) -> None:
+    """Settlement pushes leave after their commit and can arrive after the answer to a bet placed
+    later: each balance carries the seq of the ledger row that left it, and keeping the highest
+    version ends on the balance the ledger holds."""
+    app = server[1]
+    player = await new_player()
+    listener = Player(player.base_url, player.http)
+    listener.access_token = player.access_token
+    await listener.connect()
+    await listener.next("session")
+    settled_markets = [await insert_market(db) for _ in range(3)]
+    open_market = await insert_market(db)
+    seen: list[dict[str, Any]] = []
+    for round_ in range(3):
+        seen.append(await place(player, settled_markets[round_], "this", 100, f"settled-{round_}"))
+        # The settlement and a later bet race: their balances cross on the way.
+        resolve = asyncio.ensure_future(
+            app[SERVICES].settlement.resolve(settled_markets[round_], Resolution.THIS)
+        )
+        seen.append(await place(player, open_market, "that", 10, f"after-{round_}"))
+        await resolve
+    for _ in range(3):
+        seen.append(await listener.next("bet:settled"))
+    for _ in range(6 + 3):  # the other socket's six bets, three payouts
+        seen.append(await listener.next("balance"))
+    ledger = {
+        row["seq"]: row["balance_after"]
+        for row in await db.fetch(
+            "SELECT seq, balance_after FROM ledger WHERE user_id = $1", uuid.UUID(player.user_id)
+        )
+    }
+    for message in seen:
+        assert ledger[message["balanceVersion"]] == dec(message["balance"]), message
+    newest = max(seen, key=lambda message: message["balanceVersion"])
+    wallet = await player.ok("wallet:get")
+    assert (
+        (dec(newest["balance"]), newest["balanceVersion"])
+        == (
+            dec(wallet["balance"]),
+            wallet["balanceVersion"],
+        )
+        == (ledger[max(ledger)], max(ledger))
+    )
+    await listener.close()
 
 
 async def test_leaderboard_rooms_can_be_left(new_player: PlayerFactory) -> None:

@@ -22,7 +22,7 @@ from server.runtime.overload import LOOP_LAG
 from server.sockets.sessions import SESSIONS
 from server.transport import websocket
 from server.transport.socketio_server import SIO
-from server.transport.websocket import writer_of
+from server.transport.websocket import BetResends, writer_of
 from storage import accounts
 from tests.betting_fixtures import insert_market
 from tests.conftest import ServerFactory
@@ -302,18 +302,32 @@ async def test_past_capacity_a_bet_is_refused_at_the_edge_and_not_written(
     market = await insert_market(db)
     lag = app[LOOP_LAG]
     monkeypatch.setattr(lag, "adjust", lambda: None)  # hold the share the test sets
-    lag.admitted_fraction = 0.0
+    monkeypatch.setattr(BetResends, "FIRST_BETS", 1)
     raw = await RawSocket(base, http).open()
     await raw.authenticate(player.access_token)
-    bet = {"marketId": str(market), "side": "this", "amount": 10, "clientBetId": "edge-1"}
+    written = {"marketId": str(market), "side": "this", "amount": 10, "clientBetId": "edge-0"}
+    await raw.send("424" + orjson.dumps(["bet:place", written]).decode())
+    original = (await raw.ack(4))["data"]["bet"]
+
+    lag.admitted_fraction = 0.0
+    bet = {**written, "clientBetId": "edge-1"}
     await raw.send("425" + orjson.dumps(["bet:place", bet]).decode())
     answer = await raw.ack(5)
     assert answer["error"]["code"] == "RATE_LIMITED" and answer["error"]["retryAfterMs"] > 0
     # Other events are not shed, and the refused bet was never written.
     await raw.send('426["wallet:get",{}]')
-    assert (await raw.ack(6))["data"]["balance"] == 1000
-    assert await db.fetchval("SELECT count(*) FROM bets") == 0
+    assert (await raw.ack(6))["data"]["balance"] == 990
+    # A bet sent again, on the same socket or as the first bets of a new one (a reconnect), may
+    # have been written: it gets its original, never "busy" (which says "not written").
+    await raw.send("427" + orjson.dumps(["bet:place", written]).decode())
+    assert (await raw.ack(7))["data"]["bet"] == original
+    again = await RawSocket(base, http).open()
+    await again.authenticate(player.access_token)
+    await again.send("421" + orjson.dumps(["bet:place", written]).decode())
+    assert (await again.ack(1))["data"]["bet"] == original
+    assert await db.fetchval("SELECT count(*) FROM bets") == 1
     await raw.close()
+    await again.close()
 
 
 @pytest.mark.parametrize("query", ["sid=", "sid=made-up"])
@@ -356,6 +370,22 @@ async def test_a_socket_that_leaves_the_namespace_is_closed_after_the_auth_deadl
     await raw.authenticate(player.access_token)
     await asyncio.sleep(0.8)  # past the deadline the socket met when it connected
     await raw.send("41")
+    assert await raw.closed_by_server(timeout_s=5)
+    assert not app[SIO].eio.sockets
+
+
+async def test_a_socket_the_server_disconnected_is_closed_after_the_auth_deadline(
+    start_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    """A server-side disconnect (an expired token) leaves the Engine.IO connection to its client
+    to close; one that keeps it open without a namespace is closed after the auth deadline."""
+    base, app = await start_server(socket_auth_timeout_s=0.5)
+    player = await signed_up(base, http)
+    raw = await RawSocket(base, http).open()
+    await raw.authenticate(player.access_token)
+    await asyncio.sleep(0.8)  # past the deadline the socket met when it connected
+    [session] = app[SESSIONS].all()
+    await app[SIO].disconnect(session.sid)
     assert await raw.closed_by_server(timeout_s=5)
     assert not app[SIO].eio.sockets
 
@@ -422,6 +452,30 @@ async def test_a_socket_past_its_frame_budget_is_closed_with_one_log_line(
     budget_lines = [r for r in caplog.records if "read budget" in r.getMessage()]
     assert len(budget_lines) == 1
     assert not app[SIO].eio.sockets
+
+
+async def test_a_polling_post_pays_for_each_packet_it_carries(
+    start_server: ServerFactory,
+    http: aiohttp.ClientSession,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Long-polling is no way around the frame budget: one POST of many packets costs each."""
+    base, app = await start_server(ws_frames_per_s=10, ws_frames_burst=20)
+    caplog.set_level(logging.WARNING)
+    forget_earlier_budget_lines(monkeypatch)
+    async with http.get(f"{base}/socket.io/?EIO=4&transport=polling") as response:
+        opened = await response.text()
+    sid = opened.split('"sid":"')[1].split('"')[0]
+    url = f"{base}/socket.io/?EIO=4&transport=polling&sid={sid}"
+    async with http.post(url, data="\x1e".join(["40"] + ["3"] * 9)) as response:
+        assert response.status == 200  # ten packets: within the burst
+    flood = "\x1e".join(f'42{n}["no:such:event",{{}}]' for n in range(200))
+    async with http.post(url, data=flood) as response:
+        assert response.status == 400
+    assert sid not in app[SIO].eio.sockets
+    budget_lines = [r for r in caplog.records if "read budget" in r.getMessage()]
+    assert len(budget_lines) == 1
 
 
 async def test_a_compressed_message_past_the_byte_budget_is_not_inflated(

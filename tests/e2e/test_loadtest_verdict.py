@@ -138,7 +138,7 @@ def test_a_run_whose_players_could_not_connect_exits_1_with_the_verdict(tmp_path
     outcome = subprocess.run(
         [sys.executable, "-m", "server.cli", "loadtest", "--players-file", str(players)]
         + ["--url", "http://127.0.0.1:9", "--duration", "1", "--processes", "1"]
-        + ["--out", str(tmp_path / "run.json")],
+        + ["--out", str(tmp_path / "run.json"), "--skip-preflight"],
         cwd=tmp_path,
         env=_clean_env(),
         capture_output=True,
@@ -147,6 +147,7 @@ def test_a_run_whose_players_could_not_connect_exits_1_with_the_verdict(tmp_path
         check=False,
     )
     assert outcome.returncode == 1, outcome.stdout + outcome.stderr
+    assert outcome.stderr.startswith("preflight: skipped (--skip-preflight)")
     assert "FAILING: 1 of 1 players could not connect" in outcome.stderr
     assert "verdict: FAILED: 1 of 1 players not connected" in outcome.stdout
     written = orjson.loads((tmp_path / "run.json").read_bytes())

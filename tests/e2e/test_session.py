@@ -24,7 +24,11 @@ async def test_session_reward_balance_and_history(new_player: PlayerFactory) -> 
     claimed = await player.ok("reward:claim")
     assert claimed["amount"] == 100 and claimed["balance"] == 1100
     assert claimed["nextClaimAt"].endswith("T00:00:00.000Z")
-    assert await player.next("balance") == {"balance": 1100, "reason": "reward"}
+    assert await player.next("balance") == {
+        "balance": 1100,
+        "reason": "reward",
+        "balanceVersion": claimed["balanceVersion"],
+    }
 
     again = await player.error("reward:claim")
     assert (
@@ -32,7 +36,12 @@ async def test_session_reward_balance_and_history(new_player: PlayerFactory) -> 
     )
 
     wallet = await player.ok("wallet:get")
-    assert wallet == {"balance": 1100, "openStake": 0, "openPotentialPayout": 0}
+    assert wallet == {
+        "balance": 1100,
+        "balanceVersion": claimed["balanceVersion"],
+        "openStake": 0,
+        "openPotentialPayout": 0,
+    }
     history = await player.ok("wallet:history", {"limit": 1})
     assert [entry["kind"] for entry in history["entries"]] == ["daily_reward"]
     rest = await player.ok("wallet:history", {"limit": 1, "cursor": history["nextCursor"]})

@@ -122,12 +122,13 @@ class Snapshot:
     balance: Decimal
     bets: int
     ledger: int
+    anonymous: bool
 
 
 async def snapshot(db: asyncpg.Pool, user_id: str) -> Snapshot:
     row = await db.fetchrow(
         """
-        SELECT balance,
+        SELECT balance, anonymous,
                (SELECT count(*) FROM bets WHERE user_id = $1) AS bets,
                (SELECT count(*) FROM ledger WHERE user_id = $1) AS ledger
         FROM users WHERE id = $1
@@ -135,7 +136,7 @@ async def snapshot(db: asyncpg.Pool, user_id: str) -> Snapshot:
         uuid.UUID(user_id),
     )
     assert row is not None
-    return Snapshot(row["balance"], row["bets"], row["ledger"])
+    return Snapshot(row["balance"], row["bets"], row["ledger"], row["anonymous"])
 
 
 async def table_counts(db: asyncpg.Pool) -> dict[str, Any]:

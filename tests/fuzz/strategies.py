@@ -157,6 +157,11 @@ cursors = (
     | st.tuples(cursor_times, st.uuids()).map(
         lambda pair: encode_cursor(pair[0].isoformat(), pair[1])
     )
+    # A time and a count (market activity's positions), the count at and past its bounds.
+    | st.tuples(
+        cursor_times,
+        st.integers(-2, 10**10) | st.sampled_from([999_999_999, 10**9, 2**63]),
+    ).map(lambda pair: encode_cursor(pair[0].isoformat(), pair[1]))
     | st.sampled_from(
         [
             # The year-1 and year-9999 times at the far offsets: in range for Python, not in UTC.

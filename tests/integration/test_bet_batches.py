@@ -245,7 +245,38 @@ async def test_a_mixed_batch_answers_every_bet_as_placing_them_one_at_a_time_wou
     repeat = batched[3]
     assert isinstance(repeat, bets.PlacedBet) and repeat.bet.id == batched[0].bet.id  # type: ignore[union-attr]
     assert repeat.balance == Decimal("0.00")  # the balance at its turn: after p1 and p3
+    # Each balance answered names, as its version, the ledger row that left it.
+    for answer in [*batched, *one_by_one]:
+        if isinstance(answer, bets.PlacedBet):
+            row = await db.fetchrow(
+                "SELECT user_id, balance_after FROM ledger WHERE seq = $1", answer.balance_version
+            )
+            assert (row["user_id"], row["balance_after"]) == (answer.bet.user_id, answer.balance)
     await assert_sound(db)
+
+
+async def test_a_repeat_between_two_bets_of_its_user_names_the_balance_at_its_turn(
+    db: asyncpg.Pool,
+) -> None:
+    user = await make_user(db, "between", "1000")
+    market = await insert_market(db)
+    [first] = await bets.place_bets(db, [request(user, market, "first", "100")], RULES)
+    batch = await bets.place_bets(
+        db,
+        [
+            request(user, market, "second", "100"),
+            request(user, market, "first", "100"),  # a repeat, at its turn after "second"
+            request(user, market, "third", "100"),
+        ],
+        RULES,
+    )
+    assert all(isinstance(answer, bets.PlacedBet) for answer in [first, *batch])
+    second, repeat, third = batch
+    balances = [(a.balance, a.balance_version) for a in (first, second, repeat, third)]  # type: ignore[union-attr]
+    assert [balance for balance, _ in balances] == [Decimal(900), 800, 800, 700]
+    # The repeat answers the balance "second" left, with that row's version, not the newest.
+    assert balances[2][1] == balances[1][1] < balances[3][1]
+    assert balances[0][1] < balances[1][1]
 
 
 async def test_the_schema_still_refuses_a_bad_client_bet_id_and_orphaning_deletes(

@@ -27,6 +27,12 @@ async def test_each_check_fires_on_the_disagreement_it_names(
         )
 
     journal = Journal(users={user: "chaos_checked"})
+    # A balance told with the version of the ledger row that left it, and one told wrong.
+    journal.balances = [
+        (user, good.balance, good.balance_version),
+        (user, good.balance + 1, good.balance_version),
+    ]
+    journal.logins.update({200: 3, 503: 1, 429: 1})
     for item in (
         intent("good", "20", Attempt("ok", "n", bet={"id": str(good.bet.id), "amount": 20})),
         intent("lost", "25", Attempt("ok", "n", bet={"id": "0-0", "amount": 25})),
@@ -47,6 +53,8 @@ async def test_each_check_fires_on_the_disagreement_it_names(
         checks.ACKED_TWICE: 1,
         checks.REFUSED_STORED: 1,
         checks.UNSENT_STORED: 1,
+        checks.VERSION_WRONG: 1,
+        checks.LOGIN_REFUSED: 1,
     }
     assert findings.facts["unanswered bets not stored"] == "1"
 

@@ -82,7 +82,7 @@ async def claimed_for_real(db: asyncpg.Pool, case: Case) -> Answer:
     except GameError as refusal:
         answer = Answer(refusal.code.value, dict(refusal.details), refusal.message, Decimal(0))
     else:
-        answer = Answer("paid", {"balance": paid}, None, Decimal(0))
+        answer = Answer("paid", {"balance": paid[0]}, None, Decimal(0))
     stored = await db.fetchval("SELECT balance FROM users WHERE id = $1", user)
     return Answer(answer.code, answer.details, answer.message, stored)
 

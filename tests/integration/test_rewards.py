@@ -24,9 +24,10 @@ async def test_twenty_concurrent_claims_pay_exactly_once(db: asyncpg.Pool) -> No
 
     async def claim() -> Decimal | str:
         try:
-            return await wallet.claim_daily_reward(
+            balance, _ = await wallet.claim_daily_reward(
                 db, user.id, day, Decimal("100"), Decimal("1000000")
             )
+            return balance
         except RewardAlreadyClaimed:
             return "claimed"
         except BalanceCapExceeded:
@@ -53,10 +54,14 @@ async def test_next_utc_day_pays_again(db: asyncpg.Pool) -> None:
     await wallet.claim_daily_reward(
         db, user.id, date(2026, 11, 25), Decimal("100"), Decimal("1000000")
     )
-    balance = await wallet.claim_daily_reward(
+    balance, version = await wallet.claim_daily_reward(
         db, user.id, date(2026, 11, 26), Decimal("100"), Decimal("1000000")
     )
     assert balance == Decimal("1200.00")
+    # The version names the ledger row of this payout.
+    assert await db.fetchval(
+        "SELECT balance_after FROM ledger WHERE seq = $1 AND user_id = $2", version, user.id
+    ) == Decimal("1200.00")
 
 
 async def test_reward_over_the_cap_is_refused_and_can_be_claimed_later(db: asyncpg.Pool) -> None:

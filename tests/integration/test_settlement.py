@@ -118,7 +118,7 @@ async def test_a_market_with_more_bets_than_a_chunk_settles_in_several_transacti
     assert result.complete and len(result.bets) == 25
     assert len({settled.bet.id for settled in result.bets}) == 25
     # The balance each push reports is the user's balance after that bet; the last is the final one.
-    for user, balance in result.final_balances().items():
+    for user, (balance, _) in result.final_balances().items():
         assert await balance_of(db, user) == balance
     assert await db.fetchval("SELECT count(*) FROM bets WHERE status = 'open'") == 0
     await assert_sound(db)

@@ -1,6 +1,6 @@
 """Socket.IO event handlers, one module per part of the game, each with its `register`."""
 
-from server.sockets.events import account, bets, leaderboard, markets
+from server.sockets.events import account, activity, bets, leaderboard, markets, presence
 from server.sockets.router import EventRouter
 
 
@@ -10,3 +10,5 @@ def register_all(router: EventRouter) -> None:
     bets.register(router)
     leaderboard.register(router)
     markets.register(router)
+    presence.register(router)
+    activity.register(router)

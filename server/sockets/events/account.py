@@ -1,4 +1,5 @@
-"""The player's own state: wallet, ledger history, daily reward, token refresh and sync."""
+"""The player's own state: wallet, ledger history, daily reward, account settings, token refresh
+and sync."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from server.application.services import SERVICES
 from server.auth.tokens import TOKENS
 from server.sockets.router import EVENTS, EventContext, EventRouter
 from server.sockets.sessions import SESSIONS
-from server.wire.schemas import AuthRefresh, Empty, WalletHistory
+from server.wire.schemas import AccountUpdate, AuthRefresh, Empty, WalletHistory
 from server.wire.views import decode_seq_cursor, encode_cursor, ledger_entry_view, user_view
 
 
@@ -18,6 +19,7 @@ async def handle_wallet_get(ctx: EventContext, payload: Empty) -> dict[str, Any]
     row = await ctx.app[SERVICES].wallet.wallet(ctx.session.user_id)
     return {
         "balance": row.balance,
+        "balanceVersion": row.balance_version,
         "openStake": row.open_stake,
         "openPotentialPayout": row.open_potential_payout,
     }
@@ -35,7 +37,12 @@ async def handle_wallet_history(ctx: EventContext, payload: WalletHistory) -> di
 
 async def handle_reward_claim(ctx: EventContext, payload: Empty) -> dict[str, Any]:
     paid = await ctx.app[SERVICES].wallet.claim_daily_reward(ctx.session.user_id, datetime.now(UTC))
-    return {"amount": paid.amount, "balance": paid.balance, "nextClaimAt": paid.next_claim_at}
+    return {
+        "amount": paid.amount,
+        "balance": paid.balance,
+        "balanceVersion": paid.balance_version,
+        "nextClaimAt": paid.next_claim_at,
+    }
 
 
 async def handle_auth_refresh(ctx: EventContext, payload: AuthRefresh) -> dict[str, Any]:
@@ -44,6 +51,12 @@ async def handle_auth_refresh(ctx: EventContext, payload: AuthRefresh) -> dict[s
         raise TokenInvalid("token belongs to another user")
     ctx.app[SESSIONS].renew(ctx.sid, claims.expires_at)
     return {"expiresAt": claims.expires_at}
+
+
+async def handle_account_update(ctx: EventContext, payload: AccountUpdate) -> dict[str, Any]:
+    """Change the player's account settings: `anonymous` hides their name in market activity."""
+    user = await ctx.app[SERVICES].accounts.set_anonymous(ctx.session.user_id, payload.anonymous)
+    return {"user": user_view(user)}
 
 
 async def handle_sync(ctx: EventContext, payload: Empty) -> dict[str, Any]:
@@ -59,4 +72,5 @@ def register(router: EventRouter) -> None:
     router.add("wallet:history", WalletHistory, handle_wallet_history)
     router.add("reward:claim", Empty, handle_reward_claim)
     router.add("auth:refresh", AuthRefresh, handle_auth_refresh, live_token=False)
+    router.add("account:update", AccountUpdate, handle_account_update)
     router.add("sync", Empty, handle_sync)

@@ -9,7 +9,7 @@ from game.markets import Side
 from server.application.services import SERVICES
 from server.sockets.router import EventContext, EventRouter
 from server.wire.schemas import BetPlace, BetsList
-from server.wire.views import bet_view, decode_time_id_cursor, encode_cursor
+from server.wire.views import bet_view, decode_time_id_cursor, encode_cursor, placed_bet_view
 
 
 async def handle_bet_place(ctx: EventContext, payload: BetPlace) -> dict[str, Any]:
@@ -23,7 +23,7 @@ async def handle_bet_place(ctx: EventContext, payload: BetPlace) -> dict[str, An
         max_slippage=payload.maxSlippage,
     )
     placed = await ctx.app[SERVICES].betting.place(request, asker=ctx.sid)
-    return {"bet": bet_view(placed.bet), "balance": placed.balance}
+    return placed_bet_view(placed)
 
 
 async def repeat_of_bet_place(ctx: EventContext, payload: BetPlace) -> dict[str, Any] | None:
@@ -31,7 +31,7 @@ async def repeat_of_bet_place(ctx: EventContext, payload: BetPlace) -> dict[str,
     placed = await ctx.app[SERVICES].betting.placed_before(ctx.session.user_id, payload.clientBetId)
     if placed is None:
         return None
-    return {"bet": bet_view(placed.bet), "balance": placed.balance}
+    return placed_bet_view(placed)
 
 
 async def handle_bets_list(ctx: EventContext, payload: BetsList) -> dict[str, Any]:

@@ -10,8 +10,10 @@ from game.odds_history import Interval
 from server.fanout.market_cache import MARKET_CACHE, lookup
 from server.fanout.rooms import market_room
 from server.runtime.resources import DB_POOL
+from server.sockets.presence import add_watchers
 from server.sockets.recovery import rooms_changed
 from server.sockets.router import EventContext, EventRouter
+from server.sockets.sessions import SESSIONS
 from server.transport.socketio_server import SIO
 from server.wire.schemas import MarketGet, MarketHistory, MarketIds, MarketsList
 from server.wire.views import candle_view, market_view
@@ -25,7 +27,9 @@ async def handle_markets_list(ctx: EventContext, payload: MarketsList) -> dict[s
 
 async def handle_market_get(ctx: EventContext, payload: MarketGet) -> dict[str, Any]:
     row = await lookup(ctx.app[DB_POOL], ctx.app[MARKET_CACHE], str(payload.marketId))
-    return {"market": market_view(row)}
+    market = market_view(row)
+    await add_watchers(ctx, [market])
+    return {"market": market}
 
 
 async def handle_market_history(ctx: EventContext, payload: MarketHistory) -> dict[str, Any]:
@@ -48,16 +52,18 @@ async def handle_market_subscribe(ctx: EventContext, payload: MarketIds) -> dict
     sio = ctx.app[SIO]
     for market_id in ids:
         await sio.enter_room(ctx.sid, market_room(market_id))
-        ctx.session.markets.add(market_id)
+        ctx.app[SESSIONS].subscribe(ctx.session, market_id)
     await rooms_changed(ctx)
-    return {"markets": [market_view(row) for row in rows]}
+    markets = [market_view(row) for row in rows]
+    await add_watchers(ctx, markets)
+    return {"markets": markets}
 
 
 async def handle_market_unsubscribe(ctx: EventContext, payload: MarketIds) -> dict[str, Any]:
     sio = ctx.app[SIO]
     for market_id in {str(market_id) for market_id in payload.marketIds}:
         await sio.leave_room(ctx.sid, market_room(market_id))
-        ctx.session.markets.discard(market_id)
+        ctx.app[SESSIONS].unsubscribe(ctx.session, market_id)
     await rooms_changed(ctx)
     return {}
 

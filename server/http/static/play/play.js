@@ -9,7 +9,21 @@ const state = {
   markets: new Map(), // id -> Market
   subscribed: new Set(),
   period: "all",
+  balanceVersion: -1, // of the balance shown
+  userId: null,
+  selected: null, // the market on the market screen
+  chart: { interval: "1m", points: [] }, // its candles, `t` in epoch ms
+  activity: [], // its recent bets, newest first
+  onlineTimer: null,
+  boardTimer: null, // the board around me is asked again at most once per BOARD_REFRESH_MS
+  boardAgain: false,
 };
+
+const ACTIVITY_ROWS = 50;
+const ONLINE_POLL_MS = 5000;
+const BOARD_REFRESH_MS = 2000;
+const BOARD_AROUND_ME = 7;
+const INTERVAL_MS = { "1m": 60_000, "1h": 3_600_000, "1d": 86_400_000 };
 
 const $ = (id) => document.getElementById(id);
 
@@ -21,6 +35,18 @@ function el(tag, props = {}, ...children) {
     else if (key === "onclick") node.addEventListener("click", value);
     else node[key] = value;
   }
+  for (const child of children) {
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+// The same for SVG: attributes are set one by one, strings become text nodes.
+function svg(tag, attributes = {}, ...children) {
+  const node = document.createElementNS(SVG_NS, tag);
+  for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, String(value));
   for (const child of children) {
     node.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
@@ -80,8 +106,8 @@ async function authenticate(action) {
   }
   state.accessToken = data.accessToken;
   state.refreshToken = data.refreshToken;
-  setText("me", data.user.username);
-  showBalance(data.user.balance);
+  showUser(data.user);
+  showUnversionedBalance(data.user.balance);
   connect();
 }
 
@@ -115,10 +141,11 @@ function connect() {
       state.replaying = true;
       setTimeout(() => { state.replaying = false; }, 100);
     }
-    for (const id of ["claim-reward", "refresh-markets", "subscribe-all", "place-bet", "raw-send"]) {
+    for (const id of ["claim-reward", "refresh-markets", "subscribe-all", "place-bet", "raw-send", "anonymous"]) {
       $(id).disabled = false;
     }
     loadEverything();
+    pollOnline();
   });
   socket.on("connect_error", (error) => {
     setStatus("refused", "error");
@@ -139,18 +166,28 @@ function connect() {
     state.renewal = refreshTokens({ tellSocket: false });
   });
   socket.on("session", (data) => {
-    setText("me", data.user.username);
-    showBalance(data.user.balance);
+    showUser(data.user);
+    showUnversionedBalance(data.user.balance);
   });
   socket.on("odds", onOdds);
+  socket.on("market:watchers", onWatchers);
+  socket.on("market:activity", (data) => {
+    if (data.marketId === state.selected) showActivity(data.bets, { omitted: data.omitted });
+  });
   socket.on("market:update", (data) => upsertMarket(data.market));
   socket.on("balance", (data) => {
-    showBalance(data.balance);
+    showBalance(data);
     loadWallet();
   });
-  socket.on("bet:settled", () => loadBets());
+  socket.on("bet:settled", (data) => {
+    showBalance(data);
+    loadBets();
+  });
   socket.on("leaderboard:update", (data) => {
-    if (data.period === state.period) showLeaderboard(data.entries);
+    if (data.period !== state.period) return;
+    showLeaderboard(data.entries);
+    // The push carries the top only: where I stand is asked for again.
+    refreshBoardAroundMe();
   });
   socket.on("auth:expiring", () => refreshTokens());
 }
@@ -159,11 +196,54 @@ async function loadEverything() {
   await Promise.all([loadMarkets(), loadWallet(), loadBets(), loadLeaderboard()]);
   // After a reconnect the rooms are gone: join the markets we were watching again.
   if (state.subscribed.size > 0) await subscribe([...state.subscribed]);
+  // Pushes were missed while away: the market screen starts over from the server's state.
+  if (state.selected) await Promise.all([loadChart(), loadActivity()]);
+}
+
+function showUser(user) {
+  state.userId = user.id;
+  setText("me", user.username);
+  $("anonymous").checked = Boolean(user.anonymous);
+}
+
+async function setAnonymous() {
+  const wanted = $("anonymous").checked;
+  const ack = await call("account:update", { anonymous: wanted });
+  if (!ack.ok) {
+    $("anonymous").checked = !wanted;
+    setText("account-result", describeError(ack));
+    return;
+  }
+  showUser(ack.data.user);
+  setText("account-result", ack.data.user.anonymous ? "your name shows as anonymous in market activity" : "your name shows in market activity");
+}
+
+// Nobody pushes the online count: the page asks every ONLINE_POLL_MS while connected.
+function pollOnline() {
+  clearInterval(state.onlineTimer);
+  loadOnline();
+  state.onlineTimer = setInterval(loadOnline, ONLINE_POLL_MS);
+}
+
+async function loadOnline() {
+  if (!state.socket || !state.socket.connected) return;
+  const ack = await call("presence:get");
+  if (ack.ok) setText("online", String(ack.data.online));
 }
 
 // Wallet
 
-function showBalance(balance) {
+// Answers and pushes can cross on the way (two nodes, a settlement's push after a later bet's
+// answer): the balance with the highest balanceVersion is the newest.
+function showBalance({ balance, balanceVersion }) {
+  if (balanceVersion <= state.balanceVersion) return;
+  state.balanceVersion = balanceVersion;
+  setText("balance", String(balance));
+}
+
+// A signed-in user's balance carries no version: shown until a versioned one comes.
+function showUnversionedBalance(balance) {
+  state.balanceVersion = -1;
   setText("balance", String(balance));
 }
 
@@ -173,7 +253,7 @@ async function loadWallet() {
     call("wallet:history", { limit: 10 }),
   ]);
   if (wallet.ok) {
-    showBalance(wallet.data.balance);
+    showBalance(wallet.data);
     setText("open-stake", String(wallet.data.openStake));
   }
   if (history.ok) {
@@ -191,7 +271,7 @@ async function claimReward() {
     "reward-result",
     ack.ok ? `+${ack.data.amount}; next claim ${ack.data.nextClaimAt}` : describeError(ack),
   );
-  if (ack.ok) showBalance(ack.data.balance);
+  if (ack.ok) showBalance(ack.data);
 }
 
 // Markets
@@ -203,9 +283,13 @@ async function loadMarkets() {
 }
 
 function upsertMarket(market) {
+  // Only the market:get and market:subscribe answers carry `watchers`: keep the last one known.
+  const known = state.markets.get(market.id);
+  if (market.watchers === undefined && known && known.watchers !== undefined) market.watchers = known.watchers;
   state.markets.set(market.id, market);
   renderMarketRow(market);
   renderBetMarkets();
+  if (market.id === state.selected) renderMarketFacts();
 }
 
 function oddsCell(value, previous) {
@@ -220,14 +304,17 @@ function renderMarketRow(market, previous = {}) {
   const subscribed = state.subscribed.has(market.id);
   const row = el(
     "tr",
-    { dataset: { marketId: market.id } },
+    { dataset: { marketId: market.id }, className: market.id === state.selected ? "selected" : "" },
     el("td", { className: "question" }, market.question),
     el("td", {}, el("span", { className: "label" }, market.thisLabel), " ", oddsCell(market.thisOdds, previous.thisOdds)),
     el("td", {}, el("span", { className: "label" }, market.thatLabel), " ", oddsCell(market.thatOdds, previous.thatOdds)),
     el("td", { className: "market-status" }, market.status),
+    el("td", { className: "watchers" }, market.watchers === undefined ? "-" : String(market.watchers)),
     el(
       "td",
       {},
+      el("button", { className: "watch", textContent: "Watch", onclick: () => selectMarket(market.id) }),
+      " ",
       el("button", {
         className: "subscribe",
         textContent: subscribed ? "Unsubscribe" : "Subscribe",
@@ -251,6 +338,18 @@ function onOdds(tick) {
   market.oddsUpdatedAt = tick.at;
   renderMarketRow(market, previous);
   if ($("bet-market").value === market.id) fillExpectedOdds();
+  if (market.id === state.selected) {
+    renderMarketFacts();
+    extendChart(tick);
+  }
+}
+
+function onWatchers({ marketId, watchers }) {
+  const market = state.markets.get(marketId);
+  if (!market) return;
+  market.watchers = watchers;
+  renderMarketRow(market);
+  if (marketId === state.selected) renderMarketFacts();
 }
 
 async function subscribe(ids) {
@@ -269,6 +368,157 @@ async function unsubscribe(ids) {
     state.subscribed.delete(id);
     renderMarketRow(state.markets.get(id));
   }
+}
+
+// The market screen: the chosen market's odds chart, its activity and its watchers.
+
+async function selectMarket(id) {
+  const before = state.selected;
+  state.selected = id;
+  state.chart = { interval: "1m", points: [] };
+  state.activity = [];
+  renderChart();
+  $("activity").replaceChildren();
+  setText("activity-note", "");
+  for (const marketId of [before, id]) {
+    if (marketId && state.markets.has(marketId)) renderMarketRow(state.markets.get(marketId));
+  }
+  renderMarketFacts();
+  chooseMarket(id);
+  // Subscribed first, so no bet or tick falls between the snapshot and the pushes.
+  await subscribe([id]);
+  await Promise.all([loadChart(), loadActivity()]);
+}
+
+function renderMarketFacts() {
+  const market = state.markets.get(state.selected);
+  if (!market) return;
+  setText("market-question", market.question);
+  setText("market-odds", `${market.thisLabel} ${market.thisOdds ?? "-"} · ${market.thatLabel} ${market.thatOdds ?? "-"} · ${market.status}`);
+  setText("market-watchers", market.watchers === undefined ? "-" : String(market.watchers));
+}
+
+async function loadChart() {
+  const marketId = state.selected;
+  const payload = { marketId };
+  if ($("chart-interval").value) payload.interval = $("chart-interval").value;
+  const ack = await call("market:history", payload);
+  if (!ack.ok || marketId !== state.selected) return;
+  state.chart = {
+    interval: ack.data.interval,
+    points: ack.data.points.map((point) => ({ ...point, t: Date.parse(point.t) })),
+  };
+  renderChart();
+}
+
+// An odds tick moves the candle it falls in, or opens the next one at the last close.
+function extendChart({ thisOdds, at }) {
+  if (thisOdds === null) return;
+  const step = INTERVAL_MS[state.chart.interval];
+  const t = Math.floor(Date.parse(at) / step) * step;
+  const points = state.chart.points;
+  const last = points.at(-1);
+  if (last && last.t === t) {
+    last.close = thisOdds;
+    last.high = Math.max(last.high, thisOdds);
+    last.low = Math.min(last.low, thisOdds);
+  } else if (!last || last.t < t) {
+    const open = last ? last.close : thisOdds;
+    points.push({ t, open, high: Math.max(open, thisOdds), low: Math.min(open, thisOdds), close: thisOdds });
+  }
+  renderChart();
+}
+
+const CHART = { width: 600, height: 220, left: 46, right: 12, top: 12, bottom: 24, maxDots: 200 };
+
+function timeLabel(ms) {
+  const iso = new Date(ms).toISOString();
+  return state.chart.interval === "1d" ? iso.slice(0, 10) : iso.slice(11, 16);
+}
+
+function renderChart() {
+  const chart = $("chart");
+  const { points, interval } = state.chart;
+  chart.dataset.points = String(points.length);
+  chart.dataset.last = points.length ? String(points.at(-1).close) : "";
+  if (points.length === 0) {
+    const message = state.selected ? "no odds recorded yet" : "choose a market";
+    chart.replaceChildren(svg("text", { class: "empty", x: CHART.width / 2, y: CHART.height / 2, "text-anchor": "middle" }, message));
+    return;
+  }
+  const step = INTERVAL_MS[interval];
+  const first = points[0].t;
+  const end = points.at(-1).t + step;
+  let low = Math.min(...points.map((point) => point.low));
+  let high = Math.max(...points.map((point) => point.high));
+  if (high - low < 0.02) {
+    low = Math.max(0, low - 0.01);
+    high = Math.min(1, high + 0.01);
+  }
+  const plotWidth = CHART.width - CHART.left - CHART.right;
+  const plotHeight = CHART.height - CHART.top - CHART.bottom;
+  const x = (t) => (CHART.left + ((t + step / 2 - first) / (end - first)) * plotWidth).toFixed(1);
+  const y = (odds) => (CHART.top + ((high - odds) / (high - low)) * plotHeight).toFixed(1);
+  const bottom = CHART.height - CHART.bottom;
+  const nodes = [
+    svg("line", { class: "grid", x1: CHART.left, x2: CHART.width - CHART.right, y1: CHART.top, y2: CHART.top }),
+    svg("line", { class: "grid", x1: CHART.left, x2: CHART.width - CHART.right, y1: bottom, y2: bottom }),
+    svg("text", { class: "axis", x: CHART.left - 4, y: CHART.top + 4, "text-anchor": "end" }, high.toFixed(3)),
+    svg("text", { class: "axis", x: CHART.left - 4, y: bottom + 4, "text-anchor": "end" }, low.toFixed(3)),
+    svg("text", { class: "axis", x: CHART.left, y: CHART.height - 6 }, timeLabel(first)),
+    svg("text", { class: "axis", x: CHART.width - CHART.right, y: CHART.height - 6, "text-anchor": "end" }, `${timeLabel(points.at(-1).t)} UTC`),
+  ];
+  for (const point of points) {
+    nodes.push(svg("line", { class: "wick", x1: x(point.t), x2: x(point.t), y1: y(point.high), y2: y(point.low) }));
+  }
+  nodes.push(svg("polyline", { class: "close", points: points.map((point) => `${x(point.t)},${y(point.close)}`).join(" ") }));
+  for (const point of points.slice(-CHART.maxDots)) {
+    nodes.push(svg("circle", { class: "point", cx: x(point.t), cy: y(point.close), r: 3 }, svg("title", {}, `${new Date(point.t).toISOString()} close ${point.close}`)));
+  }
+  chart.replaceChildren(...nodes);
+}
+
+async function loadActivity() {
+  const marketId = state.selected;
+  const ack = await call("market:activity", { marketId, limit: ACTIVITY_ROWS });
+  if (!ack.ok || marketId !== state.selected) return;
+  showActivity(ack.data.bets, { fresh: false });
+}
+
+function activityKey(bet) {
+  return `${bet.at}|${bet.username}|${bet.side}|${bet.amount}|${bet.odds}`;
+}
+
+// A page and a push may both carry a bet placed between them: a bet already listed is listed
+// once, counting alike bets (one player's equal bets in one batch) as many as they are.
+function showActivity(bets, { fresh = true, omitted = 0 } = {}) {
+  const listed = new Map();
+  for (const bet of state.activity) listed.set(activityKey(bet), (listed.get(activityKey(bet)) || 0) + 1);
+  const added = [];
+  for (const bet of bets) {
+    const key = activityKey(bet);
+    if (listed.get(key) > 0) listed.set(key, listed.get(key) - 1);
+    else added.push(bet);
+  }
+  // Times are ISO strings of one format: they order as text, newest first.
+  state.activity = [...added, ...state.activity]
+    .sort((a, b) => (a.at < b.at ? 1 : a.at > b.at ? -1 : 0))
+    .slice(0, ACTIVITY_ROWS);
+  if (omitted > 0) setText("activity-note", `(${omitted} older bets of one batch not shown)`);
+  const newRows = new Set(fresh ? added : []);
+  $("activity").replaceChildren(
+    ...state.activity.map((bet) =>
+      el(
+        "tr",
+        { className: newRows.has(bet) ? "fresh" : "" },
+        el("td", { className: "at" }, bet.at.slice(11, 19)),
+        el("td", { className: "who" }, bet.username),
+        el("td", { className: "side" }, bet.side),
+        el("td", { className: "amount" }, String(bet.amount)),
+        el("td", { className: "odds" }, String(bet.odds)),
+      ),
+    ),
+  );
 }
 
 // Betting
@@ -321,7 +571,7 @@ async function placeBet() {
   }
   const bet = ack.data.bet;
   setText("bet-result", `placed ${bet.amount} on ${bet.side} at ${bet.odds}; pays ${bet.potentialPayout}`);
-  showBalance(ack.data.balance);
+  showBalance(ack.data);
   loadBets();
   loadWallet();
 }
@@ -351,14 +601,48 @@ async function loadLeaderboard() {
     state.period = period;
   }
   await call("leaderboard:subscribe", { period });
-  const ack = await call("leaderboard:get", { period, limit: 20 });
-  if (ack.ok) showLeaderboard(ack.data.entries);
+  const [top] = await Promise.all([call("leaderboard:get", { period, limit: 20 }), loadBoardAroundMe()]);
+  if (top.ok) showLeaderboard(top.data.entries);
+}
+
+function boardRows(entries) {
+  return entries.map((entry) =>
+    el(
+      "li",
+      { value: entry.rank, className: entry.userId === state.userId ? "me" : "" },
+      `${entry.username} `,
+      el("strong", {}, String(entry.pnl)),
+    ),
+  );
 }
 
 function showLeaderboard(entries) {
-  $("leaderboard").replaceChildren(
-    ...entries.map((entry) => el("li", { value: entry.rank }, `${entry.username} `, el("strong", {}, String(entry.pnl)))),
-  );
+  $("leaderboard").replaceChildren(...boardRows(entries));
+}
+
+async function loadBoardAroundMe() {
+  const period = state.period;
+  const ack = await call("leaderboard:get", { period, around: "me", limit: BOARD_AROUND_ME });
+  if (!ack.ok || period !== state.period) return;
+  const { me, total, entries } = ack.data;
+  setText("my-rank", me ? `#${me.rank} of ${total} · pnl ${me.pnl}` : "not ranked yet");
+  $("board-around-me").replaceChildren(...boardRows(entries));
+}
+
+// Pushes come up to once a second per period: one ask now, and one after the burst.
+function refreshBoardAroundMe() {
+  if (state.boardTimer) {
+    state.boardAgain = true;
+    return;
+  }
+  loadBoardAroundMe();
+  state.boardTimer = setTimeout(() => {
+    state.boardTimer = null;
+    if (state.boardAgain) {
+      state.boardAgain = false;
+      refreshBoardAroundMe();
+    }
+  }, BOARD_REFRESH_MS);
 }
 
 // Raw events
@@ -396,7 +680,10 @@ $("bet-form").addEventListener("submit", (event) => {
   placeBet();
 });
 $("leaderboard-period").addEventListener("change", loadLeaderboard);
+$("anonymous").addEventListener("change", setAnonymous);
+$("chart-interval").addEventListener("change", () => state.selected && loadChart());
 $("raw-form").addEventListener("submit", (event) => {
   event.preventDefault();
   sendRaw();
 });
+renderChart();
