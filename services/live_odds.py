@@ -8,7 +8,9 @@ statement, and only what that write committed is pushed, so the odds a player se
 `bet:place` checks against. A market is written at most once per `push_interval_s`
 (ODDS_PUSH_MIN_INTERVAL_MS): a change within the interval waits for its end and goes out then
 with the latest value, so a quiet market's first change goes out at once and a busy one's ticks
-are paced.
+are paced. Paced writes fall on a beat shared by every market (the multiples of the interval on
+the clock): busy markets are written together, in one statement and one batch of pushes, so a
+player watching several gets their ticks in one write to the socket, not one each.
 
 A `market_resolved` frame settles its market through `resolve`, the use case the REST check
 uses (one transition, whichever sees it first); a `new_market` frame asks the discoverer to mirror it if it
@@ -19,6 +21,7 @@ minute per kind; it never raises out of here, never moves a price, never changes
 from __future__ import annotations
 
 import logging
+import math
 import time
 import uuid
 from collections import Counter
@@ -53,6 +56,11 @@ logger = logging.getLogger("thisthat.feed")
 
 # One log line per kind of bad input per minute at most; the counters keep the full count.
 BAD_INPUT_LOG_INTERVAL_S: Final = 60.0
+# Float slack when a slot plus an interval lands on a beat.
+BEAT_EPSILON: Final = 1e-9
+# A write this share of an interval after its beat still counts as on it (the flush that makes it
+# may start late under load); two writes of a market are never closer than the rest.
+BEAT_LATENESS: Final = 0.1
 # new_market announcements repeat many times; each condition id is asked about once per window.
 NEW_MARKET_REMEMBER: Final = 10_000
 
@@ -91,7 +99,9 @@ class LiveOdds:
         self.discover = discover
         self.push_interval_s = push_interval_s
         self.clock = clock
-        self._pushed_at: dict[uuid.UUID, float] = {}  # market -> when its odds were last written
+        # Market -> the slot of its last write: the beat it was due on, or when it was written
+        # if it was not waiting for one (a quiet market's first change).
+        self._written_slot: dict[uuid.UUID, float] = {}
         self.books = OrderBooks()
         self._markets: dict[uuid.UUID, _Followed] = {}
         self._by_token: dict[str, _Followed] = {}
@@ -146,7 +156,7 @@ class LiveOdds:
         self.books.forget(tokens)
         self._dirty.pop(market_id, None)
         self._upstream_ms.pop(market_id, None)
-        self._pushed_at.pop(market_id, None)
+        self._written_slot.pop(market_id, None)
 
     def connected(self, tokens: Iterable[str]) -> None:
         """A connection (re)subscribed these tokens: their books start over from the snapshot
@@ -267,9 +277,15 @@ class LiveOdds:
             return self.clock()
         if not self._dirty:
             return None
-        return min(self._pushed_at.get(market_id, 0.0) for market_id in self._dirty) + (
-            self.push_interval_s
-        )
+        return min(self._allowed_at(market_id) for market_id in self._dirty)
+
+    def _allowed_at(self, market_id: uuid.UUID) -> float:
+        """The first beat at least an interval after the market's last write slot."""
+        slot = self._written_slot.get(market_id)
+        if slot is None or self.push_interval_s <= 0:
+            return float("-inf") if slot is None else slot
+        beats = math.ceil((slot + self.push_interval_s) / self.push_interval_s - BEAT_EPSILON)
+        return beats * self.push_interval_s
 
     async def flush(self) -> FlushReport:
         """Write the odds that moved since the last flush in one statement, then announce them;
@@ -298,12 +314,14 @@ class LiveOdds:
                     "market channel: new market not mirrored yet",
                     extra={"conditionId": condition_id, "error": repr(error)},
                 )
-        # A market written less than an interval ago waits (its latest value goes out then).
+        # A market written less than an interval ago waits for its beat (its latest value goes
+        # out then).
         now_s = self.clock()
+        allowed = {market_id: self._allowed_at(market_id) for market_id in self._dirty}
         due = {
             market_id: seen_at
             for market_id, seen_at in self._dirty.items()
-            if now_s - self._pushed_at.get(market_id, float("-inf")) >= self.push_interval_s
+            if now_s >= allowed[market_id]
         }
         for market_id in due:
             del self._dirty[market_id]
@@ -332,7 +350,11 @@ class LiveOdds:
                     self._upstream_ms.setdefault(market_id, upstream_ms[market_id])
             raise
         for market_id, this_odds, that_odds in readings:
-            self._pushed_at[market_id] = now_s
+            # Written on its beat (a busy flush may run a little late): the beat is the slot, so
+            # the market stays on the beat; written later (after a quiet spell): now is.
+            slot = allowed[market_id]
+            on_beat = now_s - slot <= self.push_interval_s * BEAT_LATENESS
+            self._written_slot[market_id] = slot if on_beat else now_s
             followed = self._markets.get(market_id)
             if followed is not None:
                 followed.shown = (this_odds, that_odds)

@@ -11,7 +11,7 @@ from decimal import Decimal
 import redis.asyncio as redis
 
 from game.leaderboard import Period
-from server.fanout.market_cache import MarketCache, publish_changes
+from server.fanout.market_cache import MarketCache, publish_changes, publish_odds, publish_touched
 from server.fanout.pushes import Pushes
 from server.fanout.rooms import emit_balance, leaderboard_room, market_room, user_room
 from server.wire.views import activity_views, bet_view, entry_view, market_view
@@ -51,7 +51,8 @@ class SocketNotifier:
         await publish_changes(self.client, self.cache, [row.id for row in rows])
 
     async def odds_changed(self, rows: Sequence[Market], at: datetime) -> None:
-        await self.markets_changed(rows)
+        self.cache.apply(rows)
+        await publish_odds(self.client, self.cache, rows)
         for row in rows:
             # Odds are state: only changes are pushed; a (re)subscribe gets the snapshot.
             self.pushes.emit(
@@ -68,7 +69,7 @@ class SocketNotifier:
 
     async def odds_touched(self, market_ids: Sequence[uuid.UUID], at: datetime) -> None:
         self.cache.touch(market_ids, at)
-        await publish_changes(self.client, self.cache, market_ids)
+        await publish_touched(self.client, self.cache, market_ids, at)
 
     async def market_updated(self, row: Market) -> None:
         await self.markets_changed([row])

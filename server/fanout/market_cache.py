@@ -2,19 +2,23 @@
 checked against the stored row, in SQL: storage/bets.py).
 
 PostgreSQL stays the truth. The node that polls writes there, applies the rows here, and
-publishes the changed ids on Redis; every other node reloads just those ids. A periodic full
-reload covers a missed message.
+publishes the change on Redis: new odds (and freshness) as values, which every other node
+applies as they are, and any other change as ids, which every other node reloads from the
+database. An odds tick therefore costs the other nodes no query, and no node re-sorts its pages
+unless an order key (status, end time) moved. A periodic full reload covers a missed message.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from datetime import datetime
-from typing import Any, Final
+from decimal import Decimal
+from typing import Any, Final, TypeAlias
 
 import asyncpg
 import orjson
@@ -56,11 +60,32 @@ class MarketCache:
         self.apply(rows)
 
     def apply(self, rows: Iterable[Market]) -> None:
+        reorder = False
         for row in rows:
             market_id = str(row.id)
+            before = self._rows.get(market_id)
+            if before is None or (before.status, before.ends_at) != (row.status, row.ends_at):
+                reorder = True
             self._rows[market_id] = row
             self._views[market_id] = market_view(row)
-        self._reorder()
+        if reorder:
+            self._reorder()
+
+    def apply_odds(self, ticks: Iterable[OddsTick]) -> list[str]:
+        """New odds of markets, as another node wrote them; the ids this node does not hold (to
+        be read from the database)."""
+        missing = []
+        for market_id, this_odds, that_odds, at in ticks:
+            row = self._rows.get(market_id)
+            if row is None:
+                missing.append(market_id)
+                continue
+            row = dataclasses.replace(
+                row, this_odds=this_odds, that_odds=that_odds, odds_updated_at=at
+            )
+            self._rows[market_id] = row
+            self._views[market_id] = market_view(row)
+        return missing
 
     def touch(self, market_ids: Iterable[object], at: datetime) -> None:
         """Odds read again, unchanged: only their freshness moves (no order or status change)."""
@@ -138,11 +163,50 @@ async def lookup(pool: asyncpg.Pool, cache: MarketCache, market_id: str) -> Mark
     return row
 
 
+# A market's new odds as announced: (id, this, that, odds updated at).
+OddsTick: TypeAlias = tuple[str, Decimal, Decimal, datetime]
+
+
 async def publish_changes(client: redis.Redis, cache: MarketCache, ids: Iterable[object]) -> None:
     """Tell the other nodes to reload these markets; the caller has applied them to `cache`."""
     ids = [str(market_id) for market_id in ids]
     if ids:
         await client.publish(CHANGES_CHANNEL, orjson.dumps({"ids": ids, "from": cache.origin}))
+
+
+async def publish_odds(client: redis.Redis, cache: MarketCache, rows: Iterable[Market]) -> None:
+    """Tell the other nodes these markets' new odds, values included: they apply them as they
+    are. The caller has applied the rows to `cache`."""
+    odds = [
+        [str(row.id), str(row.this_odds), str(row.that_odds), row.odds_updated_at.isoformat()]
+        for row in rows
+    ]
+    if odds:
+        await client.publish(CHANGES_CHANNEL, orjson.dumps({"odds": odds, "from": cache.origin}))
+
+
+async def publish_touched(
+    client: redis.Redis, cache: MarketCache, ids: Iterable[object], at: datetime
+) -> None:
+    """Tell the other nodes these markets' odds were read again, unchanged, at `at`."""
+    touched = [str(market_id) for market_id in ids]
+    if touched:
+        message = {"touched": touched, "at": at.isoformat(), "from": cache.origin}
+        await client.publish(CHANGES_CHANNEL, orjson.dumps(message))
+
+
+async def apply_announced(pool: asyncpg.Pool, cache: MarketCache, change: dict[str, Any]) -> None:
+    """Apply another node's announcement: odds and freshness as values, the rest from the
+    database (and odds of markets this node has not loaded yet)."""
+    ticks = [
+        (market_id, Decimal(this_odds), Decimal(that_odds), datetime.fromisoformat(at))
+        for market_id, this_odds, that_odds, at in change.get("odds", ())
+    ]
+    reload = list(change.get("ids", ())) + cache.apply_odds(ticks)
+    if "touched" in change:
+        cache.touch(change["touched"], datetime.fromisoformat(change["at"]))
+    if reload:
+        cache.apply(await markets.find_markets(pool, [uuid.UUID(value) for value in reload]))
 
 
 async def reload_all(pool: asyncpg.Pool, cache: MarketCache) -> None:
@@ -153,6 +217,9 @@ async def follow_changes(pool: asyncpg.Pool, client: redis.Redis, cache: MarketC
     """Apply other nodes' changes as they are announced; reload everything now and then."""
     pubsub = client.pubsub()
     await pubsub.subscribe(CHANGES_CHANNEL)
+    # What was announced before the subscription took is in the database: read it again once.
+    with contextlib.suppress(asyncpg.PostgresError, OSError):
+        await reload_all(pool, cache)
     loop = asyncio.get_running_loop()
     next_full_reload = loop.time() + FULL_RELOAD_INTERVAL_S
     try:
@@ -162,12 +229,19 @@ async def follow_changes(pool: asyncpg.Pool, client: redis.Redis, cache: MarketC
                 if message is not None:
                     change = orjson.loads(message["data"])
                     if change.get("from") != cache.origin:
-                        ids = [uuid.UUID(value) for value in change["ids"]]
-                        cache.apply(await markets.find_markets(pool, ids))
+                        await apply_announced(pool, cache, change)
                 if loop.time() >= next_full_reload:
                     next_full_reload = loop.time() + FULL_RELOAD_INTERVAL_S
                     await reload_all(pool, cache)
-            except (redis.ConnectionError, OSError, asyncpg.PostgresError, ValueError, KeyError):
+            except (
+                redis.ConnectionError,
+                OSError,
+                asyncpg.PostgresError,
+                ArithmeticError,
+                TypeError,
+                ValueError,
+                KeyError,
+            ):
                 stop_if_cancelled()
                 logger.warning("market change feed hiccup; retrying", exc_info=True)
                 await asyncio.sleep(1)

@@ -4,6 +4,7 @@ the write committed, resolutions through the listener, and bad upstream input th
 
 from __future__ import annotations
 
+import itertools
 import logging
 import uuid
 from collections.abc import Sequence
@@ -170,6 +171,92 @@ async def test_a_market_is_written_at_most_once_per_interval_with_its_latest_val
     assert await stored_odds(db, row.id) == (Decimal("0.5150"), Decimal("0.4850"))
     assert len(listener.ticks) == 2
     assert live.next_due() is None
+
+
+async def test_busy_markets_fall_on_one_beat_and_are_written_together(
+    db: asyncpg.Pool, listener: Recorder
+) -> None:
+    """Paced writes land on multiples of the interval, so two busy markets first written at
+    different times are soon written in the same flush (one statement, one batch of pushes), and
+    no market is written twice within an interval."""
+    now = [100.0]
+    live = LiveOdds(db, listener, listener.resolve, push_interval_s=0.25, clock=lambda: now[0])
+    rows = []
+    for _ in range(2):
+        market_id = await insert_market(db, this_odds="0.4000", that_odds="0.6000")
+        row = await market_store.get_market(db, market_id)
+        assert row is not None
+        rows.append(row)
+    live.follow(rows)
+    channels = [
+        ChannelMarket(
+            row.source_id,
+            row.this_token_id,
+            row.that_token_id,
+            bids=[("0.50", "80")],
+            asks=[("0.52", "120")],
+        )
+        for row in rows
+    ]
+    stamps = iter(range(1, 1000))
+
+    def move(channel: ChannelMarket, bid: str) -> None:
+        ts = str(next(stamps))
+        live.on_frame(
+            frame(
+                price_change(
+                    channel, price=bid, size="5", side="BUY", best_bid=bid, best_ask="0.52", ts=ts
+                )
+            )
+        )
+
+    writes: dict[int, list[float]] = {0: [], 1: []}
+
+    async def flush_at(when: float) -> list[int]:
+        now[0] = when
+        before = len(listener.ticks)
+        await live.flush()
+        written = [
+            [row.id for row in rows].index(tick.id)
+            for ticks in listener.ticks[before:]
+            for tick in ticks
+        ]
+        for index in written:
+            writes[index].append(when)
+        return written
+
+    def snapshot(channel: ChannelMarket) -> None:
+        live.on_frame(
+            frame(
+                [book(channel, channel.yes_token, ts="0"), book(channel, channel.no_token, ts="0")]
+            )
+        )
+
+    # First written 70 ms apart, each as soon as it moved (both quiet).
+    snapshot(channels[0])
+    assert await flush_at(100.0) == [0]
+    snapshot(channels[1])
+    assert await flush_at(100.07) == [1]
+    move(channels[0], "0.501")
+    assert await flush_at(100.25) == [0]
+    move(channels[1], "0.501")
+    assert await flush_at(100.32) == []  # within its interval
+    assert live.next_due() == pytest.approx(100.5)  # the beat, not 100.32 + 0.25
+    # Both busy from now on: every beat writes both, together.
+    bid = 0.502
+    for beat in (100.5, 100.75, 101.0):
+        for channel in channels:
+            move(channel, f"{bid:.3f}")
+        bid += 0.001
+        assert sorted(await flush_at(beat)) == [0, 1]
+    # A market written after a quiet spell starts its interval then, not on the last beat.
+    move(channels[0], f"{bid:.3f}")
+    assert await flush_at(101.4) == [0]
+    move(channels[0], f"{bid + 0.001:.3f}")
+    assert await flush_at(101.5) == []
+    assert live.next_due() == pytest.approx(101.75)
+    for times in writes.values():
+        assert all(b - a >= 0.25 - 1e-9 for a, b in itertools.pairwise(times)), times
 
 
 async def test_an_update_older_than_the_book_is_ignored(
