@@ -1,18 +1,20 @@
 # Two commands do everything on a fresh machine with Python 3.11+ and make:
 #   make run    serve on :3000 (embedded PostgreSQL and Redis unless DATABASE_URL/REDIS_URL are set)
 #   make test   run the whole suite against real PostgreSQL and Redis
+# `make loadtest-install` adds the load client and its charts (docs/load-testing.md).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Exact versions (pip-compile lock files): run = runtime + embedded services, test = everything.
 RUN_STAMP := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
+LOADTEST_STAMP := $(VENV)/.installed-loadtest
 BENCH_ARGS ?=
 CHAOS_ARGS ?=
 COMPILE := $(BIN)/pip-compile --quiet --strip-extras --annotation-style=line \
 	--no-emit-index-url --no-emit-find-links --no-emit-trusted-host
 
-.PHONY: run test lint typecheck check bench chaos lock clean play-client
+.PHONY: run test loadtest-install lint typecheck check bench chaos lock clean play-client
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,8 +39,15 @@ $(TEST_STAMP): pyproject.toml requirements/test.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
+# What `make run` installs, plus the loadtest and plots extras at the versions of the lock.
+$(LOADTEST_STAMP): $(RUN_STAMP) requirements/test.txt
+	$(BIN)/python -m pip install --quiet -c requirements/test.txt -e '.[loadtest,plots]'
+	touch $@
+
 run: $(RUN_STAMP)
 	$(BIN)/thisthat serve
+
+loadtest-install: $(LOADTEST_STAMP)
 
 test: $(TEST_STAMP) $(ARTILLERY_STAMP)
 	$(BIN)/ruff check .

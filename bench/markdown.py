@@ -114,6 +114,88 @@ is over every push received (the players' node is left to go quiet first, so lat
 from the send time of the frame whose value it carries."""
 
 
+def market_screen_section(results: dict[str, Any]) -> str:
+    """What the market screen costs (bench/market_screen.py): bets with `market:activity` pushes
+    and presence off and on, fan-out per recipient, and the odds history's writes."""
+    screen = results.get("marketScreen")
+    if not screen:
+        return "Not run."
+    if "skipped" in screen:
+        return f"Skipped: {screen['skipped']}."
+    s = results["summary"]
+    sizes = screen["sizes"]
+    rows = []
+    for name in ("off", "on"):
+        run = screen[name]
+        cpu = run["bets"]["cpuUsPerOp"]
+        rows.append(
+            f"| {name} | {_fmt(run['bets']['okRate'])} | {_fmt(run['bets']['latencyMs']['p99'], ' ms')} | "
+            f"{_fmt(cpu.get('server'), ' µs')} | {_fmt(cpu.get('postgres'), ' µs')} | "
+            f"{_fmt(cpu.get('redis'), ' µs')} | {_fmt(run['activityPushesPerSAllRecipients'])} | "
+            f"{_fmt(run['ticks']['serverCpuUsPerRecipient'], ' µs')} |"
+        )
+    table = "\n".join(rows)
+    history = screen["history"]
+    write_rows = []
+    for name, label in (
+        ("paced", "paced (one write a market a beat)"),
+        ("everyChange", "every change"),
+    ):
+        run = history["runs"][name]
+        mode = run["mode"]
+        per = run["rowsPerS"]
+        latency = run["statementLatency"]
+        write_rows.append(
+            f"| {label}: {_fmt(mode['statements_per_s'])}/s of {_fmt(mode['batch'])} | "
+            f"{_fmt(run['changesPerS'])} | {_fmt(per['odds_history']['inserted'])} | "
+            f"{_fmt(per['odds_minutes']['inserted'])} + {_fmt(per['odds_minutes']['updated'])} | "
+            f"{_fmt(per['odds_hours']['inserted'])} + {_fmt(per['odds_hours']['updated'])} | "
+            f"{_fmt(run['pgCpuUsPerChange'], ' µs')} ({_fmt(run['pgCpuShare'])} CPU) | "
+            f"{_fmt(latency.get('p50Ms'), ' ms')} / {_fmt(latency.get('p99Ms'), ' ms')} | "
+            f"{_fmt(run['bytesPerMarketPerDay']['odds_history'] / 1e6 if run['bytesPerMarketPerDay']['odds_history'] else None, ' MB')} |"
+        )
+    writes = "\n".join(write_rows)
+    per_day = history["runs"]["everyChange"]["bytesPerMarketPerDay"]
+    chart_rows = "\n".join(
+        f"| {name} | {chart['interval']} | {_fmt(chart['points'])} | "
+        f"{_fmt(chart['latency'].get('p50Ms'), ' ms')} / {_fmt(chart['latency'].get('p99Ms'), ' ms')} |"
+        for name, chart in history["charts"].items()
+    )
+    return f"""{_fmt(screen["on"]["listeners"])} listening sockets and {_fmt(sizes["bettors"])} betting ones (the official
+client, closed loop), all subscribed to the same {_fmt(sizes["markets"])} markets of the replay timeline; features
+off (MARKET_ACTIVITY_PUSH_INTERVAL_MS=0, PRESENCE_INTERVAL_S past the run: presence has no off switch),
+then on (the defaults), one node at a time on the same stack. Windows of {_fmt(sizes["seconds"])} s. Fan-out:
+{_fmt(screen["on"]["ticks"]["expected"] // max(1, screen["on"]["listeners"]))} odds ticks to the listeners' room, server CPU over the idle floor per recipient.
+
+| features | bets/s | bet p99 | server / bet | PostgreSQL / bet | Redis / bet | activity pushes delivered/s | fan-out CPU / recipient |
+|---|---|---|---|---|---|---|---|
+{table}
+
+| figure | measured | target |
+|---|---|---|
+| server CPU per bet, on / off | {_fmt(s["screen_server_cpu_us_per_bet_on"], " µs")} / {_fmt(s["screen_server_cpu_us_per_bet_off"], " µs")} (x{_fmt(s["screen_server_cpu_per_bet_on_vs_off"])}) | within noise |
+| fan-out CPU per recipient, on / off | {_fmt(s["screen_fanout_cpu_us_per_recipient_on"], " µs")} / {_fmt(s["screen_fanout_cpu_us_per_recipient_off"], " µs")} (x{_fmt(s["screen_fanout_on_vs_off"])}) | unchanged |
+| activity pushes delivered/s, bets per push | {_fmt(s["screen_activity_pushes_per_s"])}, {_fmt(s["screen_activity_bets_per_push"])} | coalesced per market |
+| server CPU the features add per activity push delivered | {_fmt(s["screen_server_cpu_us_per_activity_push"], " µs")} | - |
+
+`record_odds` at {_fmt(history["changesPerS"])} odds changes/s over {_fmt(history["markets"])} markets, no node running
+(rows a second as PostgreSQL counts them: inserted + updated; MB a market a day of `odds_history` at
+that rate, kept 2 days):
+
+| written as | changes/s | odds_history rows/s | odds_minutes rows/s | odds_hours rows/s | PostgreSQL CPU / change | statement p50 / p99 | odds_history / market / day |
+|---|---|---|---|---|---|---|---|
+{writes}
+
+Candles a market a day, whatever the rate: {_fmt(per_day["odds_minutes"] / 1000, " kB")} of minutes (kept 30 days), {_fmt(per_day["odds_hours"] / 1000, " kB")}
+of hours (kept for the market's life).
+
+`market:history` (services/odds_history.py `chart`) over {_fmt(30)} days of candles of one market:
+
+| chart | interval | points | p50 / p99 |
+|---|---|---|---|
+{chart_rows}"""
+
+
 def write_latest(results: dict[str, Any], path: Path, json_name: str) -> None:
     s = results["summary"]
     m = results["machine"]
@@ -155,6 +237,10 @@ Server, PostgreSQL (embedded), Redis (embedded) and the load client (lean websoc
 ## Upstream to player: the market channel under bets
 
 {stream_section(results)}
+
+## The market screen: activity pushes, presence and odds history
+
+{market_screen_section(results)}
 
 ## Idle memory
 

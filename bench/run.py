@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 import uvloop
 
-from bench import node_client, scenarios, stream, wire
+from bench import market_screen, node_client, scenarios, stream, wire
 from bench.processes import CpuWindow
 from bench.stack import BenchStack
 from bench.timeline import write_bench_timeline
@@ -47,6 +47,7 @@ FULL: dict[str, Any] = {
     "official_s": 20,
     "overload_s": 30,
     "stream": dataclasses.asdict(stream.FULL_SIZES),
+    "marketScreen": dataclasses.asdict(market_screen.FULL_SIZES),
 }
 QUICK: dict[str, Any] = {
     "players": 2_000,
@@ -64,6 +65,7 @@ QUICK: dict[str, Any] = {
     "official_s": 10,
     "overload_s": 10,
     "stream": dataclasses.asdict(stream.QUICK_SIZES),
+    "marketScreen": dataclasses.asdict(market_screen.QUICK_SIZES),
 }
 
 
@@ -166,6 +168,18 @@ async def bench(quick: bool, processes: int) -> dict[str, Any]:
             results["stream"] = await stream.stream_run(
                 stack, players, stream_sizes, processes, feed_node=server
             )
+            # After the stream: its nodes are stopped first, as the nodes of this phase take the
+            # replay feed's lease in turn.
+            for process in stack.processes:
+                stack.stop_process(process)
+            screen_sizes = market_screen.ScreenSizes(**sizes["marketScreen"])
+            say(
+                f"market screen: bets with activity pushes and presence off, then on"
+                f" ({screen_sizes.listeners} listening sockets), then the odds history's writes"
+            )
+            results["marketScreen"] = await market_screen.market_screen_run(
+                stack, players, screen_sizes, processes
+            )
         finally:
             stack.stop()
     results["summary"] = summary(results)
@@ -234,6 +248,7 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
     overload = official.get("overload", {})
     peer = official.get("peer", {})
     streamed = stream.summary(results["stream"]) if "stream" in results else {}
+    screen = market_screen.summary(results["marketScreen"]) if "marketScreen" in results else {}
     return {
         "official_echo_acks_per_s": official.get("echo", {}).get("okRate"),
         "official_bets_per_s": official.get("bet", {}).get("okRate"),
@@ -273,6 +288,7 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
         "bet_p99_ms_without_logins": without["latency"].get("p99Ms"),
         "login_p99_ms": with_logins["logins"]["latency"].get("p99Ms"),
         **streamed,
+        **screen,
     }
 
 
@@ -301,13 +317,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--only",
-        choices=["stream"],
-        help="run one phase on its own stack (stream: bench/stream.py, a few minutes)",
+        choices=["stream", "market-screen"],
+        help="run one phase on its own stack (stream: bench/stream.py; market-screen:"
+        " bench/market_screen.py; a few minutes each)",
     )
     stream.add_arguments(parser)
+    market_screen.add_arguments(parser)
     args = parser.parse_args(argv)
     if args.only == "stream":
         return stream.run(args)
+    if args.only == "market-screen":
+        return market_screen.run(args)
     raise_open_file_limit()
     started = time.monotonic()
     results = uvloop.run(bench(args.quick, args.processes))

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import heapq
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -37,7 +38,8 @@ from game.markets import MarketListing, Resolution
 logger = logging.getLogger("thisthat.feed")
 
 SAMPLE_TIMELINE: Final = Path(__file__).resolve().parent / "timelines" / "sample.jsonl"
-# A looped timeline starts its next pass this long after its last event.
+# A looped timeline starts its next pass this long before its first market ends (or, when it
+# ends none, after its last event).
 LOOP_GAP_S: Final = 1.0
 
 
@@ -213,6 +215,56 @@ def pass_of(source_id: str) -> int:
     return int(suffix) if "~" in source_id and suffix.isdigit() else 0
 
 
+def pass_period(events: Sequence[ReplayEvent]) -> float:
+    """How far apart the passes of a looped timeline start.
+
+    LOOP_GAP_S before the first of its markets ends (closes, resolves or is removed), so the
+    next pass's markets are open before the last pass's start to end, and a long run always has
+    open markets. A timeline that ends none of the markets it opens loops LOOP_GAP_S after its
+    last event.
+    """
+    ordered = sorted(events, key=lambda event: event.at)
+    length = ordered[-1].at + LOOP_GAP_S
+    opened = {event.source_id for event in ordered if isinstance(event, MarketEvent)}
+    ends = [
+        event.at
+        for event in ordered
+        if isinstance(event, CloseEvent | ResolveEvent | RemoveEvent) and event.source_id in opened
+    ]
+    if not ends:
+        return length
+    return min(length, max(LOOP_GAP_S, min(ends) - LOOP_GAP_S))
+
+
+def _passes(
+    ordered: Sequence[ReplayEvent], period: float, first_pass: int, loop_forever: bool
+) -> Iterator[ReplayEvent]:
+    """The events of every pass, in time order: pass N starts (N - first_pass) * period in, so
+    passes overlap when the period is shorter than the timeline (an event of an earlier pass
+    goes first at the same time)."""
+    heap: list[tuple[float, int, int]] = []  # (at, pass, index of its next event)
+    next_pass = first_pass
+
+    def start_pass() -> None:
+        nonlocal next_pass
+        heapq.heappush(heap, (ordered[0].at + (next_pass - first_pass) * period, next_pass, 0))
+        next_pass += 1
+
+    start_pass()
+    while heap:
+        next_start = ordered[0].at + (next_pass - first_pass) * period
+        if loop_forever and next_start <= heap[0][0]:
+            start_pass()
+            continue
+        _, loop, index = heapq.heappop(heap)
+        offset = (loop - first_pass) * period
+        yield _for_pass(ordered[index], loop, offset)
+        if index + 1 < len(ordered):
+            heapq.heappush(heap, (ordered[index + 1].at + offset, loop, index + 1))
+        elif loop_forever and not heap:
+            start_pass()
+
+
 async def play(
     events: Sequence[ReplayEvent],
     speed: float,
@@ -226,26 +278,21 @@ async def play(
     """Await `sink(event)` for each event at `event.at / speed` seconds from now.
 
     Returns the number of events delivered. Stops after the last event unless
-    `loop_forever`, in which case it runs until cancelled. A `first_pass` above 0 plays the
-    timeline from its beginning under that pass's fresh ids (a used database starts over).
+    `loop_forever`, in which case it runs until cancelled, a new pass every
+    `pass_period(events)`. A `first_pass` above 0 plays the timeline from its beginning under
+    that pass's fresh ids (a used database starts over).
     """
     if not speed > 0:
         raise ValueError(f"replay speed must be positive, not {speed}")
     if not events:
         return 0
     ordered = sorted(events, key=lambda event: event.at)
-    length = ordered[-1].at + LOOP_GAP_S
     start = clock()
     delivered = 0
-    loop = first_pass
-    while True:
-        for original in ordered:
-            event = _for_pass(original, loop, (loop - first_pass) * length)
-            delay = start + event.at / speed - clock()
-            if delay > 0:
-                await sleep(delay)
-            await sink(event)
-            delivered += 1
-        if not loop_forever:
-            return delivered
-        loop += 1
+    for event in _passes(ordered, pass_period(ordered), first_pass, loop_forever):
+        delay = start + event.at / speed - clock()
+        if delay > 0:
+            await sleep(delay)
+        await sink(event)
+        delivered += 1
+    return delivered

@@ -44,6 +44,7 @@ class PendingCall:
     scheduled: float
     on_answer: AckHandler
     future: asyncio.Future[Any] | None = None
+    market_id: str | None = None  # a bet's market
 
 
 def settle_future(call: PendingCall, answer: Any) -> None:
@@ -202,11 +203,14 @@ class PlayerSocket:
                 self._on_close(self)
 
     async def close(self) -> None:
+        """Disconnect and close the websocket; bound it from outside (the close handshake waits
+        for the server's close frame and for unsent bytes to drain)."""
         self.closing = True
         self.connected = False
         if self._ws is not None and not self._ws.closed:
             try:
-                await self._ws.send_str("41")
+                # Written at once: awaiting `send_str` would wait for the drain first.
+                self._send("41")
                 await self._ws.close()
             except (ConnectionError, aiohttp.ClientError):
                 pass

@@ -9,15 +9,27 @@ import queue
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from multiprocessing.queues import Queue
+from typing import Any, Final
 
 from loadtest.plan import LoadPlan
-from loadtest.stats import merge, merge_books, new_histogram, summarize
+from loadtest.stats import encode, merge, merge_books, new_histogram, summarize
 from loadtest.verdict import connection_problems, headline, problems
 from loadtest.worker import run_worker
 
 Printer = Callable[[str], None]
+Worker = Callable[[LoadPlan, "Queue[dict[str, Any]]", Connection], None]
+
+# The processes start together this long after the start signal is sent.
+START_DELAY_S: Final = 0.3
+# Past the load's end, a client process drains its answers (at most --timeout) and ships its
+# result; one that has not done so this much later is stopped, and what it last reported counts.
+FINISH_GRACE_S: Final = 15.0
+# After their results are in, the processes get this long (in all) to close their sockets and exit.
+EXIT_GRACE_S: Final = 15.0
 
 
 def print_stderr(line: str) -> None:
@@ -31,8 +43,14 @@ async def run_load(
     started: asyncio.Event | None = None,
     printer: Printer = print_stderr,
     connect_timeout_s: float = 300,
+    worker_main: Worker = run_worker,
 ) -> dict[str, Any]:
-    """Run the plan over `processes` client processes; `started` is set once the load begins."""
+    """Run the plan over `processes` client processes; `started` is set once the load begins.
+
+    The run has a deadline, finish_deadline_s(plan) after the start: a process that has not sent
+    its result by then is stopped, reported with what it last said, and its unanswered requests
+    count as LOST, so a stuck process costs the verdict, never the report.
+    """
     context = multiprocessing.get_context("spawn")
     results: Any = context.Queue()
     plans = plan.split(processes)
@@ -40,7 +58,7 @@ async def run_load(
     for share in plans:
         parent_end, child_end = context.Pipe()
         worker = context.Process(
-            target=run_worker,
+            target=worker_main,
             args=(share, results, child_end),
             daemon=True,
             name=f"loadtest-{share.process_index}",
@@ -59,8 +77,9 @@ async def run_load(
     def crashed() -> list[int]:
         return [index for index, worker in enumerate(workers) if worker.exitcode not in (None, 0)]
 
+    ready: dict[int, dict[str, Any]] = {}
+    finals: dict[int, dict[str, Any]] = {}
     try:
-        ready: dict[int, dict[str, Any]] = {}
         connect_started = time.monotonic()
         while len(ready) < len(workers):
             message = await next_message(0.5)
@@ -81,12 +100,12 @@ async def run_load(
                 failed[kind] += count
         for line in connection_problems(dict(failed), len(plan.players)):
             printer(f"FAILING: {line}")
-        start_wall = time.time() + 0.3
+        start_wall = time.time() + START_DELAY_S
         for control in controls:
             control.send(start_wall)
+        deadline = time.monotonic() + START_DELAY_S + finish_deadline_s(plan)
         if started is not None:
             started.set()
-        finals: dict[int, dict[str, Any]] = {}
         # Second -> process -> that process's progress at that second; a line once all reported.
         seconds: dict[int, dict[int, dict[str, Any]]] = defaultdict(dict)
         intervals: dict[int, list[str]] = defaultdict(list)
@@ -103,7 +122,17 @@ async def run_load(
                     intervals[message["t"]].append(message["interval"])
             elif crashed():
                 for index in crashed():
-                    finals.setdefault(index, {"type": "final", "crashed": True})
+                    reason = f"died (exit code {workers[index].exitcode})"
+                    finals.setdefault(index, unfinished_final(index, reason, ready, seconds))
+            if time.monotonic() > deadline:
+                reason = (
+                    f"did not finish within {finish_deadline_s(plan):g}s of the start (warm-up, "
+                    f"duration, --timeout and {FINISH_GRACE_S:g}s) and was stopped"
+                )
+                for index in range(len(workers)):
+                    if index not in finals:
+                        finals[index] = unfinished_final(index, reason, ready, seconds)
+                        printer(f"FAILING: load client process {index} {reason}")
             complete = [
                 t for t, reports in seconds.items() if t > printed and len(reports) == len(workers)
             ]
@@ -111,11 +140,84 @@ async def run_load(
                 previous = _live_line(printer, t, seconds[t], intervals, previous, total_s)
                 printed = t
     finally:
-        for worker in workers:
-            worker.join(timeout=30)
-            if worker.is_alive():
-                worker.kill()
+        finished = {index for index, final in finals.items() if not final.get("unfinished")}
+        await stop_workers(workers, finished)
     return build_report(plan, len(workers), list(finals.values()), intervals, seconds)
+
+
+def finish_deadline_s(plan: LoadPlan) -> float:
+    """Seconds from the start by which every client process must have sent its result: the load,
+    then its drain (at most --timeout), then FINISH_GRACE_S."""
+    return plan.warmup_s + plan.duration_s + plan.timeout_s + FINISH_GRACE_S
+
+
+async def stop_workers(workers: Sequence[BaseProcess], finished: set[int]) -> None:
+    """Stop at once the processes that did not send their result; give the others EXIT_GRACE_S
+    in all to close their sockets and exit, then kill what is left."""
+    loop = asyncio.get_running_loop()
+    for index, worker in enumerate(workers):
+        if index not in finished and worker.is_alive():
+            worker.terminate()
+    give_up = time.monotonic() + EXIT_GRACE_S
+    for worker in workers:
+        await loop.run_in_executor(None, worker.join, max(0.0, give_up - time.monotonic()))
+        if worker.is_alive():
+            worker.kill()
+            await loop.run_in_executor(None, worker.join, 5.0)
+
+
+def unfinished_final(
+    index: int,
+    reason: str,
+    ready: dict[int, dict[str, Any]],
+    progress: dict[int, dict[int, dict[str, Any]]],
+) -> dict[str, Any]:
+    """The result of a process that never sent one, from what it reported while running: its
+    last running totals, its latencies second by second, and its connections. Requests it had
+    sent without an answer count as LOST."""
+    reports = [progress[t][index] for t in sorted(progress) if index in progress[t]]
+    last: dict[str, Any] = reports[-1] if reports else {}
+    sent, answered, ok = (last.get(key, 0) for key in ("sent", "answered", "succeeded"))
+    lost = max(0, sent - answered)
+    errors = dict(last.get("errorsByCode", {}))
+    book_errors = {**errors, "LOST": lost} if lost else errors
+    connected = ready.get(index, {})
+    return {
+        "type": "final",
+        "process": index,
+        "unfinished": {
+            "process": index,
+            "reason": reason,
+            "lastReportS": last.get("t"),
+            "sockets": last.get("sockets", 0),
+            "sent": sent,
+            "answered": answered,
+            "ok": ok,
+            "errors": errors,
+            "dropped": last.get("dropped", 0),
+            "lost": lost,
+        },
+        "book": {
+            "histogram": encode(merge(report["interval"] for report in reports)),
+            "byOperation": {},
+            "errors": book_errors,
+            "sent": sent,
+            "answered": answered + lost,
+            "succeeded": ok,
+        },
+        "windowAnswers": last.get("windowAnswers", answered),
+        "windowOk": last.get("windowOk", ok),
+        "connected": connected.get("connected", 0),
+        "connectErrors": connected.get("connectErrors", {}),
+        "connectTimes": "",
+        "tickDelays": "",
+        "fanout": {},
+        "pushes": {},
+        "dropped": last.get("dropped", 0),
+        "rateLimited": last.get("rateLimited", {}),
+        "betsAsked": last.get("betsAsked", 0),
+        "betsWithoutMarket": last.get("betsWithoutMarket", 0),
+    }
 
 
 def _live_line(
@@ -147,20 +249,20 @@ def build_report(
     intervals: dict[int, list[str]],
     progress: dict[int, dict[int, dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
-    good = [final for final in finals if not final.get("crashed")]
-    books = merge_books(final["book"] for final in good)
+    unfinished = [final["unfinished"] for final in finals if final.get("unfinished")]
+    books = merge_books(final["book"] for final in finals)
     duration = plan.duration_s
     fanout: dict[str, list[float]] = {}
-    for final in good:
+    for final in finals:
         for key, (count, delay) in final["fanout"].items():
             tick = fanout.setdefault(key, [0, 0.0])
             tick[0] += count
             tick[1] = max(tick[1], delay)
-    ticks = merge(final["tickDelays"] for final in good)
+    ticks = merge(final["tickDelays"] for final in finals)
     pushes: dict[str, int] = defaultdict(int)
     connect_errors: dict[str, int] = defaultdict(int)
     rate_limited: dict[str, int] = defaultdict(int)
-    for final in good:
+    for final in finals:
         for kind, count in final.get("rateLimited", {}).items():
             rate_limited[kind] += count
         for name, count in final["pushes"].items():
@@ -184,21 +286,22 @@ def build_report(
         "url": plan.base_url,
         "players": len(plan.players),
         "processes": processes,
-        "crashedProcesses": len(finals) - len(good),
+        "unfinishedProcesses": unfinished,
+        "crashedProcesses": sum(entry["reason"].startswith("died") for entry in unfinished),
         "durationS": duration,
         "warmupS": plan.warmup_s,
         "mix": plan.mix,
         "targetRate": plan.rate if plan.mode == "open" else None,
         "concurrency": (plan.concurrency or len(plan.players)) if plan.mode == "closed" else None,
         "offeredRate": round(books["sent"] / duration, 1),
-        "achievedRate": round(sum(final["windowAnswers"] for final in good) / duration, 1),
-        "okRate": round(sum(final["windowOk"] for final in good) / duration, 1),
+        "achievedRate": round(sum(final["windowAnswers"] for final in finals) / duration, 1),
+        "okRate": round(sum(final["windowOk"] for final in finals) / duration, 1),
         **books,
         "connections": {
-            "connected": sum(final["connected"] for final in good),
+            "connected": sum(final["connected"] for final in finals),
             "failed": dict(connect_errors),
             "time": summarize(
-                merge(final["connectTimes"] for final in good) if good else new_histogram()
+                merge(final["connectTimes"] for final in finals) if finals else new_histogram()
             ),
         },
         "oddsTicks": {
@@ -210,10 +313,10 @@ def build_report(
             ][-200:],
         },
         "pushes": dict(pushes),
-        "socketsDropped": sum(final["dropped"] for final in good),
+        "socketsDropped": sum(final["dropped"] for final in finals),
         "rateLimited": dict(rate_limited),
-        "betsAsked": sum(final.get("betsAsked", 0) for final in good),
-        "betsWithoutMarket": sum(final.get("betsWithoutMarket", 0) for final in good),
+        "betsAsked": sum(final.get("betsAsked", 0) for final in finals),
+        "betsWithoutMarket": sum(final.get("betsWithoutMarket", 0) for final in finals),
         "timeline": timeline,
     }
     report["problems"] = problems(report)

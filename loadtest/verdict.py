@@ -71,6 +71,11 @@ def answer_problems(report: dict[str, Any]) -> list[str]:
                 f"{count:,} requests got no answer within --timeout ({code}): the server fell "
                 "behind the offered load"
             )
+        elif code == "LOST":
+            lines.append(
+                f"{count:,} requests of a load client process that did not finish had no answer "
+                f"when it stopped ({code})"
+            )
         elif code == "DISCONNECTED":
             lines.append(f"{count:,} requests were lost with their dropped socket ({code})")
         else:
@@ -82,8 +87,7 @@ def problems(report: dict[str, Any]) -> list[str]:
     """Every reason the run did not measure the load it was asked for; empty when it did."""
     lines = connection_problems(report["connections"]["failed"], report["players"])
     lines += answer_problems(report)
-    if report.get("crashedProcesses"):
-        lines.append(f"{report['crashedProcesses']} load client process(es) died")
+    lines += [unfinished_line(entry) for entry in report.get("unfinishedProcesses", [])]
     if report.get("socketsDropped"):
         lines.append(f"{report['socketsDropped']:,} sockets were dropped during the run")
     if report["mode"] != "idle" and not report["sent"]:
@@ -96,9 +100,22 @@ def problems(report: dict[str, Any]) -> list[str]:
     if _bets_without_market(report):
         lines.append(
             f"{report['betsWithoutMarket']:,} of {report['betsAsked']:,} bets found no open market and were sent as wallet:get "
-            "(run the server with a feed that keeps markets open, e.g. FEED_REPLAY_LOOP=true)"
+            "(run the server with a feed that keeps markets open, e.g. "
+            "FEED=replay:feeds/timelines/loadtest.jsonl FEED_REPLAY_LOOP=true)"
         )
     return lines
+
+
+def unfinished_line(entry: dict[str, Any]) -> str:
+    """A client process that never sent its result, with what it last reported."""
+    errors = ", ".join(f"{code}={count:,}" for code, count in entry["errors"].items()) or "none"
+    at = f" at {entry['lastReportS']}s" if entry.get("lastReportS") is not None else ""
+    return (
+        f"load client process {entry['process']} {entry['reason']}; its last report{at}: "
+        f"{entry['sockets']:,} sockets open, sent {entry['sent']:,}, answered "
+        f"{entry['answered']:,} (ok {entry['ok']:,}), errors {errors}, dropped {entry['dropped']:,}; "
+        f"its {entry['lost']:,} unanswered requests count as LOST"
+    )
 
 
 def _rate_limited(report: dict[str, Any], count: int, players: int) -> list[str]:
@@ -145,7 +162,12 @@ def headline(report: dict[str, Any], found: list[str]) -> str:
     """The verdict in one line: what failed, by count, or that the run measured what it offered."""
     if not found:
         return "verdict: ok (every player connected, no unexpected answer)"
-    parts = []
+    # A process that did not finish comes first: the counts after it miss what it never sent.
+    parts = [
+        f"load client process {entry['process']} "
+        + ("died" if entry["reason"].startswith("died") else "did not finish")
+        for entry in report.get("unfinishedProcesses", [])
+    ]
     failed = sum(report["connections"]["failed"].values())
     if failed:
         parts.append(f"{failed:,} of {report['players']:,} players not connected")
@@ -155,8 +177,6 @@ def headline(report: dict[str, Any], found: list[str]) -> str:
     parts += [f"{code}={count:,}" for code, count in unexpected.items()]
     if report.get("socketsDropped"):
         parts.append(f"{report['socketsDropped']:,} sockets dropped")
-    if report.get("crashedProcesses"):
-        parts.append(f"{report['crashedProcesses']} client process(es) died")
     if _offered_short(report):
         parts.append(f"offered {report['offeredRate']}/s of {report['targetRate']:g}/s")
     if _bets_without_market(report):

@@ -12,6 +12,7 @@ import itertools
 import random
 import time
 from collections import Counter
+from collections.abc import Awaitable
 from datetime import datetime
 from multiprocessing.connection import Connection
 from multiprocessing.queues import Queue
@@ -23,6 +24,7 @@ import uvloop
 from loadtest.plan import OPERATIONS, LoadPlan
 from loadtest.player_socket import ConnectRefused, PendingCall, PlayerSocket
 from loadtest.stats import (
+    MARKET_CLOSED_RACED,
     LatencyBook,
     arrival_offsets,
     encode,
@@ -34,7 +36,11 @@ from loadtest.system import raise_open_file_limit
 TIMEOUT_ANSWER: dict[str, Any] = {"ok": False, "error": {"code": "TIMEOUT"}}
 DISCONNECTED_ANSWER: dict[str, Any] = {"ok": False, "error": {"code": "DISCONNECTED"}}
 DRAIN_S = 5.0
+# Closing the sockets (and the HTTP session under them) after the results are sent.
+CLOSE_S = 10.0
 MARKET_REFRESH_S = 2.0
+# Closes given up on, held until they end so they are not collected mid-cancellation.
+_abandoned: set[asyncio.Future[Any]] = set()
 
 
 def rate_limit_kind(error: Any) -> str:
@@ -48,6 +54,21 @@ def rate_limit_kind(error: Any) -> str:
     if "too many events" in message:
         return "events"
     return "other"
+
+
+async def bounded(awaitable: Awaitable[object], timeout_s: float) -> None:
+    """Await `awaitable` for at most `timeout_s`, then cancel it without waiting for it to stop:
+    `asyncio.wait_for` would wait for the cancellation, which a close stuck in a drain or a
+    close handshake may never finish."""
+    task = asyncio.ensure_future(awaitable)
+    _, pending = await asyncio.wait([task], timeout=timeout_s)
+    for late in pending:
+        late.cancel()
+        _abandoned.add(late)
+        late.add_done_callback(_abandoned.discard)
+    if not pending:
+        with contextlib.suppress(Exception):
+            task.result()
 
 
 def run_worker(plan: LoadPlan, results: Queue[dict[str, Any]], control: Connection) -> None:
@@ -66,6 +87,8 @@ class LoadWorker:
         self.subscribed: dict[int, list[str]] = {}
         self.odds: dict[str, tuple[float, float]] = {}
         self.open_markets: set[str] = set()
+        self.closed_markets: set[str] = set()
+        self.closed_refusals: Counter[str] = Counter()  # MARKET_CLOSED answers by market
         self.book = LatencyBook()
         self.connect_times = new_histogram()
         self.connect_errors: Counter[str] = Counter()
@@ -102,8 +125,10 @@ class LoadWorker:
                 tick[1] = max(tick[1], delay)
         elif event == "market:update" and isinstance(data, dict):
             market = data.get("market") or {}
-            if market.get("status") != "open":
-                self.open_markets.discard(market.get("id"))
+            market_id = market.get("id")
+            if market.get("status") != "open" and isinstance(market_id, str):
+                self.open_markets.discard(market_id)
+                self.closed_markets.add(market_id)
 
     def on_answer(self, call: PendingCall, answer: Any) -> None:
         now = time.monotonic()
@@ -113,6 +138,12 @@ class LoadWorker:
             error_code = error.get("code", "UNKNOWN") if isinstance(error, dict) else "BAD_ACK"
             if error_code == "RATE_LIMITED" and call.scheduled >= self.measure_from:
                 self.rate_limited[rate_limit_kind(error)] += 1
+            if (
+                error_code == "MARKET_CLOSED"
+                and call.market_id
+                and call.scheduled >= self.measure_from
+            ):
+                self.closed_refusals[call.market_id] += 1
         if call.scheduled >= self.measure_from:
             self.book.answered_one(call.operation, call.scheduled, now, error_code)
             if now <= self.measure_until:
@@ -214,6 +245,8 @@ class LoadWorker:
             self.bets_without_market += measured
             operation, payload = "wallet", {}
         call = PendingCall(operation, scheduled, self.on_answer, future)
+        if operation == "bet" and payload is not None:
+            call.market_id = payload["marketId"]
         if measured:
             self.book.sent_one()
         if not socket.emit(OPERATIONS[operation], payload, call):
@@ -285,9 +318,14 @@ class LoadWorker:
             await asyncio.gather(*(lane(index) for index in range(self.plan.concurrency)))
 
     async def refresh_open_markets(self) -> None:
-        """Markets close during a run (a replay pass ends, a market resolves): every few seconds
-        the open ones are listed again, so bets keep finding markets; odds of markets no player
-        here subscribed to come from the list."""
+        """Markets close during a run (a replay pass ends, a market resolves) and new ones open:
+        every few seconds the open ones are listed again, so bets go only to open markets.
+
+        The list replaces what this process believed open, except markets it already saw close
+        (a closed market never reopens; its push may overtake the list). One socket subscribes
+        to each market no player here watches, so that market's close arrives as a push too and
+        bets stop going to it at once; odds of those markets come from the list and that socket.
+        """
         watched = {market for chosen in self.subscribed.values() for market in chosen}
         while True:
             await asyncio.sleep(MARKET_REFRESH_S)
@@ -302,13 +340,25 @@ class LoadWorker:
                 continue
             if not (isinstance(answer, dict) and answer.get("ok")):
                 continue
-            for market in answer["data"]["markets"]:
-                self.open_markets.add(market["id"])
+            listed = [
+                market
+                for market in answer["data"]["markets"]
+                if market["id"] not in self.closed_markets
+            ]
+            self.open_markets = {market["id"] for market in listed}
+            for market in listed:
                 if market["id"] not in watched:
                     self.odds[market["id"]] = (
                         float(market["thisOdds"]),
                         float(market["thatOdds"]),
                     )
+            unwatched = [market["id"] for market in listed if market["id"] not in watched]
+            if unwatched:
+                with contextlib.suppress(TimeoutError, ConnectionError):
+                    await live[0].call(
+                        "market:subscribe", {"marketIds": unwatched[:100]}, self.plan.timeout_s
+                    )
+                watched.update(unwatched[:100])
 
     async def expire_overdue(self) -> None:
         while True:
@@ -335,67 +385,120 @@ class LoadWorker:
                     "interval": encode(self.book.take_interval()),
                     "sockets": sum(socket.connected for socket in self.sockets),
                     "dropped": self.dropped,
+                    "windowAnswers": self.window_answers,
+                    "windowOk": self.window_ok,
+                    "rateLimited": dict(self.rate_limited),
+                    "betsAsked": self.bets_asked,
+                    "betsWithoutMarket": self.bets_without_market,
                 }
             )
 
     # -- the run ------------------------------------------------------------------------------
     async def run(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, enable_cleanup_closed=True)
-        async with aiohttp.ClientSession(connector=connector) as http:
-            connect_started = time.monotonic()
-            await self.connect_all(http)
-            await self.subscribe_all()
-            self.results.put(
-                {
-                    "type": "ready",
-                    "process": self.plan.process_index,
-                    "connected": len(self.sockets),
-                    "connectErrors": dict(self.connect_errors),
-                    "connectSeconds": time.monotonic() - connect_started,
-                }
-            )
-            start_wall = await asyncio.get_running_loop().run_in_executor(None, self.control.recv)
-            start = time.monotonic() + (start_wall - time.time())
-            self.measure_from = start + self.plan.warmup_s
-            self.measure_until = self.measure_from + self.plan.duration_s
-            await asyncio.sleep(max(0.0, start - time.monotonic()))
+        http = aiohttp.ClientSession(connector=connector)
+        try:
+            await self.get_ready(http)
+            start = await self.wait_for_start()
             helpers = [
                 asyncio.create_task(self.expire_overdue()),
                 asyncio.create_task(self.report_progress(start)),
                 asyncio.create_task(self.refresh_open_markets()),
             ]
             try:
-                if self.plan.mode == "open":
-                    await self.open_loop(start, self.measure_until)
-                elif self.plan.mode == "closed":
-                    await self.closed_loop(self.measure_until)
-                else:
-                    await asyncio.sleep(max(0.0, self.measure_until - time.monotonic()))
-                # Late answers still count (from their scheduled time); then the rest time out.
-                for _ in range(int(min(DRAIN_S, self.plan.timeout_s) / 0.05)):
-                    if not any(socket.pending for socket in self.sockets):
-                        break
-                    await asyncio.sleep(0.05)
+                await self.drive(start)
+                await self.drain()
             finally:
-                for helper in helpers:
-                    helper.cancel()
-                await asyncio.gather(*helpers, return_exceptions=True)
+                await self.stop_helpers(helpers)
             for socket in self.sockets:
                 for call in socket.expire(float("inf"), -1):
                     self.on_answer(call, TIMEOUT_ANSWER)
             self.results.put(self.final())
-            for socket in self.sockets:
-                socket.closing = True
-            gate = asyncio.Semaphore(500)
+            await self.close_sockets()
+        finally:
+            # The session's close waits for every connection to flush what it still has to send,
+            # which never happens while the server reads nothing; the process exits regardless.
+            await bounded(http.close(), CLOSE_S)
 
-            async def close(socket: PlayerSocket) -> None:
-                async with gate:
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(socket.close(), 5)
+    async def get_ready(self, http: aiohttp.ClientSession) -> None:
+        connect_started = time.monotonic()
+        await self.connect_all(http)
+        await self.subscribe_all()
+        self.results.put(
+            {
+                "type": "ready",
+                "process": self.plan.process_index,
+                "connected": len(self.sockets),
+                "connectErrors": dict(self.connect_errors),
+                "connectSeconds": time.monotonic() - connect_started,
+            }
+        )
 
-            await asyncio.gather(*(close(socket) for socket in self.sockets))
+    async def wait_for_start(self) -> float:
+        """The common start (this process's monotonic clock), from the parent's wall-clock time."""
+        start_wall: float = await asyncio.get_running_loop().run_in_executor(
+            None, self.control.recv
+        )
+        start = time.monotonic() + (start_wall - time.time())
+        self.measure_from = start + self.plan.warmup_s
+        self.measure_until = self.measure_from + self.plan.duration_s
+        await asyncio.sleep(max(0.0, start - time.monotonic()))
+        return start
+
+    async def drive(self, start: float) -> None:
+        if self.plan.mode == "open":
+            await self.open_loop(start, self.measure_until)
+        elif self.plan.mode == "closed":
+            await self.closed_loop(self.measure_until)
+        else:
+            await asyncio.sleep(max(0.0, self.measure_until - time.monotonic()))
+
+    async def drain(self) -> None:
+        """Late answers still count (from their scheduled time); then the rest time out."""
+        for _ in range(int(min(DRAIN_S, self.plan.timeout_s) / 0.05)):
+            if not any(socket.pending for socket in self.sockets):
+                return
+            await asyncio.sleep(0.05)
+
+    async def stop_helpers(self, helpers: list[asyncio.Task[None]]) -> None:
+        for helper in helpers:
+            helper.cancel()
+        await asyncio.wait(helpers, timeout=CLOSE_S)
+
+    async def close_sockets(self) -> None:
+        """Say goodbye on every socket, within CLOSE_S in all.
+
+        A websocket close waits for the server's close frame, and for the socket's unsent bytes
+        to drain; from a server too busy to read, neither comes. Sockets still closing at the
+        deadline are left to the process's exit.
+        """
+        for socket in self.sockets:
+            socket.closing = True
+        gate = asyncio.Semaphore(500)
+
+        async def close(socket: PlayerSocket) -> None:
+            async with gate:
+                with contextlib.suppress(Exception):
+                    await socket.close()
+
+        await bounded(asyncio.gather(*(close(socket) for socket in self.sockets)), CLOSE_S)
+
+    def count_raced_closes(self) -> None:
+        """MARKET_CLOSED answers to bets on markets whose close this process heard of by push are
+        bets that were in flight when their market closed (a bet goes only to a market this
+        process believes open); they move to MARKET_CLOSED:raced. The others mean the client
+        bet on a market it never heard close (a push lost or not subscribed) and stay failures.
+        """
+        raced = sum(
+            count for market, count in self.closed_refusals.items() if market in self.closed_markets
+        )
+        if raced:
+            self.book.errors["MARKET_CLOSED"] -= raced
+            self.book.errors += Counter()  # drops the code when none is left
+            self.book.errors[MARKET_CLOSED_RACED] += raced
 
     def final(self) -> dict[str, Any]:
+        self.count_raced_closes()
         return {
             "type": "final",
             "process": self.plan.process_index,

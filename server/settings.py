@@ -201,10 +201,12 @@ class Settings:
     # batch of the newest (at most the max); 0 turns the pushes off (pages still answer).
     market_activity_push_interval_ms: Annotated[
         int, _allowed("milliseconds from 0 to 60000 (0: no pushes)", ge=0, le=60000)
-    ] = 500
+    ] = 1000
+    # A feed shows a few rows at a time: every recipient's frame carries the batch, so a small
+    # one keeps what a busy market costs its watchers (and the server's fan-out) small.
     market_activity_push_max_bets: Annotated[
         int, _allowed("a whole number from 1 to 1000", ge=1, le=1000)
-    ] = 100
+    ] = 20
 
     odds_max_age_s: Seconds = 120
     min_bet_amount: Money = Decimal("10")

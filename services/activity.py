@@ -23,7 +23,7 @@ from storage.rows import Bet
 
 # The most bets one announcement of a market carries: the newest; the older ones of the interval
 # are only counted (they are in the pages).
-MAX_ANNOUNCED_BETS: Final = 100
+MAX_ANNOUNCED_BETS: Final = 20
 
 
 @dataclass(frozen=True, slots=True)

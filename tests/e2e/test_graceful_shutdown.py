@@ -142,7 +142,9 @@ async def test_a_rolling_restart_under_bet_load_loses_nothing_and_answers_everyt
     assert sum(b.moves for b in bettors) >= PLAYERS  # every player moved to the other node
     # Handed back with a WebSocket close saying the server restarts.
     assert WSCloseCode.SERVICE_RESTART in {code for b in bettors for code in b.close_codes}
-    assert set(refused.values()) <= {"NOT_READY"}
+    # Refusals say "not written, try again": NOT_READY while the node drains, and RATE_LIMITED
+    # if a node is momentarily past its capacity (a busy machine); never anything else.
+    assert set(refused.values()) <= {"NOT_READY", "RATE_LIMITED"}
     rows: list[Any] = await db.fetch("SELECT id, client_bet_id FROM bets")
     stored = {row["client_bet_id"]: str(row["id"]) for row in rows}
     assert len(rows) == len(stored)  # no bet stored twice

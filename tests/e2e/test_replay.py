@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 
 from feeds.replay import SAMPLE_TIMELINE
 from tests.conftest import ServerFactory
@@ -104,3 +105,34 @@ async def test_a_replayed_market_the_replay_no_longer_moves_turns_stale(
     error = await player.error("bet:place", {**bet, "clientBetId": "stale"})
     assert error["code"] == "ODDS_STALE"
     await player.close()
+
+
+async def test_a_looped_replay_keeps_markets_open_across_passes(
+    start_server: ServerFactory, db: asyncpg.Pool
+) -> None:
+    # At 40x a pass of the sample starts every 2.1 s and plays for 3 s.
+    await start_server(
+        feed=f"replay:{SAMPLE_TIMELINE}", feed_replay_speed=40, feed_replay_loop=True
+    )
+
+    async def first_pass_listed() -> bool:
+        return bool(await db.fetchval("SELECT count(*) = 8 FROM markets WHERE status = 'open'"))
+
+    await eventually(first_pass_listed)
+    fewest_open = 8
+    passes: set[str] = set()
+    deadline = asyncio.get_running_loop().time() + 9
+    while asyncio.get_running_loop().time() < deadline:
+        row = await db.fetchrow(
+            "SELECT count(*) FILTER (WHERE status = 'open') AS open,"
+            " array_agg(DISTINCT split_part(source_id, '~', 2)) AS passes FROM markets"
+        )
+        fewest_open = min(fewest_open, row["open"])
+        passes.update(row["passes"])
+        await asyncio.sleep(0.05)
+
+    assert {"", "1", "2", "3"} <= passes, passes
+    # Events play in order, and each pass's eight markets open before the last pass's first close.
+    assert fewest_open >= 8
+    settled = await db.fetchval("SELECT count(*) FROM markets WHERE status <> 'open'")
+    assert settled >= 16  # the first two passes ended every market while others stayed open

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from feeds.market_channel import BookSnapshot, MarketResolved, parse_market_frame
-from feeds.parsing import ParseStats
+from feeds.parsing import ParseStats, parse_gamma_market
 from feeds.replay import (
     SAMPLE_TIMELINE,
     CloseEvent,
@@ -21,6 +21,8 @@ from feeds.replay import (
     ReplayEvent,
     ResolveEvent,
     load_timeline,
+    pass_of,
+    pass_period,
     play,
 )
 from game.markets import Resolution
@@ -235,3 +237,54 @@ async def test_a_later_pass_renames_the_markets_and_tokens_a_frame_names() -> No
     assert isinstance(book, BookSnapshot) and isinstance(resolved, MarketResolved)
     assert (book.market, book.asset_id) == ("0xab~1", "11~1")
     assert resolved.token_ids == ("11~1", "12~1") and resolved.winning_asset_id == "12~1"
+
+
+async def test_a_looped_timeline_always_has_an_open_market_across_passes() -> None:
+    events = load_timeline(SAMPLE_TIMELINE)
+    period = pass_period(events)
+    # The next pass starts a second before the sample's first market closes (at 85 s).
+    assert period == 84.0
+    clock = FakeClock()
+    start = clock.now
+    open_markets: set[str] = set()
+    fewest_open: list[tuple[float, int]] = []
+    passes_seen: set[int] = set()
+    four_passes = asyncio.Event()
+
+    async def sink(event: ReplayEvent) -> None:
+        if isinstance(event, MarketEvent):
+            open_markets.add(event.source_id)
+            passes_seen.add(pass_of(event.source_id))
+        elif isinstance(event, CloseEvent | ResolveEvent | RemoveEvent):
+            open_markets.discard(event.source_id)
+        if clock.now - start >= 2.0:  # every market of the first pass is listed by then
+            fewest_open.append((clock.now - start, len(open_markets)))
+        if clock.now - start > 3 * period + 130:
+            four_passes.set()
+
+    replay = asyncio.create_task(
+        play(events, 1.0, sink, loop_forever=True, clock=clock.monotonic, sleep=clock.sleep)
+    )
+    await asyncio.wait_for(four_passes.wait(), timeout=10)
+    replay.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await replay
+
+    assert passes_seen == {0, 1, 2, 3, 4}
+    at, fewest = min(fewest_open, key=lambda seen: seen[1])
+    # The next pass's markets are all open before the last pass's first one closes.
+    per_pass = sum(isinstance(event, MarketEvent) for event in events)
+    assert fewest >= per_pass, f"only {fewest} markets open at {at:.1f}s"
+
+
+def test_a_timeline_that_ends_none_of_its_markets_loops_after_its_last_event() -> None:
+    gamma = json.loads((FIXTURES / "gamma_market_open.json").read_text())
+    source_id = gamma["conditionId"]
+    listing = parse_gamma_market(gamma)
+    assert listing is not None
+    events: list[ReplayEvent] = [
+        MarketEvent(0.0, listing),
+        OddsEvent(4.0, source_id, Decimal("0.4"), Decimal("0.6")),
+    ]
+    assert pass_period(events) == 5.0
+    assert pass_period([*events, CloseEvent(3.0, source_id)]) == 2.0
