@@ -10,6 +10,7 @@ is the feed's one entry point.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -169,7 +170,9 @@ class PolymarketClient:
             queries.append([*ids, ("closed", "false"), limit])
             queries.append([*ids, ("closed", "true"), limit])
         url = f"{self._gamma_url}/markets"
-        answers = await self._bounded([self._get(url, params) for params in queries])
+        answers = await self._bounded(
+            [functools.partial(self._get, url, params) for params in queries]
+        )
         for answer in answers:
             if isinstance(answer, BaseException):
                 raise answer
@@ -258,7 +261,10 @@ class PolymarketClient:
         if not batches:
             return {}
         url = f"{self._clob_url}/midpoints"
-        calls = [self._post(url, [{"token_id": token} for token in batch]) for batch in batches]
+        calls = [
+            functools.partial(self._post, url, [{"token_id": token} for token in batch])
+            for batch in batches
+        ]
         answers = await self._bounded(calls)
         midpoints: dict[str, Decimal] = {}
         errors: list[UpstreamError] = []
@@ -337,13 +343,14 @@ class PolymarketClient:
             logger.warning("skipped %d non-object %s records", len(answer) - len(records), what)
         return records
 
-    async def _bounded(self, calls: Sequence[Awaitable[object]]) -> list[object]:
-        """Run the calls at most `max_concurrency` at a time; failures come back as values."""
+    async def _bounded(self, calls: Sequence[Callable[[], Awaitable[object]]]) -> list[object]:
+        """Run the calls at most `max_concurrency` at a time; failures come back as values. Each
+        call starts only once it has its turn, so a cancelled wait leaves no coroutine behind."""
         semaphore = asyncio.Semaphore(self._max_concurrency)
 
-        async def run(call: Awaitable[object]) -> object:
+        async def run(call: Callable[[], Awaitable[object]]) -> object:
             async with semaphore:
-                return await call
+                return await call()
 
         return list(await asyncio.gather(*(run(call) for call in calls), return_exceptions=True))
 

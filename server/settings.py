@@ -101,6 +101,9 @@ class Settings:
         | None
     ) = None
     database_pool_max: Annotated[int, _allowed("a whole number from 1 to 20", ge=1, le=20)] = 20
+    # Connections of the node's shared Redis pool (Socket.IO's manager and the feed lease have
+    # their own); a burst past it waits for a free one.
+    redis_pool_max: Annotated[int, _allowed("a whole number from 4 to 1000", ge=4, le=1000)] = 32
 
     jwt_access_secret: str = ""
     jwt_refresh_secret: str = ""

@@ -151,6 +151,23 @@ def replay_sink(app: web.Application) -> replay.ReplaySink:
     return deliver
 
 
+async def _keep_lease(lease: Lease, every_s: float, lost: asyncio.Event) -> None:
+    """Renew the lease every `every_s` until it is lost (then set `lost`)."""
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            if not await lease.renew():
+                logger.warning("feed lease lost; stopping the feed on this node")
+                break
+        except Exception:  # noqa: BLE001 - Redis away: the feed stops here, another node takes it
+            stop_if_cancelled()
+            logger.warning(
+                "feed lease renewal failed; stopping the feed on this node", exc_info=True
+            )
+            break
+    lost.set()
+
+
 async def lead(app: web.Application, lease: Lease, http: aiohttp.ClientSession) -> None:
     """Wait for the lease, run the jobs while it is held, stop them when it is lost."""
     settings = app[SETTINGS]
@@ -173,14 +190,19 @@ async def lead(app: web.Application, lease: Lease, http: aiohttp.ClientSession) 
             "this node now runs the feed", extra={"owner": lease.owner, "feed": settings.feed}
         )
         jobs: list[asyncio.Task[None]] = []
+        # Renewed by a task of its own: nothing the jobs (or their start) wait for can delay it.
+        lost = asyncio.Event()
+        keeper = asyncio.ensure_future(_keep_lease(lease, renew_every, lost))
         try:
-            jobs = await _start_jobs(app, status, http, chosen_pass)
-        except Exception as error:  # noqa: BLE001 - reported on /readyz; the node keeps serving
-            stop_if_cancelled()
-            logger.error("the feed could not start", extra={"error": repr(error)}, exc_info=True)
-            await _quietly(status.ended("feed", repr(error)[:300]))
-        try:
-            while True:
+            try:
+                jobs = await _start_jobs(app, status, http, chosen_pass)
+            except Exception as error:  # noqa: BLE001 - reported on /readyz; the node keeps serving
+                stop_if_cancelled()
+                logger.error(
+                    "the feed could not start", extra={"error": repr(error)}, exc_info=True
+                )
+                await _quietly(status.ended("feed", repr(error)[:300]))
+            while not lost.is_set():
                 running = [job for job in jobs if not job.done()]
                 if running:
                     ended, _ = await asyncio.wait(
@@ -190,17 +212,9 @@ async def lead(app: web.Application, lease: Lease, http: aiohttp.ClientSession) 
                         await _job_ended(job, status)
                 else:
                     await asyncio.sleep(renew_every)
-                try:
-                    if not await lease.renew():
-                        logger.warning("feed lease lost; stopping the feed on this node")
-                        break
-                except Exception:  # noqa: BLE001
-                    stop_if_cancelled()
-                    logger.warning(
-                        "feed lease renewal failed; stopping the feed on this node", exc_info=True
-                    )
-                    break
         finally:
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
             await _stop_jobs(jobs)
             app[MIRROR].stream = None
             # Only the lease holder reports the stream; a node that stopped leading reports none.
@@ -396,12 +410,19 @@ async def feed_ctx(app: web.Application) -> AsyncIterator[None]:
     if settings.feed == "off":
         yield
         return
-    lease = Lease(app[REDIS], keys.FEED_LOCK, settings.feed_lease_ttl_s)
-    async with aiohttp.ClientSession() as http:
-        leader = await spawn(app, lead(app, lease, http), name="feed")
-        yield
-        await leader.close()
-        try:
-            await lease.release()
-        except Exception:  # noqa: BLE001 - the lease expires by itself
-            logger.debug("lease release failed", exc_info=True)
+    # The lease on a connection of its own: a renewal never waits behind a busy shared pool (a
+    # node carrying thousands of sockets), where it could miss its TTL and hand the feed over.
+    assert settings.redis_url is not None
+    lease_client = redis.Redis.from_url(settings.redis_url, max_connections=2, socket_timeout=5)
+    lease = Lease(lease_client, keys.FEED_LOCK, settings.feed_lease_ttl_s)
+    try:
+        async with aiohttp.ClientSession() as http:
+            leader = await spawn(app, lead(app, lease, http), name="feed")
+            yield
+            await leader.close()
+            try:
+                await lease.release()
+            except Exception:  # noqa: BLE001 - the lease expires by itself
+                logger.debug("lease release failed", exc_info=True)
+    finally:
+        await lease_client.aclose()

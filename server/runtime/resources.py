@@ -44,7 +44,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     # A bounded pool of warm connections: a burst waits for one instead of opening more.
     pool = redis.BlockingConnectionPool.from_url(
         settings.redis_url,
-        max_connections=32,
+        max_connections=settings.redis_pool_max,
         timeout=5,
         decode_responses=True,
         health_check_interval=30,
