@@ -49,17 +49,17 @@ import uvloop
 
 from bench import node_client, odds_writes
 from bench.markdown import market_screen_section
+from bench.phase import run_phase, say
 from bench.scenarios import INSERT_FANOUT_MARKET, wait_quiet
 from bench.stack import BenchStack
 from bench.stream import TimedWindow, recv
 from bench.timeline import write_bench_timeline
 from loadtest.player_socket import ConnectRefused, PlayerSocket
-from loadtest.system import machine, raise_open_file_limit
+from loadtest.system import raise_open_file_limit
 from server.cli.seed import mint_tokens
 from server.fanout import pushes
 from storage import database
 
-RUNS: Final = Path(__file__).resolve().parent.parent / "var" / "bench"
 # Longer than any run: the presence pass sleeps first, so it never runs.
 PRESENCE_NEVER_S: Final = "86400"
 FEATURES: Final[dict[str, dict[str, str]]] = {
@@ -96,10 +96,6 @@ class ScreenSizes:
 
 FULL_SIZES: Final = ScreenSizes()
 QUICK_SIZES: Final = ScreenSizes(listeners=500, seconds=6, history_s=5)
-
-
-def say(text: str) -> None:
-    print(f"== {text}", file=sys.stderr, flush=True)
 
 
 # --- the listening sockets ------------------------------------------------------------------
@@ -523,33 +519,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def write_results(results: dict[str, Any], quick: bool) -> Path:
-    RUNS.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H%M")
-    kind = "-quick" if quick else ""
-    path = RUNS / f"{stamp}-{results['machine']['host']}-market-screen{kind}.json"
-    path.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
-    (RUNS / "market-screen-latest.md").write_text(market_screen_section(results) + "\n")
-    return path
-
-
 def run(args: argparse.Namespace) -> int:
-    raise_open_file_limit()
-    sizes = sizes_from(args)
-    started = time.monotonic()
-    screen = uvloop.run(main_async(sizes, args.processes))
-    results = {
-        "quick": args.quick,
-        "machine": machine(),
-        "startedAt": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-        "marketScreen": screen,
-        "wallSeconds": round(time.monotonic() - started, 1),
-    }
-    results["summary"] = summary(screen)
-    path = write_results(results, args.quick)
-    say(f"results in {path} and {RUNS / 'market-screen-latest.md'} ({results['wallSeconds']}s)")
-    print(orjson.dumps(results["summary"]).decode())
-    return 0
+    return run_phase(
+        "market-screen",
+        "marketScreen",
+        args.quick,
+        main_async(sizes_from(args), args.processes),
+        summary,
+        market_screen_section,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

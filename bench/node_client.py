@@ -12,7 +12,6 @@ import asyncio
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,16 +19,13 @@ from typing import Any
 
 import orjson
 
+from bench.phase import say
 from bench.processes import CpuWindow
 
 SOURCE = Path(__file__).resolve().parent / "node"
 CACHE = Path(__file__).resolve().parent.parent / "var" / "bench" / "node"
 # ES modules resolve packages beside the script, so the scripts run from the cache.
 SCRIPTS = ("closed_loop.mjs", "peer_server.mjs")
-
-
-def say(text: str) -> None:
-    print(f"== {text}", file=sys.stderr, flush=True)
 
 
 def copy_scripts(cache: Path) -> None:

@@ -22,6 +22,7 @@ import orjson
 import uvloop
 
 from bench import market_screen, node_client, scenarios, stream, wire
+from bench.phase import RUNS, say
 from bench.processes import CpuWindow
 from bench.stack import BenchStack
 from bench.timeline import write_bench_timeline
@@ -29,7 +30,6 @@ from loadtest.system import machine, raise_open_file_limit
 
 # Committed reference results change only on purpose (`--save`); every run writes here.
 RESULTS = Path(__file__).resolve().parent / "results"
-RUNS = Path(__file__).resolve().parent.parent / "var" / "bench"
 
 FULL: dict[str, Any] = {
     "players": 10_000,
@@ -67,10 +67,6 @@ QUICK: dict[str, Any] = {
     "stream": dataclasses.asdict(stream.QUICK_SIZES),
     "marketScreen": dataclasses.asdict(market_screen.QUICK_SIZES),
 }
-
-
-def say(text: str) -> None:
-    print(f"== {text}", file=sys.stderr, flush=True)
 
 
 async def bench(quick: bool, processes: int) -> dict[str, Any]:

@@ -50,7 +50,6 @@ import time
 from array import array
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from decimal import Decimal
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -63,18 +62,17 @@ import uvloop
 
 from bench import node_client
 from bench.markdown import stream_section
+from bench.phase import run_phase, say
 from bench.processes import CpuWindow
 from bench.scenarios import wait_quiet
 from bench.stack import BenchStack
 from bench.timeline import write_bench_timeline
 from loadtest.player_socket import ConnectRefused, PlayerSocket
 from loadtest.stats import encode, merge, new_histogram, record_seconds, summarize
-from loadtest.system import machine, raise_open_file_limit
+from loadtest.system import raise_open_file_limit
 from storage import database
 from tests.fake_market_channel import ChannelMarket, FakeMarketChannel, price_change
 from tests.fake_polymarket import FakePolymarket
-
-RUNS: Final = Path(__file__).resolve().parent.parent / "var" / "bench"
 
 # The best bid walks a cycle of CYCLE prices, STEP apart, below a fixed ask; the resting base
 # bid sits BASE_GAP under the ask (a spread of 0.10 still shows the midpoint).
@@ -107,10 +105,6 @@ class StreamSizes:
 
 FULL_SIZES: Final = StreamSizes()
 QUICK_SIZES: Final = StreamSizes(sockets=1_000, frames_per_s=500, seconds=8)
-
-
-def say(text: str) -> None:
-    print(f"== {text}", file=sys.stderr, flush=True)
 
 
 # --- the channel's frames -------------------------------------------------------------------
@@ -826,28 +820,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    raise_open_file_limit()
-    sizes = sizes_from(args)
-    started = time.monotonic()
-    stream = uvloop.run(main_async(sizes, args.processes))
-    results = {
-        "quick": args.quick,
-        "machine": machine(),
-        "startedAt": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-        "stream": stream,
-        "wallSeconds": round(time.monotonic() - started, 1),
-    }
-    results["summary"] = summary(stream)
-    RUNS.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H%M")
-    path = (
-        RUNS / f"{stamp}-{results['machine']['host']}-stream{'-quick' if args.quick else ''}.json"
+    return run_phase(
+        "stream",
+        "stream",
+        args.quick,
+        main_async(sizes_from(args), args.processes),
+        summary,
+        stream_section,
     )
-    path.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
-    (RUNS / "stream-latest.md").write_text(stream_section(results) + "\n")
-    say(f"results in {path} and {RUNS / 'stream-latest.md'} ({results['wallSeconds']}s)")
-    print(orjson.dumps(results["summary"]).decode())
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
