@@ -99,6 +99,8 @@ markets. ODDS_PUSH_MIN_INTERVAL_MS: {interval}. Windows of {_fmt(sizes["seconds"
 | figure | measured | target |
 |---|---|---|
 | delay frame sent -> socket, p50 / p99 (stream and bets) | {_fmt(s["stream_delay_p50_ms"], " ms")} / {_fmt(s["stream_delay_p99_ms"], " ms")} | p99 < 100 ms |
+| of which held for the market's beat (pacing), p99 | {_fmt(s.get("stream_held_for_beat_p99_ms"), " ms")} | - |
+| of which from the beat to the socket, p50 / p99 (stream and bets; stream alone p99) | {_fmt(s.get("stream_after_beat_p50_ms"), " ms")} / {_fmt(s.get("stream_after_beat_p99_ms"), " ms")} ({_fmt(s.get("stream_after_beat_p99_ms_without_bets"), " ms")}) | - |
 | server CPU per upstream frame (feed node + players' node) | {_fmt(s["stream_server_cpu_us_per_frame"], " µs")} ({_fmt(frame_cpu.get("feed"), " µs")} + {_fmt(frame_cpu.get("server"), " µs")}) | - |
 | PostgreSQL / Redis CPU per upstream frame | {_fmt(frame_cpu.get("postgres"), " µs")} / {_fmt(frame_cpu.get("redis"), " µs")} | - |
 | bets/s without / with the stream | {_fmt(s["bets_per_s_without_stream"])} / {_fmt(s["bets_per_s_with_stream"])} | within noise |
@@ -108,10 +110,12 @@ markets. ODDS_PUSH_MIN_INTERVAL_MS: {interval}. Windows of {_fmt(sizes["seconds"
 | `pg_stat_activity` samples with a backend waiting on a lock, without / with | {_fmt(s["lock_wait_share_without_stream"])} / {_fmt(s["lock_wait_share_with_stream"])} | - |
 
 CPU per frame is over the idle floor (every socket connected, nothing sent) in the stream-only
-window. A frame is coalesced when the feed node never wrote the odds it produced (a later frame of
-its market within ODDS_PUSH_MIN_INTERVAL_MS won), counted from the feed node's odds history; the delay
-is over every push received (the players' node is left to go quiet first, so late pushes count),
-from the send time of the frame whose value it carries."""
+window. Frames coalesced are the frames whose value no socket received (a later frame of their
+market within ODDS_PUSH_MIN_INTERVAL_MS won); the delay is over every push received (the players'
+node is left to go quiet first, so late pushes count), from the send time of the frame whose value
+it carries. A busy market's value waits for the next multiple of ODDS_PUSH_MIN_INTERVAL_MS (its
+beat, on the machine's monotonic clock), then is written, published and delivered: the two parts
+are that wait and the rest."""
 
 
 def market_screen_section(results: dict[str, Any]) -> str:
@@ -147,12 +151,11 @@ def market_screen_section(results: dict[str, Any]) -> str:
         latency = run["statementLatency"]
         write_rows.append(
             f"| {label}: {_fmt(mode['statements_per_s'])}/s of {_fmt(mode['batch'])} | "
-            f"{_fmt(run['changesPerS'])} | {_fmt(per['odds_history']['inserted'])} | "
+            f"{_fmt(run['changesPerS'])} | "
             f"{_fmt(per['odds_minutes']['inserted'])} + {_fmt(per['odds_minutes']['updated'])} | "
             f"{_fmt(per['odds_hours']['inserted'])} + {_fmt(per['odds_hours']['updated'])} | "
             f"{_fmt(run['pgCpuUsPerChange'], ' µs')} ({_fmt(run['pgCpuShare'])} CPU) | "
-            f"{_fmt(latency.get('p50Ms'), ' ms')} / {_fmt(latency.get('p99Ms'), ' ms')} | "
-            f"{_fmt(run['bytesPerMarketPerDay']['odds_history'] / 1e6 if run['bytesPerMarketPerDay']['odds_history'] else None, ' MB')} |"
+            f"{_fmt(latency.get('p50Ms'), ' ms')} / {_fmt(latency.get('p99Ms'), ' ms')} |"
         )
     writes = "\n".join(write_rows)
     per_day = history["runs"]["everyChange"]["bytesPerMarketPerDay"]
@@ -179,11 +182,10 @@ then on (the defaults), one node at a time on the same stack. Windows of {_fmt(s
 | server CPU the features add per activity push delivered | {_fmt(s["screen_server_cpu_us_per_activity_push"], " µs")} | - |
 
 `record_odds` at {_fmt(history["changesPerS"])} odds changes/s over {_fmt(history["markets"])} markets, no node running
-(rows a second as PostgreSQL counts them: inserted + updated; MB a market a day of `odds_history` at
-that rate, kept 2 days):
+(rows a second as PostgreSQL counts them: inserted + updated):
 
-| written as | changes/s | odds_history rows/s | odds_minutes rows/s | odds_hours rows/s | PostgreSQL CPU / change | statement p50 / p99 | odds_history / market / day |
-|---|---|---|---|---|---|---|---|
+| written as | changes/s | odds_minutes rows/s | odds_hours rows/s | PostgreSQL CPU / change | statement p50 / p99 |
+|---|---|---|---|---|---|
 {writes}
 
 Candles a market a day, whatever the rate: {_fmt(per_day["odds_minutes"] / 1000, " kB")} of minutes (kept 30 days), {_fmt(per_day["odds_hours"] / 1000, " kB")}

@@ -10,7 +10,7 @@ stream phase.)
 Features off, then on, on the same stack: a node with MARKET_ACTIVITY_PUSH_INTERVAL_MS=0 and
 PRESENCE_INTERVAL_S longer than the run (presence has no off switch: its pass then never comes
 during the run; what it does on `market:subscribe` stays), stopped, then a node with the
-defaults. Each carries `--listeners` lean sockets (loadtest/player_socket.py, in client
+defaults. Each carries `--listeners` listening sockets (bench/watch_socket.py, in client
 processes that count every push by event) subscribed to `--markets` markets of the replay
 timeline and to one more market that only gets the fan-out ticks; then, in turn:
   idle   nothing sent: the CPU floor;
@@ -41,7 +41,6 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Final
 
-import aiohttp
 import asyncpg
 import orjson
 import redis.asyncio as redis
@@ -54,7 +53,7 @@ from bench.scenarios import INSERT_FANOUT_MARKET, wait_quiet
 from bench.stack import BenchStack
 from bench.stream import TimedWindow, recv
 from bench.timeline import write_bench_timeline
-from loadtest.player_socket import ConnectRefused, PlayerSocket
+from bench.watch_socket import WatchRefused, WatchSocket
 from loadtest.system import raise_open_file_limit
 from server.cli.seed import mint_tokens
 from server.fanout import pushes
@@ -125,48 +124,43 @@ async def _listen(
         arrivals.setdefault(event, array("d")).append(now)
 
     failures: Counter[str] = Counter()
-    sockets: list[PlayerSocket] = []
+    sockets: list[WatchSocket] = []
     gate = asyncio.Semaphore(100)
     loop = asyncio.get_running_loop()
-    connector = aiohttp.TCPConnector(limit=0, enable_cleanup_closed=True)
-    async with aiohttp.ClientSession(connector=connector) as http:
 
-        async def join(token: str) -> None:
-            async with gate:
-                socket = PlayerSocket(on_push)
-                try:
-                    await socket.connect(http, url, token, 60)
-                    answer = await socket.call(
-                        "market:subscribe", {"marketIds": [*markets, tick_market]}, 60
-                    )
-                except (ConnectRefused, TimeoutError, OSError, aiohttp.ClientError) as error:
-                    failures[type(error).__name__] += 1
-                    return
-                if not (isinstance(answer, dict) and answer.get("ok")):
-                    failures["subscribe"] += 1
-                sockets.append(socket)
+    async def join(token: str) -> None:
+        async with gate:
+            socket = WatchSocket(on_push)
+            try:
+                await socket.open(url, token, 60)
+                answer = await socket.call(
+                    "market:subscribe", {"marketIds": [*markets, tick_market]}, 60
+                )
+            except (WatchRefused, TimeoutError, OSError) as error:
+                failures[type(error).__name__] += 1
+                return
+            if not (isinstance(answer, dict) and answer.get("ok")):
+                failures["subscribe"] += 1
+            sockets.append(socket)
 
-        await asyncio.gather(*(join(token) for token in tokens))
-        control.send({"connected": len(sockets), "failed": dict(failures)})
-        windows: list[tuple[str, float, float]] = await loop.run_in_executor(None, control.recv)
-        counts = {
-            name: {
-                event: sum(1 for at in times if start <= at < end)
-                for event, times in arrivals.items()
-            }
-            for name, start, end in windows
+    await asyncio.gather(*(join(token) for token in tokens))
+    control.send({"connected": len(sockets), "failed": dict(failures)})
+    windows: list[tuple[str, float, float]] = await loop.run_in_executor(None, control.recv)
+    counts = {
+        name: {
+            event: sum(1 for at in times if start <= at < end) for event, times in arrivals.items()
         }
-        control.send(
-            {
-                "counts": counts,
-                "activityBets": sum(activity_bets),
-                "activityPushes": len(activity_bets),
-                "dropped": sum(socket.dropped for socket in sockets),
-            }
-        )
-        for socket in sockets:
-            socket.closing = True
-        await asyncio.gather(*(socket.close() for socket in sockets), return_exceptions=True)
+        for name, start, end in windows
+    }
+    control.send(
+        {
+            "counts": counts,
+            "activityBets": sum(activity_bets),
+            "activityPushes": len(activity_bets),
+            "dropped": sum(socket.dropped for socket in sockets),
+        }
+    )
+    await asyncio.gather(*(socket.close() for socket in sockets), return_exceptions=True)
 
 
 # --- one node, features off or on -----------------------------------------------------------

@@ -30,13 +30,12 @@ from storage import database
 from storage import markets as market_store
 from storage.odds_history import CANDLE_ORIGIN
 
-TABLES: Final = ("odds_history", "odds_minutes", "odds_hours", "markets")
+TABLES: Final = ("odds_minutes", "odds_hours", "markets")
 # ODDS_PUSH_MIN_INTERVAL_MS's default: the beat the live feed writes busy markets on.
 FEED_BEAT_S: Final = 0.25
 EVERY_CHANGE_BATCH: Final = 50
 CHART_DAYS: Final = 30
 CHART_READS: Final = 30
-DAY_S: Final = 86_400
 
 INSERT_MARKETS: Final = """
 INSERT INTO markets (source_id, question, this_label, that_label, this_token_id, that_token_id,
@@ -178,7 +177,6 @@ async def drive(
         "pgCpuShare": round(pg_cpu / wall, 3),
         "pgCpuUsPerChange": round(pg_cpu / changed * 1e6, 1) if changed else None,
         "clientCpuUsPerChange": round(client_cpu / changed * 1e6, 1) if changed else None,
-        "_historyInserted": rows["odds_history"]["inserted"],
     }
 
 
@@ -271,13 +269,7 @@ async def history_run(
     sized = await fill_month(database_url, chart_market, now)
     charts = await time_charts(database_url, chart_market, now)
     for run in runs.values():
-        inserted = run.pop("_historyInserted")
-        grown = run["bytesGrown"]["odds_history"]
-        change_bytes = grown / inserted if inserted else None
-        per_market_s = run["changesPerS"] / markets
-        run["bytesPerChange"] = round(change_bytes, 1) if change_bytes else None
         run["bytesPerMarketPerDay"] = {
-            "odds_history": round(change_bytes * per_market_s * DAY_S) if change_bytes else None,
             # A candle a minute (an hour) holds every change within it: rows a day do not grow
             # with the rate.
             "odds_minutes": round(sized["odds_minutes"]["bytesPerRow"] * 1440),

@@ -16,8 +16,8 @@ the feed node are set 10 minutes apart, so only the stream moves odds during the
 
 Sockets: `--sockets` in all, each subscribed to 5 markets spread evenly over the markets.
 `--bettors` of them are the official socket.io-client (bench/node/closed_loop.mjs), betting in a
-closed loop over their own 5 markets; the others are the lean load-test socket
-(loadtest/player_socket.py) in client processes that note the arrival time of every `odds` push.
+closed loop over their own 5 markets; the others are the leanest listening
+socket (bench/watch_socket.py) in client processes that note the arrival time of every `odds` push.
 
 Frames: the channel sends `price_change` frames round-robin over the markets at `--frames-per-s`
 in all. Each one moves its market's best bid one step of 0.0002 through a cycle of 499 prices
@@ -41,6 +41,7 @@ import asyncio
 import bisect
 import contextlib
 import dataclasses
+import math
 import multiprocessing
 import os
 import subprocess
@@ -55,7 +56,6 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Final
 
-import aiohttp
 import asyncpg
 import orjson
 import uvloop
@@ -67,7 +67,7 @@ from bench.processes import CpuWindow
 from bench.scenarios import wait_quiet
 from bench.stack import BenchStack
 from bench.timeline import write_bench_timeline
-from loadtest.player_socket import ConnectRefused, PlayerSocket
+from bench.watch_socket import WatchRefused, WatchSocket
 from loadtest.stats import encode, merge, new_histogram, record_seconds, summarize
 from loadtest.system import raise_open_file_limit
 from storage import database
@@ -86,6 +86,7 @@ LOCK_SAMPLE_S: Final = 0.015
 SEND_TICK_S: Final = 0.005
 # The feed node's REST polls (list, odds, resolutions): out of the way of the measured windows.
 REST_POLL_S: Final = "600"
+DEFAULT_PUSH_INTERVAL_MS: Final = 250  # ODDS_PUSH_MIN_INTERVAL_MS unless the stack sets it
 
 LOCK_WAITERS: Final = """
 SELECT left(query, 120) AS query FROM pg_stat_activity
@@ -268,43 +269,58 @@ async def _watch(
             times.append(now)
 
     failures: Counter[str] = Counter()
-    sockets: list[PlayerSocket] = []
+    sockets: list[WatchSocket] = []
     gate = asyncio.Semaphore(100)
     loop = asyncio.get_running_loop()
-    connector = aiohttp.TCPConnector(limit=0, enable_cleanup_closed=True)
-    async with aiohttp.ClientSession(connector=connector) as http:
 
-        async def join(token: str, markets: list[str]) -> None:
-            async with gate:
-                socket = PlayerSocket(on_push)
-                try:
-                    await socket.connect(http, url, token, 60)
-                    answer = await socket.call("market:subscribe", {"marketIds": markets}, 60)
-                except (ConnectRefused, TimeoutError, OSError, aiohttp.ClientError) as error:
-                    failures[type(error).__name__] += 1
-                    return
-                if not (isinstance(answer, dict) and answer.get("ok")):
-                    failures["subscribe"] += 1
-                sockets.append(socket)
+    async def join(token: str, markets: list[str]) -> None:
+        async with gate:
+            socket = WatchSocket(on_push)
+            try:
+                await socket.open(url, token, 60)
+                answer = await socket.call("market:subscribe", {"marketIds": markets}, 60)
+            except (WatchRefused, TimeoutError, OSError) as error:
+                failures[type(error).__name__] += 1
+                return
+            if not (isinstance(answer, dict) and answer.get("ok")):
+                failures["subscribe"] += 1
+            sockets.append(socket)
 
-        await asyncio.gather(*(join(t, m) for t, m in zip(tokens, subscriptions, strict=True)))
-        control.send({"connected": len(sockets), "failed": dict(failures)})
-        frames, windows = await loop.run_in_executor(None, control.recv)
-        dropped = sum(socket.dropped for socket in sockets)
-        control.send({**match(arrivals, frames, windows), "dropped": dropped})
-        for socket in sockets:
-            socket.closing = True
-        await asyncio.gather(*(socket.close() for socket in sockets), return_exceptions=True)
+    await asyncio.gather(*(join(t, m) for t, m in zip(tokens, subscriptions, strict=True)))
+    control.send({"connected": len(sockets), "failed": dict(failures)})
+    frames, windows, beats = await loop.run_in_executor(None, control.recv)
+    dropped = sum(socket.dropped for socket in sockets)
+    control.send({**match(arrivals, frames, windows, beats), "dropped": dropped})
+    await asyncio.gather(*(socket.close() for socket in sockets), return_exceptions=True)
+
+
+@dataclass(frozen=True)
+class Beats:
+    """The feed node's write beats: multiples of ODDS_PUSH_MIN_INTERVAL_MS on the system's
+    monotonic clock (services/live_odds.py), told in wall time by the clocks' offset."""
+
+    interval_s: float
+    wall_minus_monotonic: float
+
+    def release(self, sent: float) -> float:
+        """The wall time of the first beat at or after a frame sent at `sent`: when a busy
+        market's value is written and pushed."""
+        monotonic = sent - self.wall_minus_monotonic
+        return math.ceil(monotonic / self.interval_s) * self.interval_s + self.wall_minus_monotonic
 
 
 def match(
     arrivals: dict[tuple[str, int], array[float]],
     frames: dict[str, dict[int, list[tuple[float, int]]]],
     windows: list[tuple[str, float, float]],
+    beats: Beats,
 ) -> dict[str, Any]:
     """Each push against the latest frame of its market and value sent before it arrived; its
-    delay counted in the window the frame was sent in."""
+    delay counted in the window the frame was sent in, whole and in two parts: held for the
+    market's beat (the pacing, by design), and from the beat to the socket (the work)."""
     delays = {name: new_histogram() for name, _, _ in windows}
+    held = {name: new_histogram() for name, _, _ in windows}
+    after_beat = {name: new_histogram() for name, _, _ in windows}
     delivered: dict[str, set[int]] = {name: set() for name, _, _ in windows}
     unmatched = 0
 
@@ -329,10 +345,16 @@ def match(
             name = window_of(sent)
             if name is None:
                 continue
+            # A flush that started late takes frames sent after its beat: nothing held.
+            release = min(max(beats.release(sent), sent), arrived)
             record_seconds(delays[name], arrived - sent)
+            record_seconds(held[name], release - sent)
+            record_seconds(after_beat[name], arrived - release)
             delivered[name].add(sequence)
     return {
         "delays": {name: encode(histogram) for name, histogram in delays.items()},
+        "held": {name: encode(histogram) for name, histogram in held.items()},
+        "afterBeat": {name: encode(histogram) for name, histogram in after_beat.items()},
         "delivered": {name: sorted(seqs) for name, seqs in delivered.items()},
         "unmatched": unmatched,
         "pushes": sum(len(times) for times in arrivals.values()),
@@ -580,10 +602,11 @@ async def stream_run(
         frames: dict[str, dict[int, list[tuple[float, int]]]] = {}
         for sequence, (position, key, sent) in enumerate(records):
             frames.setdefault(market_ids[position], {}).setdefault(key, []).append((sent, sequence))
-        written = await frames_written(stack.database_url, market_ids, frames, records)
+        interval_ms = int(stack.env().get("ODDS_PUSH_MIN_INTERVAL_MS") or DEFAULT_PUSH_INTERVAL_MS)
+        beats = Beats(interval_ms / 1000, time.time() - time.monotonic())
         matched = []
         for _, end in watchers:
-            end.send((frames, windows))
+            end.send((frames, windows, beats))
         for _, end in watchers:
             matched.append(await recv(end, 600))
         return report(
@@ -591,7 +614,6 @@ async def stream_run(
             connected=connected + bets_streaming["sockets"],
             failed=dict(failed),
             records=records,
-            written=written,
             windows=windows,
             matched=matched,
             cpu={"idle": idle, "bets": quiet, "stream": streaming, "both": both},
@@ -613,37 +635,6 @@ async def stream_run(
                 helper.kill()
 
 
-async def frames_written(
-    database_url: str,
-    market_ids: list[str],
-    frames: dict[str, dict[int, list[tuple[float, int]]]],
-    records: list[tuple[int, int, float]],
-) -> set[int]:
-    """The frames whose odds the feed node wrote, by its own record (odds_history has a row per
-    change): each row is matched to the latest frame of its market and value sent before it."""
-    if not records:
-        return set()
-    connection = await asyncpg.connect(database_url)
-    try:
-        rows = await connection.fetch(
-            "SELECT market_id::text AS market_id, at, this_odds FROM odds_history"
-            " WHERE market_id = ANY($1::uuid[]) AND at >= to_timestamp($2)",
-            market_ids,
-            records[0][2],
-        )
-    finally:
-        await connection.close()
-    written = set()
-    for row in rows:
-        sent_list = frames.get(row["market_id"], {}).get(odds_key(row["this_odds"]))
-        if not sent_list:
-            continue
-        index = bisect.bisect_right([sent for sent, _ in sent_list], row["at"].timestamp()) - 1
-        if index >= 0:
-            written.add(sent_list[index][1])
-    return written
-
-
 def rates(window: TimedWindow) -> dict[str, float]:
     seconds = window.seconds()
     return {name: cpu / window.wall_s for name, cpu in seconds.items()}
@@ -655,7 +646,6 @@ def report(
     connected: int,
     failed: dict[str, int],
     records: list[tuple[int, int, float]],
-    written: set[int],
     windows: list[tuple[str, float, float]],
     matched: list[dict[str, Any]],
     cpu: dict[str, TimedWindow],
@@ -692,12 +682,15 @@ def report(
             "seconds": round(window.wall_s, 2),
             "framesSent": frames,
             "framesPerS": round(frames / window.wall_s, 1) if window.wall_s else None,
-            "framesWritten": len(written & set(sent)),
-            "framesCoalesced": frames - len(written & set(sent)),
+            # A frame no socket saw the value of was coalesced: a later frame of its market
+            # within ODDS_PUSH_MIN_INTERVAL_MS won.
+            "framesCoalesced": frames - len(delivered),
             "framesSeenBySockets": len(delivered),
             "deliveries": delays.get("count", 0),
             "deliveriesPerS": round(delays.get("count", 0) / window.wall_s, 1),
             "delayMs": delays,
+            "heldForBeatMs": summarize(merge(entry["held"][name] for entry in matched)),
+            "afterBeatMs": summarize(merge(entry["afterBeat"][name] for entry in matched)),
             "cpuSeconds": seconds,
             # Only the stream-only window's CPU is the frames' alone.
             **(
@@ -757,6 +750,10 @@ def summary(stream: dict[str, Any]) -> dict[str, Any]:
         "stream_delay_p50_ms": both["delayMs"].get("p50Ms"),
         "stream_delay_p99_ms": both["delayMs"].get("p99Ms"),
         "stream_delay_p99_ms_without_bets": alone["delayMs"].get("p99Ms"),
+        "stream_held_for_beat_p99_ms": both["heldForBeatMs"].get("p99Ms"),
+        "stream_after_beat_p50_ms": both["afterBeatMs"].get("p50Ms"),
+        "stream_after_beat_p99_ms": both["afterBeatMs"].get("p99Ms"),
+        "stream_after_beat_p99_ms_without_bets": alone["afterBeatMs"].get("p99Ms"),
         "stream_frames_per_s": both["framesPerS"],
         "stream_frames_sent": both["framesSent"],
         "stream_frames_coalesced": both["framesCoalesced"],

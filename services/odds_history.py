@@ -10,7 +10,7 @@ import asyncpg
 
 from game.odds_history import MAX_POINTS, Interval, interval_for_span
 from storage import odds_history
-from storage.odds_history import Candle, Pruned
+from storage.odds_history import Candle
 from storage.rows import Market
 
 # How often a node prunes; deleting is idempotent, so nodes need not take turns.
@@ -46,6 +46,7 @@ async def chart(
     return OddsChart(chosen, found)
 
 
-async def prune(pool: asyncpg.Pool, now: datetime) -> Pruned:
-    """Drop minute candles past 30 days and single changes past two days."""
+async def prune(pool: asyncpg.Pool, now: datetime) -> int:
+    """Drop minute candles past 30 days; returns how many (hour candles stay for the market's
+    life)."""
     return await odds_history.prune(pool, now)

@@ -85,10 +85,10 @@ def _candles(table: str, width: str) -> str:
 
 
 # Every market whose odds were read gets a fresh `odds_updated_at`, changed or not, so a quiet
-# market is not stale while a dead feed is. Only real changes get a history row and move the
-# minute and hour candles (storage/migrations/0007): a candle's high and low take the odds shown
-# before the change too, as those held until it. All in this one statement, whatever the number
-# of markets. The rows are locked beforehand (LOCK_MARKETS_BY_ID).
+# market is not stale while a dead feed is. Only real changes move the minute and hour candles,
+# which are the odds history (storage/migrations/0007): a candle's high and low take the odds
+# shown before the change too, as those held until it. All in this one statement, whatever the
+# number of markets. The rows are locked beforehand (LOCK_MARKETS_BY_ID).
 RECORD_ODDS: Final = f"""
 WITH incoming AS (
     SELECT * FROM unnest($1::uuid[], $2::numeric[], $3::numeric[]) WITH ORDINALITY
@@ -110,10 +110,6 @@ WITH incoming AS (
     FROM incoming i LEFT JOIN changed c ON c.id = i.id
     WHERE m.id = i.id AND m.status = 'open'
     RETURNING {PREFIXED_COLUMNS}, c.id IS NOT NULL AS changed
-), history AS (
-    INSERT INTO odds_history (market_id, at, this_odds, that_odds)
-    SELECT id, $4, this_odds, that_odds FROM changed
-    ON CONFLICT DO NOTHING
 )
 SELECT {MARKET_COLUMNS} FROM updated WHERE changed
 """

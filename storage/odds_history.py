@@ -1,4 +1,4 @@
-"""Odds history: minute and hour candles of a market's shown odds (written by
+"""Odds history, kept as minute and hour candles of a market's shown odds (written by
 storage/markets.py `record_odds`), read as a chart, and pruned to what is kept."""
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ from storage.database import Executor
 # Buckets start on whole UTC minutes, hours and days counted from this origin.
 CANDLE_ORIGIN: Final = "timestamptz '2000-01-01 00:00:00+00'"
 
-# Minute candles are kept this long; hour candles for the market's life. Every single change
-# (odds_history) is kept a short while only: a day of 1-second changes is 86,400 rows per market.
+# Minute candles are kept this long; hour candles for the market's life. No single change is
+# kept: a candle holds every change within its bucket.
 MINUTES_KEPT: Final = timedelta(days=30)
-CHANGES_KEPT: Final = timedelta(days=2)
 # A pass of the retention job deletes in batches, so no statement holds many row locks for long.
 PRUNE_BATCH: Final = 10_000
 PRUNE_MAX_BATCHES: Final = 100
@@ -55,11 +54,6 @@ DELETE FROM odds_minutes WHERE ctid = ANY(ARRAY(
     SELECT ctid FROM odds_minutes WHERE bucket_start < $1 LIMIT $2
 ))
 """
-DELETE_OLD_CHANGES: Final = """
-DELETE FROM odds_history WHERE ctid = ANY(ARRAY(
-    SELECT ctid FROM odds_history WHERE at < $1 LIMIT $2
-))
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,24 +83,13 @@ async def candles(
     return [Candle(row["t"], row["open"], row["high"], row["low"], row["close"]) for row in rows]
 
 
-@dataclass(frozen=True, slots=True)
-class Pruned:
-    minutes: int
-    changes: int
-
-
-async def prune(connection: Executor, now: datetime) -> Pruned:
-    """Delete minute candles older than MINUTES_KEPT and changes older than CHANGES_KEPT, at most
-    PRUNE_MAX_BATCHES batches of each per call; the next call goes on where this one stopped."""
-    minutes = await _delete_in_batches(connection, DELETE_OLD_MINUTES, now - MINUTES_KEPT)
-    changes = await _delete_in_batches(connection, DELETE_OLD_CHANGES, now - CHANGES_KEPT)
-    return Pruned(minutes, changes)
-
-
-async def _delete_in_batches(connection: Executor, statement: str, before: datetime) -> int:
+async def prune(connection: Executor, now: datetime) -> int:
+    """Delete minute candles older than MINUTES_KEPT, at most PRUNE_MAX_BATCHES batches per call
+    (the next call goes on where this one stopped); returns how many."""
+    before = now - MINUTES_KEPT
     deleted = 0
     for _ in range(PRUNE_MAX_BATCHES):
-        status = await connection.execute(statement, before, PRUNE_BATCH)
+        status = await connection.execute(DELETE_OLD_MINUTES, before, PRUNE_BATCH)
         count = int(status.split()[-1])
         deleted += count
         if count < PRUNE_BATCH:

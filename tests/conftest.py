@@ -23,7 +23,7 @@ from tests.players import Player
 
 pytest_plugins = ["tests.feed_fixtures"]
 
-TABLES = "users, refresh_tokens, markets, odds_history, bets, ledger, daily_rewards"
+TABLES = "users, refresh_tokens, markets, bets, ledger, daily_rewards"
 
 
 @pytest.fixture(scope="session")

@@ -95,12 +95,9 @@ async def _prune_odds_history_forever(pool: asyncpg.Pool) -> None:
     """Keeps the odds history bounded: at start, then every PRUNE_INTERVAL_S."""
     while True:
         try:
-            pruned = await odds_history.prune(pool, datetime.now(UTC))
-            if pruned.minutes or pruned.changes:
-                logger.info(
-                    "odds history pruned",
-                    extra={"minutes": pruned.minutes, "changes": pruned.changes},
-                )
+            minutes = await odds_history.prune(pool, datetime.now(UTC))
+            if minutes:
+                logger.info("odds history pruned", extra={"minutes": minutes})
         except Exception:
             stop_if_cancelled()
             logger.exception("odds history pruning failed; retrying later")

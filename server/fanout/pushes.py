@@ -5,8 +5,9 @@ and every node delivers them to its own sockets.
 Python-socketio's Redis manager publishes once per emit and spawns a task per recipient. At
 hundreds of bets a second (each with a `balance` push) and thousands of sockets per odds tick,
 those two costs were most of the server's CPU; here a burst costs one publish, and local delivery
-encodes a packet once and queues it straight onto each recipient's engine.io socket.
-Pushes from one node to one room keep their order.
+encodes a packet once and queues it straight onto each recipient's engine.io socket: a batch's
+pushes are gathered per socket and written socket by socket, one write each, giving the loop back
+every few milliseconds. Pushes from one node to one room keep their order.
 """
 
 from __future__ import annotations
@@ -44,6 +45,12 @@ SUPERSEDED: Final = frozenset({"odds", "leaderboard:update", "balance", "market:
 # The least time between two publishes of a node: a push waits at most this long, and only while
 # pushes keep coming (an idle node publishes at once).
 PUBLISH_INTERVAL_S: Final = 0.01
+# A batch is delivered socket by socket, and the node turns to its other work (bets, answers,
+# reads) at least this often: a beat of odds for 5,000 sockets takes some 100 ms, and a loop held
+# that long makes the load shedding (server/runtime/overload.py) refuse bets.
+DELIVERY_SLICE_S: Final = 0.005
+# A batch's messages by recipient (engine.io session id), in the batch's order.
+Outgoing = dict[str, list[PreparedMessage]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,17 +172,20 @@ class Pushes:
             for sid, covered in list(self._replayed.items()):
                 if covered <= offset:
                     del self._replayed[sid]
+        outgoing: Outgoing = {}
         for event, room, data, *skip in batch:
             if offset is not None:
                 offset += 1
-            await self.deliver_here(
+            self._address(
+                outgoing,
                 event,
                 # Nodes publish the JSON text of each push; tools may publish the object itself.
                 RawJson(data) if isinstance(data, str) else data,
                 room,
-                skip_sid=skip[0] if skip else None,
-                offset=offset,
+                skip[0] if skip else None,
+                offset,
             )
+        await self._send(outgoing)
         if isinstance(published, dict):
             metrics.PUSH_FANOUT_SECONDS.observe(max(0.0, time.time() - published["at"]))
 
@@ -190,10 +200,25 @@ class Pushes:
     ) -> None:
         """Deliver to this node's sockets in `room`: encoded and framed once for all of them
         (twice where some of them opted in to recovery: theirs carries its offset)."""
+        outgoing: Outgoing = {}
+        self._address(outgoing, event, data, room, skip_sid, offset)
+        await self._send(outgoing)
+
+    def _address(
+        self,
+        outgoing: Outgoing,
+        event: str,
+        data: Any,
+        room: str,
+        skip_sid: str | None,
+        offset: int | None,
+    ) -> None:
+        """Add one push to the messages of each of this node's sockets in `room`."""
         recoverable = self.recoverable if offset is not None else ()
         replayed = self._replayed
-        participants = []
-        with_offset = []
+        droppable = event in SUPERSEDED
+        plain: PreparedMessage | None = None
+        numbered: PreparedMessage | None = None
         for sid, eio_sid in self.sio.manager.get_participants(NAMESPACE, room):
             if sid == skip_sid:
                 continue
@@ -201,34 +226,47 @@ class Pushes:
                 assert offset is not None
                 if replayed and replayed.get(sid, -1) >= offset:
                     continue  # its replay already carried this push
-                with_offset.append(eio_sid)
+                if numbered is None:
+                    numbered = PreparedMessage(
+                        _encoded(self.sio, event, data, offset), droppable=droppable
+                    )
+                message = numbered
             else:
-                participants.append(eio_sid)
-        droppable = event in SUPERSEDED
-        if participants:
-            message = PreparedMessage(_encoded(self.sio, event, data, None), droppable=droppable)
-            await self._send(message, participants)
-        if with_offset:
-            message = PreparedMessage(_encoded(self.sio, event, data, offset), droppable=droppable)
-            await self._send(message, with_offset)
+                if plain is None:
+                    plain = PreparedMessage(
+                        _encoded(self.sio, event, data, None), droppable=droppable
+                    )
+                message = plain
+            queued = outgoing.get(eio_sid)
+            if queued is None:
+                outgoing[eio_sid] = [message]
+            else:
+                queued.append(message)
 
-    async def _send(self, message: PreparedMessage, eio_sids: list[str]) -> None:
+    async def _send(self, outgoing: Outgoing) -> None:
+        """Each socket's messages in one go (one write), yielding to the loop every
+        DELIVERY_SLICE_S so that bets and answers are not held behind a large fan-out."""
         sockets = self.sio.eio.sockets
         polling = []
-        for eio_sid in eio_sids:
+        clock = time.perf_counter
+        slice_ends = clock() + DELIVERY_SLICE_S
+        for eio_sid, messages in outgoing.items():
             socket = sockets.get(eio_sid)
             if socket is None:
                 continue
             writer = writer_of(socket)
-            if writer is not None:
+            if writer is None:
+                polling.append((eio_sid, messages))
+                continue
+            for message in messages:
                 writer.send(message)
-            else:
-                polling.append(eio_sid)
-        if polling:
-            # Long-polling sockets keep engine.io's queue (the Socket.IO packet, no "4"); few.
-            text = message.payload.decode()[1:]
-            for eio_sid in polling:
-                await self.sio.eio.send(eio_sid, text)
+            if clock() > slice_ends:
+                await asyncio.sleep(0)
+                slice_ends = clock() + DELIVERY_SLICE_S
+        # Long-polling sockets keep engine.io's queue (the Socket.IO packet, no "4"); few.
+        for eio_sid, messages in polling:
+            for message in messages:
+                await self.sio.eio.send(eio_sid, message.payload.decode()[1:])
 
     async def _replay(self, replay: Replay) -> None:
         """Join the rooms, then send what was missed (newer pushes follow live, none twice)."""
@@ -245,7 +283,7 @@ class Pushes:
             # `[event, data]` as it was published, with its offset appended as the last argument.
             text = b"42" + packet[:-1] + b',"%d"]' % offset
             event = orjson.loads(packet)[0]
-            await self._send(PreparedMessage.text(text, droppable=False), [replay.eio_sid])
+            await self._send({replay.eio_sid: [PreparedMessage.text(text, droppable=False)]})
             metrics.RECOVERY_REPLAYED.labels(str(event)).inc()
 
 

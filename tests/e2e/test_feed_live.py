@@ -44,10 +44,11 @@ async def test_markets_flow_in_and_odds_tick_to_subscribers_only(
     assert bystander.received["odds"].empty()
     got = await watcher.ok("market:get", {"marketId": target["id"]})
     assert got["market"]["thisOdds"] == 0.4242
-    history = await db.fetchval(
-        "SELECT count(*) FROM odds_history WHERE market_id = $1::uuid", target["id"]
+    # The move is in the odds history: one minute candle, closed at the new odds.
+    closes = await db.fetch(
+        "SELECT close FROM odds_minutes WHERE market_id = $1::uuid", target["id"]
     )
-    assert history == 1
+    assert [row["close"] for row in closes] == [Decimal("0.4242")]
     sync = await watcher.ok("sync")
     assert [m["id"] for m in sync["markets"]] == [target["id"]]
 

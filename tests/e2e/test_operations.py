@@ -288,7 +288,7 @@ async def test_a_feed_job_that_dies_is_logged_and_makes_the_node_unready(
     service_urls: tuple[str, str], tmp_path: Path, db: asyncpg.Pool
 ) -> None:
     # The replay cannot store odds: an error no retry fixes, so the job dies.
-    await db.execute("ALTER TABLE odds_history RENAME TO odds_history_away")
+    await db.execute("ALTER TABLE odds_minutes RENAME TO odds_minutes_away")
     node = ServerNode(
         *service_urls,
         tmp_path,
@@ -316,10 +316,10 @@ async def test_a_feed_job_that_dies_is_logged_and_makes_the_node_unready(
         assert body["checks"]["database"] == "ok" and body["checks"]["redis"] == "ok"
         logged = [json.loads(line) for line in node.log_path.read_text().splitlines()]
         died = [line for line in logged if line["msg"] == "feed job died"]
-        assert died and died[0]["job"] == "replay" and "odds_history" in died[0]["error"]
+        assert died and died[0]["job"] == "replay" and "odds_minutes" in died[0]["error"]
     finally:
         node.stop()
-        await db.execute("ALTER TABLE odds_history_away RENAME TO odds_history")
+        await db.execute("ALTER TABLE odds_minutes_away RENAME TO odds_minutes")
 
 
 async def wait_for_markets(db: asyncpg.Pool, count: int, ended: bool) -> list[asyncpg.Record]:

@@ -70,7 +70,7 @@ async def test_bets_odds_upserts_and_settlement_together_never_deadlock(migrated
     log = await server_log(migrated)
     log_before = log.read_text(errors="replace").count("deadlock detected") if log else 0
     try:
-        await pool.execute("TRUNCATE users, markets, odds_history, bets, ledger CASCADE")
+        await pool.execute("TRUNCATE users, markets, bets, ledger CASCADE")
         users = [await make_user(pool, f"lock{i}", "50000") for i in range(40)]
         markets = [await insert_market(pool) for _ in range(24)]
         before = await deadlocks_so_far(migrated)

@@ -66,8 +66,11 @@ async def test_several_writes_in_a_minute_make_one_exact_candle_per_market(
     assert await candles(db, "odds_hours", a) == [
         (hour, d("0.4000"), d("0.5000"), d("0.3800"), d("0.4400")),
     ]
-    assert await candles(db, "odds_minutes", quiet) == []  # unchanged odds make no candle
-    assert await db.fetchval("SELECT count(*) FROM odds_history WHERE market_id = $1", a) == 5
+    assert await candles(db, "odds_hours", b) == [
+        (hour, d("0.7000"), d("0.7000"), d("0.6500"), d("0.6600")),
+    ]
+    # Unchanged odds make no candle.
+    assert await candles(db, "odds_minutes", quiet) == await candles(db, "odds_hours", quiet) == []
 
 
 async def test_the_odds_write_is_the_same_two_statements_for_one_market_or_two_hundred(
@@ -185,7 +188,7 @@ async def test_a_resolved_markets_chart_ends_at_its_resolution(db: asyncpg.Pool)
     )
 
 
-async def test_retention_drops_old_minutes_and_changes_and_keeps_hours(db: asyncpg.Pool) -> None:
+async def test_retention_drops_old_minutes_and_keeps_hours(db: asyncpg.Pool) -> None:
     market_id = await insert_market(db)
     now = datetime.now(UTC)
     old = now - timedelta(days=31)
@@ -193,18 +196,10 @@ async def test_retention_drops_old_minutes_and_changes_and_keeps_hours(db: async
     await fill_minutes(
         db, market_id, (now - timedelta(days=10)).replace(second=0, microsecond=0), 5
     )
-    for age in (timedelta(days=3), timedelta(days=2, seconds=1), timedelta(hours=47)):
-        await db.execute(
-            "INSERT INTO odds_history (market_id, at, this_odds, that_odds) VALUES ($1, $2, 0.5, 0.5)",
-            market_id,
-            now - age,
-        )
-    pruned = await odds_history.prune(db, now)
-    assert (pruned.minutes, pruned.changes) == (120, 2)
+    assert await odds_history.prune(db, now) == 120
     assert await db.fetchval("SELECT count(*) FROM odds_minutes") == 5
-    assert await db.fetchval("SELECT count(*) FROM odds_history") == 1
     assert await db.fetchval("SELECT count(*) FROM odds_hours") == 125
-    assert await odds_history.prune(db, now) == history_store.Pruned(0, 0)
+    assert await odds_history.prune(db, now) == 0
 
 
 async def test_retention_deletes_in_batches_and_stops_at_its_bound(
@@ -215,6 +210,6 @@ async def test_retention_deletes_in_batches_and_stops_at_its_bound(
     monkeypatch.setattr(history_store, "PRUNE_BATCH", 40)
     monkeypatch.setattr(history_store, "PRUNE_MAX_BATCHES", 3)
     now = datetime.now(UTC)
-    assert (await odds_history.prune(db, now)).minutes == 120
-    assert (await odds_history.prune(db, now)).minutes == 120
-    assert (await odds_history.prune(db, now)).minutes == 10
+    assert await odds_history.prune(db, now) == 120
+    assert await odds_history.prune(db, now) == 120
+    assert await odds_history.prune(db, now) == 10

@@ -32,7 +32,7 @@ def test_make_bench_seeds_enough_players_for_the_phase() -> None:
         assert sizes["players"] >= screen["listeners"] + screen["bettors"]
 
 
-def test_paced_writes_are_one_statement_a_beat_and_every_change_its_own_row() -> None:
+def test_paced_writes_are_one_statement_a_beat_and_every_change_its_own_write() -> None:
     paced, every = odds_writes.modes(2_000, 200)
     assert (paced.batch, paced.statements_per_s) == (200, 4)
     assert every.batch * every.statements_per_s == 2_000
@@ -70,7 +70,7 @@ def write_run(statements_per_s: float, batch: int) -> dict[str, Any]:
         "pgCpuUsPerChange": 90.0,
         "pgCpuShare": 0.1,
         "statementLatency": {"p50Ms": 5.0, "p99Ms": 20.0},
-        "bytesPerMarketPerDay": {"odds_history": 4e7, "odds_minutes": 2e5, "odds_hours": 3e3},
+        "bytesPerMarketPerDay": {"odds_minutes": 2e5, "odds_hours": 3e3},
     }
 
 
@@ -96,6 +96,11 @@ def test_summary_gives_the_ratios_and_the_markdown_shows_them() -> None:
         {"marketScreen": screen, "summary": summary, "machine": {}, "quick": True}
     )
     assert "x1.10" in text
+    # A row per write mode: the rate, then the rows of the minute and hour candles.
+    assert (
+        "| every change: 40/s of 50 | 800.0 | 800.0 + 0.00 | 800.0 + 0.00 | 90.0 µs (0.10 CPU) |"
+        " 5.00 ms / 20.0 ms |" in text
+    )
     assert "| month | 1h | 720 |" in text
     assert market_screen.summary({"skipped": "no Node.js"}) == {
         "market_screen_skipped": "no Node.js"

@@ -1,0 +1,150 @@
+"""A batch of pushes reaches each socket as one write holding its pushes in the batch's order, and
+a large fan-out gives the loop back between sockets instead of holding it until the last one."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pytest
+
+from server.fanout import pushes as pushes_module
+from server.fanout.pushes import Pushes
+from server.transport.websocket import FrameWriter, WireLimits
+
+
+class RecordingTransport:
+    def __init__(self, name: str, timeline: list[str], writes: dict[str, list[bytes]]) -> None:
+        self.name = name
+        self.timeline = timeline
+        self.writes = writes
+
+    def write(self, data: bytes) -> None:
+        self.timeline.append(f"write {self.name}")
+        self.writes.setdefault(self.name, []).append(data)
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def is_closing(self) -> bool:
+        return False
+
+
+@dataclass
+class Socket:
+    frame_writer: FrameWriter
+
+
+@dataclass
+class Rooms:
+    members: dict[str, list[str]] = field(default_factory=dict)
+
+    def get_participants(self, namespace: str, room: str) -> Iterator[tuple[str, str]]:
+        for sid in self.members.get(room, []):
+            yield sid, f"eio-{sid}"
+
+
+@dataclass
+class Engine:
+    sockets: dict[str, Socket] = field(default_factory=dict)
+
+
+@dataclass
+class Server:
+    manager: Rooms
+    eio: Engine
+
+
+def node(rooms: dict[str, list[str]]) -> tuple[Pushes, list[str], dict[str, list[bytes]]]:
+    timeline: list[str] = []
+    writes: dict[str, list[bytes]] = {}
+    sids = sorted({sid for members in rooms.values() for sid in members})
+    engine = Engine(
+        {
+            f"eio-{sid}": Socket(
+                FrameWriter(
+                    RecordingTransport(sid, timeline, writes),  # type: ignore[arg-type]
+                    0,
+                    WireLimits(),
+                    lambda: None,
+                )
+            )
+            for sid in sids
+        }
+    )
+    server: Any = Server(Rooms(rooms), engine)
+    return Pushes(server, None), timeline, writes  # type: ignore[arg-type]  # delivery only
+
+
+def events(written: bytes) -> list[Any]:
+    """The Socket.IO events of one write: frames of `42[...]` (short, unmasked text frames)."""
+    found, at = [], 0
+    while at < len(written):
+        length = written[at + 1] & 0x7F
+        found.append(orjson.loads(written[at + 2 + 2 : at + 2 + length]))
+        at += 2 + length
+    return found
+
+
+BATCH = [
+    ["odds", "market:a", '{"m":"a"}', None],
+    ["odds", "market:b", '{"m":"b"}', None],
+    ["balance", "user:s1", '{"b":1}', None],
+    ["odds", "market:c", '{"m":"c"}', "s2"],
+]
+ROOMS = {
+    "market:a": ["s1", "s2", "s3"],
+    "market:b": ["s2", "s3"],
+    "market:c": ["s1", "s2", "s3"],
+    "user:s1": ["s1"],
+}
+
+
+async def test_each_socket_gets_its_pushes_of_a_batch_in_one_write_in_order() -> None:
+    pushes, _, writes = node(ROOMS)
+    await pushes.deliver_batch({"at": 0, "pushes": BATCH})
+    await asyncio.sleep(0)
+    assert {sid: len(chunks) for sid, chunks in writes.items()} == {"s1": 1, "s2": 1, "s3": 1}
+    assert events(writes["s1"][0]) == [
+        ["odds", {"m": "a"}],
+        ["balance", {"b": 1}],
+        ["odds", {"m": "c"}],
+    ]
+    # s2 was the socket to skip for market c.
+    assert events(writes["s2"][0]) == [["odds", {"m": "a"}], ["odds", {"m": "b"}]]
+    assert events(writes["s3"][0]) == [
+        ["odds", {"m": "a"}],
+        ["odds", {"m": "b"}],
+        ["odds", {"m": "c"}],
+    ]
+
+
+async def test_a_large_fan_out_lets_other_work_run_between_sockets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every socket past the slice: the loop is given back after each one.
+    monkeypatch.setattr(pushes_module, "DELIVERY_SLICE_S", 0.0)
+    members = [f"s{n}" for n in range(20)]
+    pushes, timeline, writes = node({"market:a": members, "market:b": members})
+    delivered = False
+
+    async def other_work() -> None:
+        while not delivered:
+            timeline.append("other")
+            await asyncio.sleep(0)
+
+    worker = asyncio.create_task(other_work())
+    await asyncio.sleep(0)
+    await pushes.deliver_batch(
+        {"at": 0, "pushes": [["odds", "market:a", "{}", None], ["odds", "market:b", "{}", None]]}
+    )
+    await asyncio.sleep(0)
+    delivered = True
+    await worker
+    written = [index for index, entry in enumerate(timeline) if entry.startswith("write")]
+    assert len(written) == 20 and all(len(chunks) == 1 for chunks in writes.values())
+    between = timeline[written[0] : written[-1]]
+    assert between.count("other") >= 10, timeline
