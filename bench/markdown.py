@@ -86,8 +86,12 @@ def stream_section(results: dict[str, Any]) -> str:
     table = "\n".join(rows)
     frame_cpu = alone["cpuUsPerFrameOverIdle"]
     interval = stream["settings"].get("oddsPushMinIntervalMs") or "250 (default)"
-    return f"""{_fmt(s["stream_sockets"])} sockets, each subscribed to 5 of {_fmt(sizes["markets"])} markets, on a
-players' node (`FEED=off`); a feed node (`FEED=polymarket`, `FEED_STREAM=true`) on the fake market
+    nodes = sizes.get("players_nodes", 1)
+    on_nodes = (
+        "a players' node" if nodes == 1 else f"{nodes} players' nodes (the bettors on the first)"
+    )
+    return f"""{_fmt(s["stream_sockets"])} sockets, each subscribed to 5 of {_fmt(sizes["markets"])} markets, on
+{on_nodes} (`FEED=off`); a feed node (`FEED=polymarket`, `FEED_STREAM=true`) on the fake market
 channel, which sends `price_change` frames at {_fmt(sizes["frames_per_s"])}/s in all, each moving its market's
 best bid. {_fmt(sizes["bettors"])} of the sockets (the official client) bet in a closed loop over their
 markets. ODDS_PUSH_MIN_INTERVAL_MS: {interval}. Windows of {_fmt(sizes["seconds"])} s.

@@ -101,6 +101,8 @@ class StreamSizes:
     markets: int = 200
     frames_per_s: float = 2_000
     seconds: float = 20
+    # Nodes carrying the players' sockets (the watchers spread over them, the bettors on the first).
+    players_nodes: int = 1
     warmup_s: float = 3
 
 
@@ -489,21 +491,29 @@ async def stream_run(
             await connection.close()
         by_condition = {row["source_id"]: row["id"] for row in rows}
         market_ids = [by_condition[condition] for condition in fakes["markets"]]
-        url, server = await stack.start_server(FEED="off")
+        nodes = [await stack.start_server(FEED="off") for _ in range(sizes.players_nodes)]
+        url = nodes[0][0]
+
+        async def nodes_quiet() -> None:
+            for _, node in nodes:
+                await wait_quiet(node.pid)
 
         subscriptions = subscriptions_for(market_ids, sizes.sockets)
         watching = sizes.sockets - sizes.bettors
         watcher_players, bettor_players = players[:watching], players[-sizes.bettors :]
         bettor_markets = subscriptions[watching:]
-        share = max(1, min(processes, watching))
-        say(f"stream: connecting {watching} watching sockets over {share} process(es)")
+        share = max(1, min(max(processes, len(nodes)), watching))
+        say(
+            f"stream: connecting {watching} watching sockets over {share} process(es)"
+            f" to {len(nodes)} players' node(s)"
+        )
         started = time.monotonic()
         for index in range(share):
             parent_end, child_end = context.Pipe()
             process = context.Process(
                 target=run_watchers,
                 args=(
-                    url,
+                    nodes[index % len(nodes)][0],
                     [player["accessToken"] for player in watcher_players[index::share]],
                     subscriptions[:watching][index::share],
                     child_end,
@@ -521,7 +531,7 @@ async def stream_run(
         say(f"stream: {connected} sockets connected in {time.monotonic() - started:.1f}s")
 
         groups = {
-            "server": [server.pid],
+            "server": [node.pid for _, node in nodes],
             "feed": [feed.pid],
             "redis": stack.redis_pids(),
             "channel": [helper.pid] if helper.pid else [],
@@ -535,7 +545,7 @@ async def stream_run(
         samples: list[tuple[float, list[str]]] = []
         sampler = asyncio.create_task(sample_locks(stack.database_url, samples))
         try:
-            await wait_quiet(server.pid)
+            await nodes_quiet()
             idle = window()
             idle.start()
             await asyncio.sleep(3)
@@ -554,7 +564,7 @@ async def stream_run(
                 warmup_s=sizes.warmup_s,
                 markets=bettor_markets,
             )
-            await wait_quiet(server.pid)
+            await nodes_quiet()
 
             say(f"stream: channel sending {sizes.frames_per_s:g} frames/s, no bets")
             await ask(own_end, "start", sizes.frames_per_s)
@@ -566,7 +576,7 @@ async def stream_run(
             records: list[tuple[int, int, float]] = await ask(own_end, "stop", timeout_s=120)
             # The betting sockets connect before the stream resumes: a players' node behind on
             # pushes can take longer than the client's connect timeout to accept them.
-            await wait_quiet(server.pid)
+            await nodes_quiet()
 
             async def resume() -> None:
                 await ask(own_end, "start", sizes.frames_per_s)
@@ -593,7 +603,7 @@ async def stream_run(
             await asyncio.gather(sampler, return_exceptions=True)
 
         # Late pushes still count: the players' node works off what it holds before matching.
-        await wait_quiet(server.pid)
+        await nodes_quiet()
         await asyncio.sleep(1)
         windows = [
             ("stream", streaming.started_at, streaming.stopped_at),
@@ -814,6 +824,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--frames-per-s", type=float, help="frames a second in all (default 2,000; quick 500)"
     )
     parser.add_argument("--seconds", type=float, help="each measured window (default 20; quick 8)")
+    parser.add_argument(
+        "--players-nodes", type=int, help="nodes carrying the players' sockets (default 1)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

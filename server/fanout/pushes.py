@@ -258,8 +258,7 @@ class Pushes:
             if writer is None:
                 polling.append((eio_sid, messages))
                 continue
-            for message in messages:
-                writer.send(message)
+            writer.send_all(messages)
             if clock() > slice_ends:
                 await asyncio.sleep(0)
                 slice_ends = clock() + DELIVERY_SLICE_S

@@ -220,6 +220,28 @@ class FrameWriter:
             self._loop.call_soon(self.flush)
         return True
 
+    def send_all(self, messages: list[PreparedMessage]) -> None:
+        """Queue a batch's messages to this socket at once: bounds checked once for the batch
+        while the socket keeps up, message by message (`send`) once it is behind."""
+        if self.closed or self.transport.is_closing():
+            return
+        if self.buffered() > self.limits.high_water_bytes:
+            for message in messages:
+                self.send(message)
+            return
+        wbits, threshold, pending = (
+            self.deflate_wbits,
+            self.limits.compress_min_bytes,
+            self._pending,
+        )
+        for message in messages:
+            frame = message.frame(wbits, threshold)
+            pending.append(frame)
+            self._pending_bytes += len(frame)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self.flush)
+
     def flush(self) -> None:
         self._flush_scheduled = False
         if not self._pending:

@@ -13,7 +13,7 @@ import pytest
 
 from server.fanout import pushes as pushes_module
 from server.fanout.pushes import Pushes
-from server.transport.websocket import FrameWriter, WireLimits
+from server.transport.websocket import FrameWriter, PreparedMessage, WireLimits
 
 
 class RecordingTransport:
@@ -148,3 +148,26 @@ async def test_a_large_fan_out_lets_other_work_run_between_sockets(
     assert len(written) == 20 and all(len(chunks) == 1 for chunks in writes.values())
     between = timeline[written[0] : written[-1]]
     assert between.count("other") >= 10, timeline
+
+
+class BackedUpTransport(RecordingTransport):
+    def __init__(self, waiting: int) -> None:
+        super().__init__("slow", [], {})
+        self.waiting = waiting
+
+    def get_write_buffer_size(self) -> int:
+        return self.waiting
+
+
+async def test_a_socket_behind_on_reading_skips_the_batchs_superseded_pushes_only() -> None:
+    limits = WireLimits(high_water_bytes=1000, limit_bytes=10_000)
+    odds = PreparedMessage('42["odds",{}]', droppable=True)
+    update = PreparedMessage('42["market:update",{}]')
+    prompt = FrameWriter(BackedUpTransport(0), 0, limits, lambda: None)  # type: ignore[arg-type]
+    prompt.send_all([odds, update])
+    assert prompt.skipped == 0 and prompt.buffered() == len(odds.frame(0, 1024)) + len(
+        update.frame(0, 1024)
+    )
+    behind = FrameWriter(BackedUpTransport(2000), 0, limits, lambda: None)  # type: ignore[arg-type]
+    behind.send_all([odds, update])
+    assert behind.skipped == 1 and behind.buffered() == 2000 + len(update.frame(0, 1024))
