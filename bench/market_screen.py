@@ -65,9 +65,11 @@ FEATURES: Final[dict[str, dict[str, str]]] = {
     "off": {"MARKET_ACTIVITY_PUSH_INTERVAL_MS": "0", "PRESENCE_INTERVAL_S": PRESENCE_NEVER_S},
     "on": {},
 }
-TICKS: Final = 10
-TICK_SPACING_S: Final = 0.3
-IDLE_S: Final = 3.0
+# Enough ticks that their fan-out is well above the idle floor's noise (the presence pass every
+# PRESENCE_INTERVAL_S falls a time more or less in a window): 100,000 deliveries to 1,000 listeners.
+TICKS: Final = 100
+TICK_SPACING_S: Final = 0.05
+IDLE_S: Final = 5.0
 # The bench timeline moves every market every 5 s; odds older than this wait for the next move.
 FRESH_ODDS_S: Final = 20
 
