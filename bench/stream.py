@@ -347,8 +347,11 @@ def match(
             name = window_of(sent)
             if name is None:
                 continue
-            # A flush that started late takes frames sent after its beat: nothing held.
-            release = min(max(beats.release(sent), sent), arrived)
+            release = beats.release(sent)
+            if release > arrived:
+                # Taken by the flush of the beat before, which ran late: no wait is known, the
+                # whole delay counts as work.
+                release = sent
             record_seconds(delays[name], arrived - sent)
             record_seconds(held[name], release - sent)
             record_seconds(after_beat[name], arrived - release)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Final
@@ -42,6 +43,9 @@ NAMESPACE: Final = "/"
 # kind makes an older one useless (it gets the latest state when it catches up, or by `sync`). And
 # a market's recent bets: a feed to glance at, which `market:activity` pages in full.
 SUPERSEDED: Final = frozenset({"odds", "leaderboard:update", "balance", "market:activity"})
+# Pushes whose newer one to the same room says all they said: a node behind on delivering skips
+# one when a batch still queued carries the room's next.
+REPLACED_BY_NEWER: Final = frozenset({"odds", "leaderboard:update"})
 # The least time between two publishes of a node: a push waits at most this long, and only while
 # pushes keep coming (an idle node publishes at once).
 PUBLISH_INTERVAL_S: Final = 0.01
@@ -81,7 +85,8 @@ class Pushes:
         # Resumed sockets whose replay covered every offset up to the value: not sent twice.
         self._replayed: dict[str, int] = {}
         # The channel's batches and the replays, in the order they are to be delivered.
-        self._inbox: asyncio.Queue[tuple[int | None, Any] | Replay] = asyncio.Queue()
+        self._inbox: deque[tuple[int | None, Any] | Replay] = deque()
+        self._arrived = asyncio.Event()
 
     def emit(self, event: str, data: Any, room: str, *, skip_sid: str | None = None) -> None:
         """Queue a push to `room` on every node, except to the socket `skip_sid`; returns at once."""
@@ -94,7 +99,8 @@ class Pushes:
 
     def replay(self, sid: str, eio_sid: str, rooms: tuple[str, ...], after: int) -> None:
         """Join a resumed socket to its rooms and send what it missed, in turn with the batches."""
-        self._inbox.put_nowait(Replay(sid, eio_sid, rooms, after))
+        self._inbox.append(Replay(sid, eio_sid, rooms, after))
+        self._arrived.set()
 
     async def publish_forever(self) -> None:
         loop = asyncio.get_running_loop()
@@ -133,12 +139,18 @@ class Pushes:
         reader = asyncio.ensure_future(self._read_channel())
         try:
             while True:
-                item = await self._inbox.get()
+                if not self._inbox:
+                    self._arrived.clear()
+                    await self._arrived.wait()
+                    continue
+                item = self._inbox.popleft()
                 try:
                     if isinstance(item, Replay):
                         await self._replay(item)
                     else:
-                        await self.deliver_batch(item[1], last_offset=item[0])
+                        await self.deliver_batch(
+                            item[1], last_offset=item[0], replaced=self._replaced_later()
+                        )
                 except (redis.RedisError, OSError):
                     stop_if_cancelled()
                     metrics.REDIS_ERRORS.labels("pushes").inc()
@@ -153,7 +165,8 @@ class Pushes:
             try:
                 await pubsub.subscribe(CHANNEL)
                 async for message in pubsub.listen():
-                    self._inbox.put_nowait(_offset_and_batch(message["data"]))
+                    self._inbox.append(_offset_and_batch(message["data"]))
+                    self._arrived.set()
             except (redis.RedisError, OSError):
                 stop_if_cancelled()
                 metrics.REDIS_ERRORS.labels("pushes").inc()
@@ -162,10 +175,24 @@ class Pushes:
             finally:
                 await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
 
-    async def deliver_batch(self, published: Any, last_offset: int | None = None) -> None:
-        # A bare list is a batch without its queue time (tools publish those), and an entry of
-        # three has no socket to skip.
-        batch = published["pushes"] if isinstance(published, dict) else published
+    def _replaced_later(self) -> set[tuple[str, str]]:
+        """The (event, room) of state pushes that batches still queued here carry again, newer:
+        a node that fell behind delivers those once, the latest, instead of every one in turn."""
+        replaced: set[tuple[str, str]] = set()
+        for item in self._inbox:
+            if not isinstance(item, Replay):
+                for event, room, *_ in _pushes_of(item[1]):
+                    if event in REPLACED_BY_NEWER:
+                        replaced.add((event, room))
+        return replaced
+
+    async def deliver_batch(
+        self,
+        published: Any,
+        last_offset: int | None = None,
+        replaced: set[tuple[str, str]] | None = None,
+    ) -> None:
+        batch = _pushes_of(published)
         offset = None if last_offset is None else last_offset - len(batch)
         if offset is not None and self._replayed:
             # A replay covers what the channel had published when it looked; past that, live.
@@ -176,6 +203,9 @@ class Pushes:
         for event, room, data, *skip in batch:
             if offset is not None:
                 offset += 1
+            if replaced and (event, room) in replaced:
+                metrics.PUSHES_SUPERSEDED.inc()
+                continue
             self._address(
                 outgoing,
                 event,
@@ -244,8 +274,9 @@ class Pushes:
                 queued.append(message)
 
     async def _send(self, outgoing: Outgoing) -> None:
-        """Each socket's messages in one go (one write), yielding to the loop every
-        DELIVERY_SLICE_S so that bets and answers are not held behind a large fan-out."""
+        """Each socket's messages in one write, made at once, yielding to the loop every
+        DELIVERY_SLICE_S of this work (writes included) so that bets and answers are not held
+        behind a large fan-out."""
         sockets = self.sio.eio.sockets
         polling = []
         clock = time.perf_counter
@@ -258,7 +289,7 @@ class Pushes:
             if writer is None:
                 polling.append((eio_sid, messages))
                 continue
-            writer.send_all(messages)
+            writer.write_all(messages)
             if clock() > slice_ends:
                 await asyncio.sleep(0)
                 slice_ends = clock() + DELIVERY_SLICE_S
@@ -300,6 +331,13 @@ def _encoded(sio: SocketServer, event: str, data: Any, offset: int | None) -> st
             return f'42["{event}",{data}]'
         return f'42["{event}",{data},"{offset}"]'
     return encode_event(sio, event, data, offset)
+
+
+def _pushes_of(published: Any) -> list[Any]:
+    """A batch's pushes: a bare list is a batch without its queue time (tools publish those),
+    and an entry of three has no socket to skip."""
+    pushes: list[Any] = published["pushes"] if isinstance(published, dict) else published
+    return pushes
 
 
 def _shared(room: str) -> bool:

@@ -220,6 +220,10 @@ PUSHES_SKIPPED = Counter(
     "thisthat_pushes_skipped_total",
     "Superseded pushes not sent to a socket whose send buffer was above the high-water mark",
 )
+PUSHES_SUPERSEDED = Counter(
+    "thisthat_pushes_superseded_total",
+    "State pushes (odds, leaderboards) a node behind on delivering skipped for a newer one queued",
+)
 SLOW_SOCKETS_DROPPED = Counter(
     "thisthat_slow_sockets_dropped_total",
     "Sockets disconnected because their peer stopped reading past the buffer limit",

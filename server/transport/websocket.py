@@ -220,9 +220,11 @@ class FrameWriter:
             self._loop.call_soon(self.flush)
         return True
 
-    def send_all(self, messages: list[PreparedMessage]) -> None:
-        """Queue a batch's messages to this socket at once: bounds checked once for the batch
-        while the socket keeps up, message by message (`send`) once it is behind."""
+    def write_all(self, messages: list[PreparedMessage]) -> None:
+        """Write a batch's messages to this socket now, with anything queued before them, in one
+        write: the caller's time for the socket includes the write (fan-out slices are timed
+        so). Bounds are checked once for the batch while the socket keeps up, message by message
+        (`send`) once it is behind."""
         if self.closed or self.transport.is_closing():
             return
         if self.buffered() > self.limits.high_water_bytes:
@@ -235,15 +237,14 @@ class FrameWriter:
             self._pending,
         )
         for message in messages:
-            frame = message.frame(wbits, threshold)
-            pending.append(frame)
-            self._pending_bytes += len(frame)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self.flush)
+            pending.append(message.frame(wbits, threshold))
+        self._write_pending()
 
     def flush(self) -> None:
         self._flush_scheduled = False
+        self._write_pending()
+
+    def _write_pending(self) -> None:
         if not self._pending:
             return
         data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)

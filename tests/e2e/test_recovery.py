@@ -43,7 +43,7 @@ async def pushes_flushed(app: web.Application) -> None:
     """Give the batched publisher and the channel a moment (they run every 10 ms)."""
     for _ in range(50):
         await asyncio.sleep(0.02)
-        if not app[PUSHES]._pending and app[PUSHES]._inbox.empty():
+        if not app[PUSHES]._pending and not app[PUSHES]._inbox:
             return
 
 

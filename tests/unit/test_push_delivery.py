@@ -163,11 +163,56 @@ async def test_a_socket_behind_on_reading_skips_the_batchs_superseded_pushes_onl
     limits = WireLimits(high_water_bytes=1000, limit_bytes=10_000)
     odds = PreparedMessage('42["odds",{}]', droppable=True)
     update = PreparedMessage('42["market:update",{}]')
-    prompt = FrameWriter(BackedUpTransport(0), 0, limits, lambda: None)  # type: ignore[arg-type]
-    prompt.send_all([odds, update])
-    assert prompt.skipped == 0 and prompt.buffered() == len(odds.frame(0, 1024)) + len(
-        update.frame(0, 1024)
-    )
+    keeping_up = BackedUpTransport(0)
+    prompt = FrameWriter(keeping_up, 0, limits, lambda: None)  # type: ignore[arg-type]
+    prompt.write_all([odds, update])
+    assert prompt.skipped == 0
+    assert keeping_up.writes["slow"] == [odds.frame(0, 1024) + update.frame(0, 1024)]
     behind = FrameWriter(BackedUpTransport(2000), 0, limits, lambda: None)  # type: ignore[arg-type]
-    behind.send_all([odds, update])
+    behind.write_all([odds, update])
     assert behind.skipped == 1 and behind.buffered() == 2000 + len(update.frame(0, 1024))
+
+
+class SilentChannel:
+    """A Redis client whose push channel never speaks: the batches are put in the inbox here."""
+
+    def pubsub(self, **_: Any) -> SilentChannel:
+        return self
+
+    async def subscribe(self, *_: Any) -> None:
+        return None
+
+    async def listen(self) -> Any:
+        await asyncio.Event().wait()
+        yield {}
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_a_node_behind_delivers_a_rooms_odds_once_the_newest_and_everything_else() -> None:
+    pushes, _, writes = node({"market:a": ["s1"], "market:b": ["s1"], "user:s1": ["s1"]})
+    pushes.client = SilentChannel()  # type: ignore[assignment]
+    older = [
+        ["odds", "market:a", '{"v":1}', None],
+        ["balance", "user:s1", '{"b":1}', None],
+        ["odds", "market:b", '{"v":1}', None],
+    ]
+    newer = [["odds", "market:a", '{"v":2}', None], ["balance", "user:s1", '{"b":2}', None]]
+    # Both batches arrived while the node was busy: they wait in its inbox together.
+    pushes._inbox.extend([(None, {"at": 0, "pushes": older}), (None, {"at": 0, "pushes": newer})])
+    pushes._arrived.set()
+    delivering = asyncio.create_task(pushes.deliver_forever())
+    try:
+        for _ in range(20):
+            await asyncio.sleep(0)
+    finally:
+        delivering.cancel()
+        await asyncio.gather(delivering, return_exceptions=True)
+    heard = [event for written in writes["s1"] for event in events(written)]
+    assert heard == [
+        ["balance", {"b": 1}],
+        ["odds", {"v": 1}],  # market b: no newer one was queued
+        ["odds", {"v": 2}],
+        ["balance", {"b": 2}],  # balances are never skipped for everyone
+    ]
