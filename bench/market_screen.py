@@ -53,7 +53,7 @@ from bench.scenarios import INSERT_FANOUT_MARKET, wait_quiet
 from bench.stack import BenchStack
 from bench.stream import TimedWindow, recv
 from bench.timeline import write_bench_timeline
-from bench.watch_socket import WatchRefused, WatchSocket
+from bench.watch_socket import open_watchers
 from loadtest.system import raise_open_file_limit
 from server.cli.seed import mint_tokens
 from server.fanout import pushes
@@ -126,26 +126,9 @@ async def _listen(
         arrivals.setdefault(event, array("d")).append(now)
 
     failures: Counter[str] = Counter()
-    sockets: list[WatchSocket] = []
-    gate = asyncio.Semaphore(100)
     loop = asyncio.get_running_loop()
-
-    async def join(token: str) -> None:
-        async with gate:
-            socket = WatchSocket(on_push)
-            try:
-                await socket.open(url, token, 60)
-                answer = await socket.call(
-                    "market:subscribe", {"marketIds": [*markets, tick_market]}, 60
-                )
-            except (WatchRefused, TimeoutError, OSError) as error:
-                failures[type(error).__name__] += 1
-                return
-            if not (isinstance(answer, dict) and answer.get("ok")):
-                failures["subscribe"] += 1
-            sockets.append(socket)
-
-    await asyncio.gather(*(join(token) for token in tokens))
+    subscribed = [*markets, tick_market]
+    sockets = await open_watchers(url, [(token, subscribed) for token in tokens], on_push, failures)
     control.send({"connected": len(sockets), "failed": dict(failures)})
     windows: list[tuple[str, float, float]] = await loop.run_in_executor(None, control.recv)
     counts = {

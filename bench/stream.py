@@ -67,7 +67,7 @@ from bench.processes import CpuWindow
 from bench.scenarios import wait_quiet
 from bench.stack import BenchStack
 from bench.timeline import write_bench_timeline
-from bench.watch_socket import WatchRefused, WatchSocket
+from bench.watch_socket import open_watchers
 from loadtest.stats import encode, merge, new_histogram, record_seconds, summarize
 from loadtest.system import raise_open_file_limit
 from storage import database
@@ -271,24 +271,9 @@ async def _watch(
             times.append(now)
 
     failures: Counter[str] = Counter()
-    sockets: list[WatchSocket] = []
-    gate = asyncio.Semaphore(100)
     loop = asyncio.get_running_loop()
-
-    async def join(token: str, markets: list[str]) -> None:
-        async with gate:
-            socket = WatchSocket(on_push)
-            try:
-                await socket.open(url, token, 60)
-                answer = await socket.call("market:subscribe", {"marketIds": markets}, 60)
-            except (WatchRefused, TimeoutError, OSError) as error:
-                failures[type(error).__name__] += 1
-                return
-            if not (isinstance(answer, dict) and answer.get("ok")):
-                failures["subscribe"] += 1
-            sockets.append(socket)
-
-    await asyncio.gather(*(join(t, m) for t, m in zip(tokens, subscriptions, strict=True)))
+    plan = list(zip(tokens, subscriptions, strict=True))
+    sockets = await open_watchers(url, plan, on_push, failures)
     control.send({"connected": len(sockets), "failed": dict(failures)})
     frames, windows, beats = await loop.run_in_executor(None, control.recv)
     dropped = sum(socket.dropped for socket in sockets)

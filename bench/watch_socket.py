@@ -20,6 +20,7 @@ import base64
 import itertools
 import os
 import zlib
+from collections import Counter
 from collections.abc import Callable
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -245,3 +246,34 @@ class WatchSocket(asyncio.Protocol):
         for answer in self._pending.values():
             if not answer.done():
                 answer.set_exception(error)
+
+
+async def open_watchers(
+    url: str,
+    plan: list[tuple[str, list[str]]],
+    on_push: PushHandler,
+    failures: Counter[str],
+    *,
+    at_once: int = 100,
+    timeout_s: float = 60,
+) -> list[WatchSocket]:
+    """A socket per (access token, markets) of `plan`, signed in and subscribed to its markets,
+    `at_once` connecting at a time; what failed is counted in `failures` by kind."""
+    gate = asyncio.Semaphore(at_once)
+    sockets: list[WatchSocket] = []
+
+    async def join(token: str, markets: list[str]) -> None:
+        async with gate:
+            socket = WatchSocket(on_push)
+            try:
+                await socket.open(url, token, timeout_s)
+                answer = await socket.call("market:subscribe", {"marketIds": markets}, timeout_s)
+            except (WatchRefused, TimeoutError, OSError) as error:
+                failures[type(error).__name__] += 1
+                return
+            if not (isinstance(answer, dict) and answer.get("ok")):
+                failures["subscribe"] += 1
+            sockets.append(socket)
+
+    await asyncio.gather(*(join(token, markets) for token, markets in plan))
+    return sockets
