@@ -5,13 +5,14 @@ server keeps it, and says why when it is refused."""
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from typing import Any
 
 import aiohttp
 import asyncpg
 import pytest
 
-from bench.watch_socket import WatchRefused, WatchSocket
+from bench.watch_socket import WatchRefused, WatchSocket, open_watchers
 from tests.betting_fixtures import insert_market
 from tests.conftest import ServerFactory
 from tests.feed_fixtures import eventually
@@ -59,9 +60,21 @@ async def test_a_watch_socket_calls_hears_its_room_and_stays_through_pings(
 
 
 async def test_a_watch_socket_with_a_bad_token_is_refused_with_the_reason(
-    start_server: ServerFactory,
+    start_server: ServerFactory, http: aiohttp.ClientSession, db: asyncpg.Pool
 ) -> None:
+    market = await insert_market(db)
     base, _ = await start_server()
     socket = WatchSocket(lambda event, data: None)
     with pytest.raises(WatchRefused, match="CONNECT refused.*TOKEN_INVALID"):
         await socket.open(base, "not-a-token", 10)
+    # Opened in bulk, a refused one is counted by kind and the others are subscribed.
+    player = await Player(base, http).signup()
+    failures: Counter[str] = Counter()
+    plan = [("not-a-token", [str(market)]), (player.access_token, [str(market)])]
+    opened = await open_watchers(base, plan, lambda event, data: None, failures, timeout_s=10)
+    try:
+        assert failures == {"WatchRefused": 1} and len(opened) == 1
+        answer = await opened[0].call("market:get", {"marketId": str(market)}, 10)
+        assert answer["data"]["market"]["watchers"] == 1
+    finally:
+        await asyncio.gather(*(watcher.close() for watcher in opened))
