@@ -31,7 +31,6 @@ import multiprocessing
 import os
 import secrets
 import sys
-import tempfile
 import time
 from array import array
 from collections import Counter
@@ -48,16 +47,14 @@ import uvloop
 
 from bench import node_client, odds_writes
 from bench.markdown import market_screen_section
-from bench.phase import run_phase, say
+from bench.phase import on_own_stack, run_phase, say
 from bench.scenarios import INSERT_FANOUT_MARKET, wait_quiet
 from bench.stack import BenchStack
 from bench.stream import TimedWindow, recv
-from bench.timeline import write_bench_timeline
 from bench.watch_socket import open_watchers
 from loadtest.system import raise_open_file_limit
 from server.cli.seed import mint_tokens
 from server.fanout import pushes
-from storage import database
 
 # Longer than any run: the presence pass sleeps first, so it never runs.
 PRESENCE_NEVER_S: Final = "86400"
@@ -452,19 +449,11 @@ def summary(screen: dict[str, Any]) -> dict[str, Any]:
 
 
 async def main_async(sizes: ScreenSizes, processes: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="thisthat-screen-") as folder:
-        workdir = Path(folder)
-        stack = BenchStack(workdir, write_bench_timeline(workdir / "bench-timeline.jsonl"))
-        try:
-            say("starting embedded PostgreSQL and Redis")
-            stack.start_services()
-            await database.migrate(stack.database_url)
-            needed = sizes.listeners + sizes.bettors
-            say(f"seeding {needed} players")
-            seeded = await stack.seed_players(needed)
-            return await market_screen_run(stack, seeded["players"], sizes, processes)
-        finally:
-            stack.stop()
+    return await on_own_stack(
+        "screen",
+        sizes.listeners + sizes.bettors,
+        lambda stack, players: market_screen_run(stack, players, sizes, processes),
+    )
 
 
 def sizes_from(args: argparse.Namespace) -> ScreenSizes:

@@ -46,14 +46,12 @@ import multiprocessing
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from array import array
 from collections import Counter
 from dataclasses import dataclass
 from decimal import Decimal
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any, Final
 
 import asyncpg
@@ -62,15 +60,13 @@ import uvloop
 
 from bench import node_client
 from bench.markdown import stream_section
-from bench.phase import run_phase, say
+from bench.phase import on_own_stack, run_phase, say
 from bench.processes import CpuWindow
 from bench.scenarios import wait_quiet
 from bench.stack import BenchStack
-from bench.timeline import write_bench_timeline
 from bench.watch_socket import open_watchers
 from loadtest.stats import encode, merge, new_histogram, record_seconds, summarize
 from loadtest.system import raise_open_file_limit
-from storage import database
 from tests.fake_market_channel import ChannelMarket, FakeMarketChannel, price_change
 from tests.fake_polymarket import FakePolymarket
 
@@ -780,18 +776,11 @@ def summary(stream: dict[str, Any]) -> dict[str, Any]:
 
 
 async def main_async(sizes: StreamSizes, processes: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="thisthat-stream-") as folder:
-        workdir = Path(folder)
-        stack = BenchStack(workdir, write_bench_timeline(workdir / "bench-timeline.jsonl"))
-        try:
-            say("starting embedded PostgreSQL and Redis")
-            stack.start_services()
-            await database.migrate(stack.database_url)
-            say(f"seeding {sizes.sockets} players")
-            seeded = await stack.seed_players(sizes.sockets)
-            return await stream_run(stack, seeded["players"], sizes, processes)
-        finally:
-            stack.stop()
+    return await on_own_stack(
+        "stream",
+        sizes.sockets,
+        lambda stack, players: stream_run(stack, players, sizes, processes),
+    )
 
 
 def sizes_from(args: argparse.Namespace) -> StreamSizes:
