@@ -87,9 +87,6 @@ class Pushes:
         # The channel's batches and the replays, in the order they are to be delivered.
         self._inbox: deque[tuple[int | None, Any] | Replay] = deque()
         self._arrived = asyncio.Event()
-        # Set on shutdown, beside cancelling the loops: a cancel that a Redis call's own timeout
-        # swallows (see stop_if_cancelled) would otherwise leave a loop waiting for ever.
-        self.stopping = False
 
     def emit(self, event: str, data: Any, room: str, *, skip_sid: str | None = None) -> None:
         """Queue a push to `room` on every node, except to the socket `skip_sid`; returns at once."""
@@ -100,12 +97,6 @@ class Pushes:
         self._pending.append((event, room, dumps_bytes(data).decode(), skip_sid))
         self._wake.set()
 
-    def stop(self) -> None:
-        """End both loops at their next turn (shutdown)."""
-        self.stopping = True
-        self._wake.set()
-        self._arrived.set()
-
     def replay(self, sid: str, eio_sid: str, rooms: tuple[str, ...], after: int) -> None:
         """Join a resumed socket to its rooms and send what it missed, in turn with the batches."""
         self._inbox.append(Replay(sid, eio_sid, rooms, after))
@@ -114,7 +105,7 @@ class Pushes:
     async def publish_forever(self) -> None:
         loop = asyncio.get_running_loop()
         next_publish = 0.0
-        while not self.stopping:
+        while True:
             await self._wake.wait()
             # Busy, at most one publish per interval: what queues meanwhile rides along. Each
             # publish is a write to Redis and a read on every node; at thousands of bets a second
@@ -147,7 +138,7 @@ class Pushes:
         """Deliver every node's batches (ours included) and the replays, in one order."""
         reader = asyncio.ensure_future(self._read_channel())
         try:
-            while not self.stopping:
+            while True:
                 if not self._inbox:
                     self._arrived.clear()
                     await self._arrived.wait()
@@ -385,7 +376,6 @@ async def pushes_ctx(app: web.Application) -> AsyncIterator[None]:
         await spawn(app, pushes.publish_forever(), name="pushes-publish"),
     ]
     yield
-    pushes.stop()
     for job in reversed(jobs):
         await job.close()
 
