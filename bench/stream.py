@@ -82,7 +82,6 @@ LOCK_SAMPLE_S: Final = 0.015
 SEND_TICK_S: Final = 0.005
 # The feed node's REST polls (list, odds, resolutions): out of the way of the measured windows.
 REST_POLL_S: Final = "600"
-DEFAULT_PUSH_INTERVAL_MS: Final = 250  # ODDS_PUSH_MIN_INTERVAL_MS unless the stack sets it
 
 LOCK_WAITERS: Final = """
 SELECT left(query, 120) AS query FROM pg_stat_activity
@@ -596,8 +595,8 @@ async def stream_run(
         frames: dict[str, dict[int, list[tuple[float, int]]]] = {}
         for sequence, (position, key, sent) in enumerate(records):
             frames.setdefault(market_ids[position], {}).setdefault(key, []).append((sent, sequence))
-        interval_ms = int(stack.env().get("ODDS_PUSH_MIN_INTERVAL_MS") or DEFAULT_PUSH_INTERVAL_MS)
-        beats = Beats(interval_ms / 1000, time.time() - time.monotonic())
+        interval_s = stack.settings().odds_push_min_interval_ms / 1000
+        beats = Beats(interval_s, time.time() - time.monotonic())
         matched = []
         for _, end in watchers:
             end.send((frames, windows, beats))
