@@ -216,4 +216,3 @@ async def test_a_node_behind_delivers_a_rooms_odds_once_the_newest_and_everythin
         ["odds", {"v": 2}],
         ["balance", {"b": 2}],  # balances are never skipped for everyone
     ]
-
