@@ -115,6 +115,7 @@ async def socket_ctx(app: web.Application) -> AsyncIterator[None]:
         except Exception:  # noqa: BLE001 - shutting down; a socket already gone is fine
             logger.debug("disconnect at shutdown failed", exc_info=True)
     await sio.shutdown()
+    await sio.manager.close()
     # The places of this node's sockets are given back before Redis closes, not left to lapse.
     await app[SOCKET_SLOTS].flush()
 

@@ -25,7 +25,9 @@ python-socketio (`socketio.AsyncServer`, server/transport/socketio_server.py), s
 - `packet_class`, `manager.get_participants(namespace, room)`: pushes are encoded once per room
   (server/fanout/pushes.py).
 - `socketio.AsyncRedisManager._redis_connect()` and the `redis_url`, `redis`, `pubsub` and
-  `connected` attributes it sets (server/transport/redis_manager.py): a bounded connection pool.
+  `connected` attributes it sets (server/transport/redis_manager.py): a bounded connection pool,
+  and the client it replaces closed; at shutdown the listener task `initialize()` keeps in
+  `thread` is cancelled and the client closed (the library does neither).
 
 python-engineio (server/transport/websocket.py, server/transport/engineio_poll.py), since 4.12:
 - `AsyncServer._async["websocket"]` is replaced by the game's websocket loop, which is handed
