@@ -6,11 +6,10 @@ market, written in batches and announced after the write (docs/architecture.md, 
 happens per frame. `flush` writes the markets whose shown odds changed, in one set-based
 statement, and only what that write committed is pushed, so the odds a player sees are the odds
 `bet:place` checks against. A market is written at most once per `push_interval_s`
-(ODDS_PUSH_MIN_INTERVAL_MS): a change within the interval waits for its end and goes out then
-with the latest value, so a quiet market's first change goes out at once and a busy one's ticks
-are paced. Paced writes fall on a beat shared by every market (the multiples of the interval on
-the clock): busy markets are written together, in one statement and one batch of pushes, so a
-player watching several gets their ticks in one write to the socket, not one each.
+(ODDS_PUSH_MIN_INTERVAL_MS), by the rule in game/pacing.py: a quiet market's first change goes
+out at once; a busy market's latest value goes out on a beat shared by every market, so busy
+markets are written together, in one statement and one batch of pushes, and a player watching
+several gets their ticks in one write to the socket, not one each.
 
 A `market_resolved` frame settles its market through `resolve`, the use case the REST check
 uses (one transition, whichever sees it first); a `new_market` frame asks the discoverer to mirror it if it
@@ -21,7 +20,6 @@ minute per kind; it never raises out of here, never moves a price, never changes
 from __future__ import annotations
 
 import logging
-import math
 import time
 import uuid
 from collections import Counter
@@ -47,6 +45,7 @@ from feeds.market_channel import (
 )
 from game.markets import Resolution
 from game.order_book import BookChange, MarketTokens, OrderBooks
+from game.pacing import BeatPacing
 from services import metrics
 from services.markets import FeedListener, Resolver
 from storage import markets as market_store
@@ -56,11 +55,6 @@ logger = logging.getLogger("thisthat.feed")
 
 # One log line per kind of bad input per minute at most; the counters keep the full count.
 BAD_INPUT_LOG_INTERVAL_S: Final = 60.0
-# Float slack when a slot plus an interval lands on a beat.
-BEAT_EPSILON: Final = 1e-9
-# A write this share of an interval after its beat still counts as on it (the flush that makes it
-# may start late under load); two writes of a market are never closer than the rest.
-BEAT_LATENESS: Final = 0.1
 # new_market announcements repeat many times; each condition id is asked about once per window.
 NEW_MARKET_REMEMBER: Final = 10_000
 
@@ -97,7 +91,7 @@ class LiveOdds:
         self.listener = listener
         self.resolve = resolve
         self.discover = discover
-        self.push_interval_s = push_interval_s
+        self.pacing = BeatPacing(push_interval_s)
         self.clock = clock
         # Market -> the slot of its last write: the beat it was due on, or when it was written
         # if it was not waiting for one (a quiet market's first change).
@@ -280,12 +274,7 @@ class LiveOdds:
         return min(self._allowed_at(market_id) for market_id in self._dirty)
 
     def _allowed_at(self, market_id: uuid.UUID) -> float:
-        """The first beat at least an interval after the market's last write slot."""
-        slot = self._written_slot.get(market_id)
-        if slot is None or self.push_interval_s <= 0:
-            return float("-inf") if slot is None else slot
-        beats = math.ceil((slot + self.push_interval_s) / self.push_interval_s - BEAT_EPSILON)
-        return beats * self.push_interval_s
+        return self.pacing.allowed_at(self._written_slot.get(market_id))
 
     async def flush(self) -> FlushReport:
         """Write the odds that moved since the last flush in one statement, then announce them;
@@ -350,11 +339,7 @@ class LiveOdds:
                     self._upstream_ms.setdefault(market_id, upstream_ms[market_id])
             raise
         for market_id, this_odds, that_odds in readings:
-            # Written on its beat (a busy flush may run a little late): the beat is the slot, so
-            # the market stays on the beat; written later (after a quiet spell): now is.
-            slot = allowed[market_id]
-            on_beat = now_s - slot <= self.push_interval_s * BEAT_LATENESS
-            self._written_slot[market_id] = slot if on_beat else now_s
+            self._written_slot[market_id] = self.pacing.slot_of_write(allowed[market_id], now_s)
             followed = self._markets.get(market_id)
             if followed is not None:
                 followed.shown = (this_odds, that_odds)
