@@ -54,6 +54,7 @@ from decimal import Decimal
 from multiprocessing.connection import Connection
 from typing import Any, Final
 
+import aiohttp
 import asyncpg
 import orjson
 import uvloop
@@ -82,6 +83,10 @@ LOCK_SAMPLE_S: Final = 0.015
 SEND_TICK_S: Final = 0.005
 # The feed node's REST polls (list, odds, resolutions): out of the way of the measured windows.
 REST_POLL_S: Final = "600"
+
+# The players' node's bet batches, from its /metrics: bets in them, and batches.
+BET_BATCH_SUM: Final = "thisthat_bet_batch_size_sum"
+BET_BATCH_COUNT: Final = "thisthat_bet_batch_size_count"
 
 LOCK_WAITERS: Final = """
 SELECT left(query, 120) AS query FROM pg_stat_activity
@@ -395,6 +400,24 @@ class TimedWindow(CpuWindow):
         return self.stopped_at - self.started_at
 
 
+async def bet_batch_totals(url: str) -> tuple[float, float]:
+    """The bets placed in batches so far on the node at `url`, and the batches (its /metrics)."""
+    async with aiohttp.ClientSession() as http, http.get(f"{url}/metrics") as response:
+        response.raise_for_status()
+        text = await response.text()
+    totals = dict.fromkeys((BET_BATCH_SUM, BET_BATCH_COUNT), 0.0)
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in totals:
+            totals[name] = float(value)
+    return totals[BET_BATCH_SUM], totals[BET_BATCH_COUNT]
+
+
+def mean_batch(before: tuple[float, float], after: tuple[float, float]) -> float | None:
+    batches = after[1] - before[1]
+    return round((after[0] - before[0]) / batches, 2) if batches else None
+
+
 async def recv(control: Connection, timeout_s: float) -> Any:
     loop = asyncio.get_running_loop()
     if not await loop.run_in_executor(None, control.poll, timeout_s):
@@ -536,6 +559,7 @@ async def stream_run(
 
             say(f"stream: {sizes.bettors} sockets bet, closed loop, channel silent")
             quiet = window()
+            batches_before = await bet_batch_totals(url)
             bets_quiet = await node_client.closed_loop(
                 cache,
                 url,
@@ -547,6 +571,7 @@ async def stream_run(
                 warmup_s=sizes.warmup_s,
                 markets=bettor_markets,
             )
+            batch_quiet = mean_batch(batches_before, await bet_batch_totals(url))
             await nodes_quiet()
 
             say(f"stream: channel sending {sizes.frames_per_s:g} frames/s, no bets")
@@ -568,6 +593,7 @@ async def stream_run(
                 f"stream: channel sending {sizes.frames_per_s:g} frames/s and {sizes.bettors} sockets bet"
             )
             both = window()
+            batches_before = await bet_batch_totals(url)
             bets_streaming = await node_client.closed_loop(
                 cache,
                 url,
@@ -580,6 +606,7 @@ async def stream_run(
                 markets=bettor_markets,
                 on_connected=resume,
             )
+            batch_streaming = mean_batch(batches_before, await bet_batch_totals(url))
             records += await ask(own_end, "stop", timeout_s=120)
         finally:
             sampler.cancel()
@@ -611,6 +638,7 @@ async def stream_run(
             matched=matched,
             cpu={"idle": idle, "bets": quiet, "stream": streaming, "both": both},
             bets={"bets": bets_quiet, "both": bets_streaming},
+            bet_batches={"bets": batch_quiet, "both": batch_streaming},
             samples=samples,
             settings_note={"oddsPushMinIntervalMs": stack.env().get("ODDS_PUSH_MIN_INTERVAL_MS")},
         )
@@ -643,6 +671,7 @@ def report(
     matched: list[dict[str, Any]],
     cpu: dict[str, TimedWindow],
     bets: dict[str, dict[str, Any]],
+    bet_batches: dict[str, float | None],
     samples: list[tuple[float, list[str]]],
     settings_note: dict[str, Any],
 ) -> dict[str, Any]:
@@ -703,6 +732,8 @@ def report(
         window = cpu[name]
         entry = result.setdefault(name, {})
         entry["bets"] = run
+        # Bets per batch on the players' node (the closed loop's warm-up included).
+        entry["betBatchMean"] = bet_batches[name]
         entry["locks"] = lock_share(samples, window.started_at, window.stopped_at)
         ops = run["ok"] + run["refused"]
         seconds = window.seconds()
@@ -766,6 +797,8 @@ def summary(stream: dict[str, Any]) -> dict[str, Any]:
         "pg_cpu_us_per_bet_without_stream": quiet["bets"]["cpuUsPerOp"].get("postgres"),
         "pg_cpu_us_per_bet_with_stream": both["bets"]["cpuUsPerOp"].get("postgres"),
         "pg_cpu_us_per_bet_with_stream_net": both["cpuUsPerBetNetOfStream"].get("postgres"),
+        "bet_batch_mean_without_stream": quiet.get("betBatchMean"),
+        "bet_batch_mean_with_stream": both.get("betBatchMean"),
         "lock_wait_share_without_stream": quiet["locks"]["share"],
         "lock_wait_share_with_stream": both["locks"]["share"],
     }
