@@ -112,6 +112,7 @@ markets. ODDS_PUSH_MIN_INTERVAL_MS: {interval}. Windows of {_fmt(sizes["seconds"
 | PostgreSQL CPU per bet without / with (net) | {_fmt(s["pg_cpu_us_per_bet_without_stream"], " µs")} / {_fmt(s["pg_cpu_us_per_bet_with_stream"], " µs")} ({_fmt(s["pg_cpu_us_per_bet_with_stream_net"], " µs")}) | within noise |
 | bet p99 without / with the stream | {_fmt(s["bet_p99_ms_without_stream"], " ms")} / {_fmt(s["bet_p99_ms_with_stream"], " ms")} | - |
 | bets per batch on the players' node without / with the stream | {_fmt(s.get("bet_batch_mean_without_stream"))} / {_fmt(s.get("bet_batch_mean_with_stream"))} | - |
+| `market:activity` pushes to the watching sockets per s, without / with the stream | {_fmt(s.get("activity_pushes_per_s_without_stream"))} / {_fmt(s.get("activity_pushes_per_s_with_stream"))} | - |
 | `pg_stat_activity` samples with a backend waiting on a lock, without / with | {_fmt(s["lock_wait_share_without_stream"])} / {_fmt(s["lock_wait_share_with_stream"])} | - |
 
 CPU per frame is over the idle floor (every socket connected, nothing sent) in the stream-only

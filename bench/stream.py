@@ -258,9 +258,11 @@ async def _watch(
     url: str, tokens: list[str], subscriptions: list[list[str]], control: Connection
 ) -> None:
     arrivals: dict[tuple[str, int], array[float]] = {}
+    others: dict[str, array[float]] = {}  # every other push, by event: when it arrived
 
     def on_push(event: str, data: Any) -> None:
         if event != "odds":
+            others.setdefault(event, array("d")).append(time.time())
             return
         now = time.time()
         key = (data["marketId"], round(data["thisOdds"] * ODDS_SCALE))
@@ -275,9 +277,17 @@ async def _watch(
     plan = list(zip(tokens, subscriptions, strict=True))
     sockets = await open_watchers(url, plan, on_push, failures)
     control.send({"connected": len(sockets), "failed": dict(failures)})
-    frames, windows, beats = await loop.run_in_executor(None, control.recv)
+    frames, windows, beats, all_windows = await loop.run_in_executor(None, control.recv)
     dropped = sum(socket.dropped for socket in sockets)
-    control.send({**match(arrivals, frames, windows, beats), "dropped": dropped})
+    other_pushes = {
+        name: {
+            event: sum(1 for at in times if start <= at < end) for event, times in others.items()
+        }
+        for name, start, end in all_windows
+    }
+    control.send(
+        {**match(arrivals, frames, windows, beats), "dropped": dropped, "others": other_pushes}
+    )
     await asyncio.gather(*(socket.close() for socket in sockets), return_exceptions=True)
 
 
@@ -625,8 +635,9 @@ async def stream_run(
         interval_s = stack.settings().odds_push_min_interval_ms / 1000
         beats = Beats(interval_s, time.time() - time.monotonic())
         matched = []
+        all_windows = [("bets", quiet.started_at, quiet.stopped_at), *windows]
         for _, end in watchers:
-            end.send((frames, windows, beats))
+            end.send((frames, windows, beats, all_windows))
         for _, end in watchers:
             matched.append(await recv(end, 600))
         return report(
@@ -734,6 +745,14 @@ def report(
         entry["bets"] = run
         # Bets per batch on the players' node (the closed loop's warm-up included).
         entry["betBatchMean"] = bet_batches[name]
+        # Pushes other than odds the watching sockets got (the bets' market:activity above all):
+        # coalesced per market, so their rate does not follow the bet rate down.
+        others: Counter[str] = Counter()
+        for watched in matched:
+            others.update(watched["others"].get(name, {}))
+        entry["otherPushesPerS"] = {
+            event: round(count / window.wall_s, 1) for event, count in sorted(others.items())
+        }
         entry["locks"] = lock_share(samples, window.started_at, window.stopped_at)
         ops = run["ok"] + run["refused"]
         seconds = window.seconds()
@@ -797,6 +816,10 @@ def summary(stream: dict[str, Any]) -> dict[str, Any]:
         "pg_cpu_us_per_bet_without_stream": quiet["bets"]["cpuUsPerOp"].get("postgres"),
         "pg_cpu_us_per_bet_with_stream": both["bets"]["cpuUsPerOp"].get("postgres"),
         "pg_cpu_us_per_bet_with_stream_net": both["cpuUsPerBetNetOfStream"].get("postgres"),
+        "activity_pushes_per_s_without_stream": quiet.get("otherPushesPerS", {}).get(
+            "market:activity"
+        ),
+        "activity_pushes_per_s_with_stream": both.get("otherPushesPerS", {}).get("market:activity"),
         "bet_batch_mean_without_stream": quiet.get("betBatchMean"),
         "bet_batch_mean_with_stream": both.get("betBatchMean"),
         "lock_wait_share_without_stream": quiet["locks"]["share"],
