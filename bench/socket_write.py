@@ -25,8 +25,13 @@ PAUSE_S: Final = 0.05
 READ_TIMEOUT_S: Final = 60.0
 
 
-def drain(listener: socket.socket, sockets: int, expected: int, report: Connection) -> None:
-    """Accept `sockets` connections and read until `expected` bytes came; report CPU and reads."""
+def drain(sockets: int, expected: int, report: Connection) -> None:
+    """Listen on a loopback port (sent back first), accept `sockets` connections and read until
+    `expected` bytes came; report the CPU it took and the reads."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(sockets)
+    report.send(listener.getsockname())
     selector = selectors.DefaultSelector()
     for _ in range(sockets):
         connection, _ = listener.accept()
@@ -44,18 +49,17 @@ def drain(listener: socket.socket, sockets: int, expected: int, report: Connecti
 
 
 def measure(sockets: int, rounds: int, size: int) -> dict[str, float]:
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(sockets)
-    ours, theirs = multiprocessing.Pipe()
-    reader = multiprocessing.Process(
-        target=drain, args=(listener, sockets, sockets * rounds * size, theirs)
-    )
+    context = multiprocessing.get_context("spawn")
+    ours, theirs = context.Pipe()
+    reader = context.Process(target=drain, args=(sockets, sockets * rounds * size, theirs))
     reader.start()
     connections = []
     try:
+        if not ours.poll(READ_TIMEOUT_S):
+            raise RuntimeError("the reader did not start listening")
+        address = ours.recv()
         for _ in range(sockets):
-            connection = socket.create_connection(listener.getsockname())
+            connection = socket.create_connection(address)
             connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             connections.append(connection)
         payload = b"x" * size
@@ -74,7 +78,8 @@ def measure(sockets: int, rounds: int, size: int) -> dict[str, float]:
         for connection in connections:
             connection.close()
         reader.join(READ_TIMEOUT_S)
-        listener.close()
+        if reader.is_alive():
+            reader.kill()
     writes = sockets * rounds
     return {
         "writes": writes,
