@@ -1,5 +1,6 @@
-"""Pacing rules for odds pushes compared on the same changes: the one the feed runs
-(game/pacing.py, a shared beat) and pushing the first change after each interval instead.
+"""The two pacing rules of odds pushes (game/pacing.py, ODDS_PUSH_PACING) compared on the same
+changes: `beat`, the latest value on a beat all markets share, and `first-change`, the first
+change after each interval.
 
     python -m bench.pacing [--interval-ms 250] [--seconds 60] [--markets 40]
 
@@ -12,7 +13,7 @@ decides when a write goes out and with which value, and the script prints, per p
   for the beat"), p50 / p99;
 - how long the shown value has not been the newest one, over time: mean / p99;
 - socket writes per second for a player watching 5 markets: writes of the same flush go to a
-  socket as one.
+  socket as one, and the feed flushes at most once per MIN_WRITE_GAP_S (20 ms).
 
 The figures are arithmetic on the rules, the same on any machine; `bench.stream` measures what the
 server adds to them.
@@ -22,16 +23,18 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from game.pacing import BeatPacing
+from game.pacing import HOLD_GRACE, Pacing, PacingName, pacing
+from server.mirror.stream import MIN_WRITE_GAP_S
 
 WATCHED: Final = 5  # markets per watching socket, as in bench.stream
 SAMPLE_S: Final = 0.001  # the staleness is read every millisecond
-SAME_FLUSH_S: Final = 0.001  # writes this close share a flush (one write per socket)
+SAME_FLUSH_S: Final = MIN_WRITE_GAP_S  # writes this close share a flush (one write per socket)
 
 Arrivals = list[float]
 Writes = list[tuple[float, int]]  # (time written, index of the change whose value went out)
@@ -84,53 +87,28 @@ PATTERNS: Final = (
 )
 
 
-def beat_rule(arrivals: Arrivals, interval_s: float) -> Writes:
-    """The feed's rule: a change goes out at once when its market may be written, else the latest
-    value goes out when it may (game/pacing.py)."""
-    pacing = BeatPacing(interval_s)
+def paced_writes(rule: Pacing, arrivals: Arrivals) -> Writes:
+    """The writes `rule` makes of one market whose changes arrive at `arrivals`, as the feed's
+    flush makes them (services/live_odds.py): a change goes out when it is due, else the
+    latest value goes out when it falls due."""
     writes: Writes = []
     slot: float | None = None
     waiting: int | None = None
     for index, arrived in enumerate(arrivals):
-        allowed = pacing.allowed_at(slot)
-        if waiting is not None and allowed <= arrived:
-            writes.append((allowed, waiting))
-            slot, waiting = pacing.slot_of_write(allowed, allowed), None
-            allowed = pacing.allowed_at(slot)
-        if waiting is None and arrived >= allowed:
+        if waiting is not None:
+            due = rule.due_at(slot, arrivals[waiting])
+            if due <= arrived:
+                writes.append((due, waiting))
+                slot, waiting = rule.slot_of_write(due, due), None
+        due = rule.due_at(slot, arrived)
+        if due <= arrived:
             writes.append((arrived, index))
-            slot = pacing.slot_of_write(allowed, arrived)
+            slot, waiting = rule.slot_of_write(due, arrived), None
         else:
             waiting = index
     if waiting is not None:
-        writes.append((pacing.allowed_at(slot), waiting))
+        writes.append((rule.due_at(slot, arrivals[waiting]), waiting))
     return writes
-
-
-def first_after_interval_rule(grace_s: float) -> Callable[[Arrivals, float], Writes]:
-    """The alternative: once a market's interval has passed, its next change goes out at once;
-    a value that came within the interval goes out only if no newer change comes within
-    `grace_s` after it."""
-
-    def rule(arrivals: Arrivals, interval_s: float) -> Writes:
-        writes: Writes = []
-        last: float | None = None
-        waiting: int | None = None
-        for index, arrived in enumerate(arrivals):
-            if waiting is not None and last is not None and last + interval_s + grace_s <= arrived:
-                last = last + interval_s + grace_s
-                writes.append((last, waiting))
-                waiting = None
-            if last is None or arrived >= last + interval_s:
-                writes.append((arrived, index))
-                last, waiting = arrived, None
-            else:
-                waiting = index
-        if waiting is not None and last is not None:
-            writes.append((last + interval_s + grace_s, waiting))
-        return writes
-
-    return rule
 
 
 def percentile(values: Sequence[float], share: float) -> float:
@@ -158,16 +136,18 @@ def socket_writes_per_s(market_writes: Sequence[Writes], seconds: float) -> floa
     counts = []
     for first in range(0, len(market_writes) - WATCHED + 1, WATCHED):
         times = sorted(at for writes in market_writes[first : first + WATCHED] for at, _ in writes)
-        flushes = sum(1 for n, at in enumerate(times) if n == 0 or at - times[n - 1] > SAME_FLUSH_S)
+        flushes, flush_at = 0, -math.inf
+        for at in times:
+            if at - flush_at > SAME_FLUSH_S:
+                flushes, flush_at = flushes + 1, at
         counts.append(flushes / seconds)
     return sum(counts) / len(counts)
 
 
 def compare(
     pattern: Pattern,
-    rule: Callable[[Arrivals, float], Writes],
+    rule: Pacing,
     *,
-    interval_s: float,
     seconds: float,
     markets: int,
 ) -> dict[str, float]:
@@ -177,7 +157,7 @@ def compare(
     per_market: list[Writes] = []
     for _ in range(markets):
         arrivals = pattern.make(rnd, seconds)
-        writes = rule(arrivals, interval_s)
+        writes = paced_writes(rule, arrivals)
         per_market.append(writes)
         holds.extend(at - arrivals[index] for at, index in writes)
         ages.extend(staleness(arrivals, writes, seconds))
@@ -198,11 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markets", type=int, default=40)
     args = parser.parse_args(argv)
     interval_s = args.interval_ms / 1000
-    rules = {
-        "shared beat (the feed's)": beat_rule,
-        f"first change after the interval, else after {interval_s / 2 * 1000:g} ms more": (
-            first_after_interval_rule(interval_s / 2)
-        ),
+    grace_ms = interval_s * HOLD_GRACE * 1000
+    names: dict[PacingName, str] = {
+        "beat": "`beat`: the latest value on a shared beat",
+        "first-change": f"`first-change`: the first change after the interval, else after {grace_ms:g} ms more",
     }
     print(
         f"Interval {args.interval_ms:g} ms; {args.markets} markets for {args.seconds:g} s per"
@@ -214,9 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("|---|---|---|---|---|---|")
     for pattern in PATTERNS:
-        for name, rule in rules.items():
+        for rule, name in names.items():
             figures = compare(
-                pattern, rule, interval_s=interval_s, seconds=args.seconds, markets=args.markets
+                pattern, pacing(rule, interval_s), seconds=args.seconds, markets=args.markets
             )
             print(
                 f"| {pattern.name} | {name} | {figures['writesPerMarketPerS']:.2f}"

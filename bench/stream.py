@@ -41,7 +41,6 @@ import asyncio
 import bisect
 import contextlib
 import dataclasses
-import math
 import multiprocessing
 import os
 import subprocess
@@ -50,9 +49,10 @@ import time
 from array import array
 from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from multiprocessing.connection import Connection
-from typing import Any, Final
+from typing import Any, Final, get_args
 
 import aiohttp
 import asyncpg
@@ -66,6 +66,7 @@ from bench.processes import CpuWindow
 from bench.scenarios import wait_quiet
 from bench.stack import BenchStack
 from bench.watch_socket import open_watchers
+from game.pacing import PacingName
 from loadtest.stats import encode, merge, new_histogram, record_seconds, summarize
 from loadtest.system import raise_open_file_limit
 from tests.fake_market_channel import ChannelMarket, FakeMarketChannel, price_change
@@ -104,6 +105,8 @@ class StreamSizes:
     # Nodes carrying the players' sockets (the watchers spread over them, the bettors on the first).
     players_nodes: int = 1
     warmup_s: float = 3
+    # ODDS_PUSH_PACING for the feed node; None: the bench's environment or config.toml decides.
+    pacing: PacingName | None = None
 
 
 FULL_SIZES: Final = StreamSizes()
@@ -260,24 +263,36 @@ async def _watch(
     arrivals: dict[tuple[str, int], array[float]] = {}
     others: dict[str, array[float]] = {}  # every other push, by event: when it arrived
 
+    # (market, odds) -> arrival times, and beside each the push's `at`: when the feed node wrote
+    # the value (the flush that took it), in wall time.
+    written: dict[tuple[str, int], array[float]] = {}
+    written_at: dict[str, float] = {}  # `at` texts already read (one per flush)
+
     def on_push(event: str, data: Any) -> None:
         if event != "odds":
             others.setdefault(event, array("d")).append(time.time())
             return
         now = time.time()
         key = (data["marketId"], round(data["thisOdds"] * ODDS_SCALE))
+        at = written_at.get(data["at"])
+        if at is None:
+            if len(written_at) > 10_000:
+                written_at.clear()
+            at = written_at[data["at"]] = datetime.fromisoformat(data["at"]).timestamp()
         times = arrivals.get(key)
         if times is None:
             arrivals[key] = array("d", (now,))
+            written[key] = array("d", (at,))
         else:
             times.append(now)
+            written[key].append(at)
 
     failures: Counter[str] = Counter()
     loop = asyncio.get_running_loop()
     plan = list(zip(tokens, subscriptions, strict=True))
     sockets = await open_watchers(url, plan, on_push, failures)
     control.send({"connected": len(sockets), "failed": dict(failures)})
-    frames, windows, beats, all_windows = await loop.run_in_executor(None, control.recv)
+    frames, windows, all_windows = await loop.run_in_executor(None, control.recv)
     dropped = sum(socket.dropped for socket in sockets)
     other_pushes = {
         name: {
@@ -286,38 +301,25 @@ async def _watch(
         for name, start, end in all_windows
     }
     control.send(
-        {**match(arrivals, frames, windows, beats), "dropped": dropped, "others": other_pushes}
+        {**match(arrivals, written, frames, windows), "dropped": dropped, "others": other_pushes}
     )
     await asyncio.gather(*(socket.close() for socket in sockets), return_exceptions=True)
 
 
-@dataclass(frozen=True)
-class Beats:
-    """The feed node's write beats: multiples of ODDS_PUSH_MIN_INTERVAL_MS on the system's
-    monotonic clock (services/live_odds.py), told in wall time by the clocks' offset."""
-
-    interval_s: float
-    wall_minus_monotonic: float
-
-    def release(self, sent: float) -> float:
-        """The wall time of the first beat at or after a frame sent at `sent`: when a busy
-        market's value is written and pushed."""
-        monotonic = sent - self.wall_minus_monotonic
-        return math.ceil(monotonic / self.interval_s) * self.interval_s + self.wall_minus_monotonic
-
-
 def match(
     arrivals: dict[tuple[str, int], array[float]],
+    written: dict[tuple[str, int], array[float]],
     frames: dict[str, dict[int, list[tuple[float, int]]]],
     windows: list[tuple[str, float, float]],
-    beats: Beats,
 ) -> dict[str, Any]:
     """Each push against the latest frame of its market and value sent before it arrived; its
-    delay counted in the window the frame was sent in, whole and in two parts: held for the
-    market's beat (the pacing, by design), and from the beat to the socket (the work)."""
+    delay counted in the window the frame was sent in, whole and in two parts, split at the
+    push's `at` (when the feed node's flush wrote the value): held until then (reading the
+    frame, and the pacing rule's hold, by design), and from there to the socket (the write,
+    the publish, the fan-out)."""
     delays = {name: new_histogram() for name, _, _ in windows}
     held = {name: new_histogram() for name, _, _ in windows}
-    after_beat = {name: new_histogram() for name, _, _ in windows}
+    after_release = {name: new_histogram() for name, _, _ in windows}
     delivered: dict[str, set[int]] = {name: set() for name, _, _ in windows}
     unmatched = 0
 
@@ -333,7 +335,7 @@ def match(
             unmatched += len(times)
             continue
         stamps = [sent for sent, _ in sent_list]
-        for arrived in times:
+        for arrived, release in zip(times, written[(market_id, key)], strict=True):
             index = bisect.bisect_right(stamps, arrived) - 1
             if index < 0:
                 unmatched += 1
@@ -342,19 +344,15 @@ def match(
             name = window_of(sent)
             if name is None:
                 continue
-            release = beats.release(sent)
-            if release > arrived:
-                # Taken by the flush of the beat before, which ran late: no wait is known, the
-                # whole delay counts as work.
-                release = sent
+            release = min(max(release, sent), arrived)  # the clocks' reading within a tick
             record_seconds(delays[name], arrived - sent)
             record_seconds(held[name], release - sent)
-            record_seconds(after_beat[name], arrived - release)
+            record_seconds(after_release[name], arrived - release)
             delivered[name].add(sequence)
     return {
         "delays": {name: encode(histogram) for name, histogram in delays.items()},
         "held": {name: encode(histogram) for name, histogram in held.items()},
-        "afterBeat": {name: encode(histogram) for name, histogram in after_beat.items()},
+        "afterRelease": {name: encode(histogram) for name, histogram in after_release.items()},
         "delivered": {name: sorted(seqs) for name, seqs in delivered.items()},
         "unmatched": unmatched,
         "pushes": sum(len(times) for times in arrivals.values()),
@@ -478,8 +476,10 @@ async def stream_run(
     try:
         fakes = await recv(own_end, 60)
         say(f"stream: feed node on the fake channel, {sizes.markets} markets")
+        rule = sizes.pacing or stack.settings().odds_push_pacing
         _, feed = await stack.start_server(
             require_markets=False,
+            ODDS_PUSH_PACING=rule,
             FEED="polymarket",
             FEED_STREAM="true",
             POLYMARKET_WS_URL=fakes["ws"],
@@ -632,12 +632,10 @@ async def stream_run(
         frames: dict[str, dict[int, list[tuple[float, int]]]] = {}
         for sequence, (position, key, sent) in enumerate(records):
             frames.setdefault(market_ids[position], {}).setdefault(key, []).append((sent, sequence))
-        interval_s = stack.settings().odds_push_min_interval_ms / 1000
-        beats = Beats(interval_s, time.time() - time.monotonic())
         matched = []
         all_windows = [("bets", quiet.started_at, quiet.stopped_at), *windows]
         for _, end in watchers:
-            end.send((frames, windows, beats, all_windows))
+            end.send((frames, windows, all_windows))
         for _, end in watchers:
             matched.append(await recv(end, 600))
         return report(
@@ -651,7 +649,10 @@ async def stream_run(
             bets={"bets": bets_quiet, "both": bets_streaming},
             bet_batches={"bets": batch_quiet, "both": batch_streaming},
             samples=samples,
-            settings_note={"oddsPushMinIntervalMs": stack.env().get("ODDS_PUSH_MIN_INTERVAL_MS")},
+            settings_note={
+                "oddsPushMinIntervalMs": stack.env().get("ODDS_PUSH_MIN_INTERVAL_MS"),
+                "oddsPushPacing": rule,
+            },
         )
     finally:
         for watcher, end in watchers:
@@ -722,9 +723,10 @@ def report(
             "deliveries": delays.get("count", 0),
             "deliveriesPerS": round(delays.get("count", 0) / window.wall_s, 1),
             "delayMs": delays,
-            "heldForBeatMs": summarize(merge(entry["held"][name] for entry in matched)),
-            "afterBeatMs": summarize(merge(entry["afterBeat"][name] for entry in matched)),
+            "heldByPacingMs": summarize(merge(entry["held"][name] for entry in matched)),
+            "afterReleaseMs": summarize(merge(entry["afterRelease"][name] for entry in matched)),
             "cpuSeconds": seconds,
+            "coresBusy": cores_busy(window),
             # Only the stream-only window's CPU is the frames' alone.
             **(
                 {
@@ -754,6 +756,7 @@ def report(
             event: round(count / window.wall_s, 1) for event, count in sorted(others.items())
         }
         entry["locks"] = lock_share(samples, window.started_at, window.stopped_at)
+        entry["coresBusy"] = cores_busy(window)
         ops = run["ok"] + run["refused"]
         seconds = window.seconds()
         # The stream's own cost (its rate over the idle floor in the stream-only window) taken
@@ -777,6 +780,14 @@ def report(
     return result
 
 
+def cores_busy(window: CpuWindow) -> float | None:
+    """The CPU of every process measured in a window (server nodes, PostgreSQL, Redis, the
+    channel, the clients), in cores: how much of the machine the window used."""
+    if not window.wall_s:
+        return None
+    return round(sum(window.seconds().values()) / window.wall_s, 2)
+
+
 def summary(stream: dict[str, Any]) -> dict[str, Any]:
     """The keys this phase adds to make bench's summary line."""
     if "skipped" in stream:
@@ -790,13 +801,14 @@ def summary(stream: dict[str, Any]) -> dict[str, Any]:
     )
     return {
         "stream_sockets": stream["sockets"],
+        "stream_pacing": stream["settings"].get("oddsPushPacing"),
         "stream_delay_p50_ms": both["delayMs"].get("p50Ms"),
         "stream_delay_p99_ms": both["delayMs"].get("p99Ms"),
         "stream_delay_p99_ms_without_bets": alone["delayMs"].get("p99Ms"),
-        "stream_held_for_beat_p99_ms": both["heldForBeatMs"].get("p99Ms"),
-        "stream_after_beat_p50_ms": both["afterBeatMs"].get("p50Ms"),
-        "stream_after_beat_p99_ms": both["afterBeatMs"].get("p99Ms"),
-        "stream_after_beat_p99_ms_without_bets": alone["afterBeatMs"].get("p99Ms"),
+        "stream_held_by_pacing_p99_ms": both["heldByPacingMs"].get("p99Ms"),
+        "stream_after_release_p50_ms": both["afterReleaseMs"].get("p50Ms"),
+        "stream_after_release_p99_ms": both["afterReleaseMs"].get("p99Ms"),
+        "stream_after_release_p99_ms_without_bets": alone["afterReleaseMs"].get("p99Ms"),
         "stream_frames_per_s": both["framesPerS"],
         "stream_frames_sent": both["framesSent"],
         "stream_frames_coalesced": both["framesCoalesced"],
@@ -824,6 +836,9 @@ def summary(stream: dict[str, Any]) -> dict[str, Any]:
         "bet_batch_mean_with_stream": both.get("betBatchMean"),
         "lock_wait_share_without_stream": quiet["locks"]["share"],
         "lock_wait_share_with_stream": both["locks"]["share"],
+        "cores_busy_bets": quiet.get("coresBusy"),
+        "cores_busy_stream": alone.get("coresBusy"),
+        "cores_busy_both": both.get("coresBusy"),
     }
 
 
@@ -858,6 +873,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, help="each measured window (default 20; quick 8)")
     parser.add_argument(
         "--players-nodes", type=int, help="nodes carrying the players' sockets (default 1)"
+    )
+    parser.add_argument(
+        "--pacing",
+        choices=get_args(PacingName),
+        help="ODDS_PUSH_PACING of the feed node (default: the environment's, else config.toml's)",
     )
 
 

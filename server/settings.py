@@ -197,6 +197,10 @@ class Settings:
     feed_stream_stale_s: Seconds = 60
     # At most one `odds` push per market per interval (the latest value wins).
     odds_push_min_interval_ms: Annotated[int, _allowed("milliseconds above 0", ge=1)] = 250
+    # Which change of a busy market goes out (game/pacing.py): `first-change`, the first after
+    # each interval (no wait for a beat); `beat`, the latest on a beat all markets share (fewest
+    # socket writes for players watching several busy markets).
+    odds_push_pacing: Literal["first-change", "beat"] = "first-change"
     # Presence: how often each node writes who watches each market and who is online, and reads
     # the counts back; a dead node's share lapses after three intervals.
     presence_interval_s: Seconds = 2

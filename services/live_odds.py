@@ -6,10 +6,12 @@ market, written in batches and announced after the write (docs/architecture.md, 
 happens per frame. `flush` writes the markets whose shown odds changed, in one set-based
 statement, and only what that write committed is pushed, so the odds a player sees are the odds
 `bet:place` checks against. A market is written at most once per `push_interval_s`
-(ODDS_PUSH_MIN_INTERVAL_MS), by the rule in game/pacing.py: a quiet market's first change goes
-out at once; a busy market's latest value goes out on a beat shared by every market, so busy
-markets are written together, in one statement and one batch of pushes, and a player watching
-several gets their ticks in one write to the socket, not one each.
+(ODDS_PUSH_MIN_INTERVAL_MS), by the rule ODDS_PUSH_PACING names (game/pacing.py): a quiet
+market's first change goes out at once; under `first-change` a busy market's first change after
+the interval goes out at once too; under `beat` its latest value goes out on a beat shared by
+every market, so busy markets are written together and a player watching several gets their
+ticks in one write to the socket. Markets due at the same flush share its statement and its
+batch of pushes either way.
 
 A `market_resolved` frame settles its market through `resolve`, the use case the REST check
 uses (one transition, whichever sees it first); a `new_market` frame asks the discoverer to mirror it if it
@@ -20,6 +22,7 @@ minute per kind; it never raises out of here, never moves a price, never changes
 from __future__ import annotations
 
 import logging
+import math
 import time
 import uuid
 from collections import Counter
@@ -45,7 +48,7 @@ from feeds.market_channel import (
 )
 from game.markets import Resolution
 from game.order_book import BookChange, MarketTokens, OrderBooks
-from game.pacing import BeatPacing
+from game.pacing import PacingName, pacing
 from services import metrics
 from services.markets import FeedListener, Resolver
 from storage import markets as market_store
@@ -85,16 +88,17 @@ class LiveOdds:
         discover: Discoverer | None = None,
         *,
         push_interval_s: float = 0.0,
+        push_pacing: PacingName = "first-change",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.pool = pool
         self.listener = listener
         self.resolve = resolve
         self.discover = discover
-        self.pacing = BeatPacing(push_interval_s)
+        self.pacing = pacing(push_pacing, push_interval_s)
         self.clock = clock
-        # Market -> the slot of its last write: the beat it was due on, or when it was written
-        # if it was not waiting for one (a quiet market's first change).
+        # Market -> the slot its next write counts from (game/pacing.py): under `beat`, the beat
+        # it was due on, or when it was written if it was not waiting for one.
         self._written_slot: dict[uuid.UUID, float] = {}
         self.books = OrderBooks()
         self._markets: dict[uuid.UUID, _Followed] = {}
@@ -104,6 +108,8 @@ class LiveOdds:
         # of the first frame that moved them (the delay metric measures from there) and the
         # upstream timestamp of the latest (the age metric).
         self._dirty: dict[uuid.UUID, float] = {}
+        # Market -> the monotonic time of the latest frame that moved it (the pacing rule's).
+        self._changed_at: dict[uuid.UUID, float] = {}
         self._upstream_ms: dict[uuid.UUID, int] = {}
         self._resolutions: dict[uuid.UUID, Resolution] = {}
         self._announced: dict[str, None] = {}  # condition ids asked about, oldest first
@@ -113,6 +119,10 @@ class LiveOdds:
         self._bad_logged_at: dict[str, float] = {}
         self.frames = 0
         self.last_frame_at: float | None = None
+        # Set when a frame moved a market that may be written at once (a quiet market, or under
+        # `first-change` one past its interval): the flush loop, waiting for a later due time,
+        # is to flush now. Cleared by `flush`.
+        self.due_now = False
 
     # --- which markets ----------------------------------------------------------------------
 
@@ -151,6 +161,7 @@ class LiveOdds:
         self._dirty.pop(market_id, None)
         self._upstream_ms.pop(market_id, None)
         self._written_slot.pop(market_id, None)
+        self._changed_at.pop(market_id, None)
 
     def connected(self, tokens: Iterable[str]) -> None:
         """A connection (re)subscribed these tokens: their books start over from the snapshot
@@ -219,7 +230,12 @@ class LiveOdds:
         if outcome is BookChange.APPLIED:
             followed = self._by_token.get(token)
             if followed is not None:
-                self._dirty.setdefault(followed.market_id, received_at)
+                market_id = followed.market_id
+                self._dirty.setdefault(market_id, received_at)
+                self._changed_at[market_id] = received_at
+                if not self.due_now:
+                    slot = self._written_slot.get(market_id)
+                    self.due_now = self.pacing.due_at(slot, received_at) <= received_at
                 self._upstream_ms[followed.market_id] = upstream_ms
         elif outcome is BookChange.INVALID:
             self._bad(BadInput.BAD_PRICE, text)
@@ -271,15 +287,18 @@ class LiveOdds:
             return self.clock()
         if not self._dirty:
             return None
-        return min(self._allowed_at(market_id) for market_id in self._dirty)
+        return min(self._due_at(market_id) for market_id in self._dirty)
 
-    def _allowed_at(self, market_id: uuid.UUID) -> float:
-        return self.pacing.allowed_at(self._written_slot.get(market_id))
+    def _due_at(self, market_id: uuid.UUID) -> float:
+        return self.pacing.due_at(
+            self._written_slot.get(market_id), self._changed_at.get(market_id, -math.inf)
+        )
 
     async def flush(self) -> FlushReport:
         """Write the odds that moved since the last flush in one statement, then announce them;
         settle the markets upstream resolved; ask about announced markets."""
         report = FlushReport()
+        self.due_now = False
         resolutions, self._resolutions = self._resolutions, {}
         for market_id, resolution in resolutions.items():
             self._unfollow(market_id)
@@ -303,14 +322,14 @@ class LiveOdds:
                     "market channel: new market not mirrored yet",
                     extra={"conditionId": condition_id, "error": repr(error)},
                 )
-        # A market written less than an interval ago waits for its beat (its latest value goes
-        # out then).
+        # A market written less than an interval ago waits until the rule lets it go (its
+        # latest value goes out then).
         now_s = self.clock()
-        allowed = {market_id: self._allowed_at(market_id) for market_id in self._dirty}
+        due_at = {market_id: self._due_at(market_id) for market_id in self._dirty}
         due = {
             market_id: seen_at
             for market_id, seen_at in self._dirty.items()
-            if now_s >= allowed[market_id]
+            if now_s >= due_at[market_id]
         }
         for market_id in due:
             del self._dirty[market_id]
@@ -339,7 +358,7 @@ class LiveOdds:
                     self._upstream_ms.setdefault(market_id, upstream_ms[market_id])
             raise
         for market_id, this_odds, that_odds in readings:
-            self._written_slot[market_id] = self.pacing.slot_of_write(allowed[market_id], now_s)
+            self._written_slot[market_id] = self.pacing.slot_of_write(due_at[market_id], now_s)
             followed = self._markets.get(market_id)
             if followed is not None:
                 followed.shown = (this_odds, that_odds)

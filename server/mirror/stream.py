@@ -10,6 +10,7 @@ FEED_STREAM_STALE_S. A stream outage degrades to polling, never to no odds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -55,6 +56,8 @@ class OddsStream:
         self.stale_s = stale_s
         self.clock = clock
         self.changed = asyncio.Event()
+        # A frame moved a market that is due at once: the flush loop stops waiting for later.
+        self.due_now = asyncio.Event()
         self._live_since: dict[uuid.UUID, float] = {}  # market -> last time it was seen live
         self.started_at = clock()
 
@@ -62,6 +65,8 @@ class OddsStream:
         self.live.on_frame(text, received_at)
         if self.live.pending():
             self.changed.set()
+        if self.live.due_now:
+            self.due_now.set()
 
     def on_connected(self, tokens: frozenset[str]) -> None:
         self.live.connected(tokens)
@@ -122,24 +127,31 @@ class OddsStream:
             await asyncio.sleep(FOLLOW_INTERVAL_S)
 
     async def flush_forever(self) -> None:
-        """Write and push what moved as soon as each market's interval allows; a failed write
+        """Write and push what moved as soon as each market's pacing allows; a failed write
         keeps the latest values for the next try."""
         while True:
             await self.changed.wait()
             await asyncio.sleep(GATHER_S)
             self.changed.clear()
+            self.due_now.clear()
             try:
                 await self.live.flush()
             except Exception as error:  # noqa: BLE001 - the database may be away; retried
                 stop_if_cancelled()
                 logger.warning("market channel: odds not written", extra={"error": repr(error)})
                 await asyncio.sleep(1.0)
+            await asyncio.sleep(MIN_WRITE_GAP_S)
             due = self.live.next_due()
-            if due is not None:
-                await asyncio.sleep(max(MIN_WRITE_GAP_S, due - self.clock()))
-                self.changed.set()
-            else:
-                await asyncio.sleep(MIN_WRITE_GAP_S)
+            if due is None:
+                continue
+            # Until the earliest market waiting falls due, unless a frame makes one due sooner
+            # (a quiet market's change, or under `first-change` a change past its interval).
+            wait = due - self.clock()
+            if wait > 0 and not self.due_now.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        await self.due_now.wait()
+            self.changed.set()
 
 
 def stream_jobs(
@@ -154,6 +166,7 @@ def stream_jobs(
         app[SERVICES].settlement.resolve,
         discover=poller.mirror_new_market,
         push_interval_s=settings.odds_push_min_interval_ms / 1000,
+        push_pacing=settings.odds_push_pacing,
     )
     holder: list[OddsStream] = []
 

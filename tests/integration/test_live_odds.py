@@ -139,7 +139,14 @@ async def test_a_market_is_written_at_most_once_per_interval_with_its_latest_val
     db: asyncpg.Pool, listener: Recorder
 ) -> None:
     now = [100.0]
-    live = LiveOdds(db, listener, listener.resolve, push_interval_s=0.25, clock=lambda: now[0])
+    live = LiveOdds(
+        db,
+        listener,
+        listener.resolve,
+        push_interval_s=0.25,
+        push_pacing="beat",
+        clock=lambda: now[0],
+    )
     row, channel = await followed_market(db, live)
     live.on_frame(
         frame([book(channel, channel.yes_token, ts="1"), book(channel, channel.no_token, ts="1")])
@@ -173,6 +180,62 @@ async def test_a_market_is_written_at_most_once_per_interval_with_its_latest_val
     assert live.next_due() is None
 
 
+async def test_first_change_pacing_writes_a_change_after_the_interval_at_once(
+    db: asyncpg.Pool, listener: Recorder
+) -> None:
+    """ODDS_PUSH_PACING=first-change: no beat to wait for. A change that comes once the
+    interval has passed is written in the next flush; a value held within the interval goes out
+    half an interval after it ends, unless a newer change comes first."""
+    now = [100.3]
+    live = LiveOdds(
+        db,
+        listener,
+        listener.resolve,
+        push_interval_s=0.25,
+        push_pacing="first-change",
+        clock=lambda: now[0],
+    )
+    row, channel = await followed_market(db, live)
+    live.on_frame(
+        frame([book(channel, channel.yes_token, ts="1"), book(channel, channel.no_token, ts="1")])
+    )
+    assert (await live.flush()).written == 1  # written at 100.30
+    stamps = iter(range(2, 100))
+
+    def bid_to(bid: str) -> None:
+        live.on_frame(
+            frame(
+                price_change(
+                    channel,
+                    price=bid,
+                    size="5",
+                    side="BUY",
+                    best_bid=bid,
+                    best_ask="0.52",
+                    ts=str(next(stamps)),
+                )
+            )
+        )
+
+    now[0] = 100.40
+    bid_to("0.505")
+    assert (await live.flush()).written == 0  # within the interval: held
+    assert live.next_due() == pytest.approx(100.675)  # the interval's end and half of one more
+    now[0] = 100.56
+    bid_to("0.51")  # after the interval (100.55): at once, not on the beat at 100.75
+    assert live.next_due() == pytest.approx(100.56)
+    assert (await live.flush()).written == 1
+    assert await stored_odds(db, row.id) == (Decimal("0.5150"), Decimal("0.4850"))
+    now[0] = 100.60
+    bid_to("0.515")  # held: no newer change comes, so it goes out at 100.81 + 0.125
+    assert (await live.flush()).written == 0
+    assert live.next_due() == pytest.approx(100.935)
+    now[0] = 100.935
+    assert (await live.flush()).written == 1
+    assert await stored_odds(db, row.id) == (Decimal("0.5175"), Decimal("0.4825"))
+    assert len(listener.ticks) == 3
+
+
 async def test_busy_markets_fall_on_one_beat_and_are_written_together(
     db: asyncpg.Pool, listener: Recorder
 ) -> None:
@@ -180,7 +243,14 @@ async def test_busy_markets_fall_on_one_beat_and_are_written_together(
     different times are soon written in the same flush (one statement, one batch of pushes), and
     no market is written twice within an interval."""
     now = [100.0]
-    live = LiveOdds(db, listener, listener.resolve, push_interval_s=0.25, clock=lambda: now[0])
+    live = LiveOdds(
+        db,
+        listener,
+        listener.resolve,
+        push_interval_s=0.25,
+        push_pacing="beat",
+        clock=lambda: now[0],
+    )
     rows = []
     for _ in range(2):
         market_id = await insert_market(db, this_odds="0.4000", that_odds="0.6000")

@@ -1,5 +1,6 @@
-"""The pacing rule of odds pushes (game/pacing.py): at most one write per interval, busy markets
-on a shared beat, a quiet market's first change at once."""
+"""The pacing rules of odds pushes (game/pacing.py): at most one write per interval, a quiet
+market's first change at once; busy markets on a shared beat (`beat`), or their first change
+after each interval at once (`first-change`)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import math
 
 import pytest
 
-from game.pacing import BeatPacing
+from game.pacing import BeatPacing, FirstChangePacing, pacing
 
 PACING = BeatPacing(0.25)
+FIRST = FirstChangePacing(0.25)
 
 
 def test_a_market_never_written_may_be_written_at_once() -> None:
@@ -56,3 +58,32 @@ def test_consecutive_writes_are_never_closer_than_the_interval_less_the_lateness
 def test_without_an_interval_every_change_may_go_out() -> None:
     unpaced = BeatPacing(0)
     assert unpaced.allowed_at(100.3) == 100.3
+
+
+def test_the_setting_names_the_rule() -> None:
+    assert isinstance(pacing("beat", 0.25), BeatPacing)
+    assert isinstance(pacing("first-change", 0.25), FirstChangePacing)
+
+
+def test_beat_values_are_due_on_the_beat_whenever_they_changed() -> None:
+    assert PACING.due_at(100.30, 100.31) == pytest.approx(100.75)
+    assert PACING.due_at(100.30, 100.70) == pytest.approx(100.75)
+
+
+def test_first_change_a_market_never_written_is_due_at_once() -> None:
+    assert FIRST.due_at(None, 100.0) == -math.inf
+
+
+def test_first_change_a_change_after_the_interval_is_due_when_it_came() -> None:
+    assert FIRST.due_at(100.30, 100.56) == 100.56  # no beat to wait for
+
+
+def test_first_change_a_change_within_the_interval_waits_half_an_interval_more() -> None:
+    # Written at 100.30, changed at 100.40: a newer change may come by 100.675; if none does,
+    # the held value goes out then.
+    assert FIRST.due_at(100.30, 100.40) == pytest.approx(100.675)
+
+
+def test_first_change_writes_count_from_when_they_were_made() -> None:
+    assert FIRST.slot_of_write(100.56, 100.57) == 100.57
+    assert FIRST.due_at(FIRST.slot_of_write(100.56, 100.57), 100.80) >= 100.57 + 0.25
