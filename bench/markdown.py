@@ -96,7 +96,7 @@ def stream_section(results: dict[str, Any]) -> str:
 {on_nodes} (`FEED=off`); a feed node (`FEED=polymarket`, `FEED_STREAM=true`) on the fake market
 channel, which sends `price_change` frames at {_fmt(sizes["frames_per_s"])}/s in all, each moving its market's
 best bid. {_fmt(sizes["bettors"])} of the sockets (the official client) bet in a closed loop over their
-markets. ODDS_PUSH_MIN_INTERVAL_MS: {interval}; ODDS_PUSH_PACING: {pacing_rule}. Windows of {_fmt(sizes["seconds"])} s.
+markets; the others are read at nice {sizes.get("watchers_nice", 0)}, arrivals stamped by the kernel. ODDS_PUSH_MIN_INTERVAL_MS: {interval}; ODDS_PUSH_PACING: {pacing_rule}. Windows of {_fmt(sizes["seconds"])} s.
 
 | window | frames/s | frames coalesced | pushes delivered/s | delay frame sent -> socket p50 / p99 | bets/s | bet p99 | samples with a lock waiter |
 |---|---|---|---|---|---|---|---|
@@ -106,8 +106,8 @@ markets. ODDS_PUSH_MIN_INTERVAL_MS: {interval}; ODDS_PUSH_PACING: {pacing_rule}.
 |---|---|---|
 | delay frame sent -> socket, p50 / p99 (stream and bets) | {_fmt(s["stream_delay_p50_ms"], " ms")} / {_fmt(s["stream_delay_p99_ms"], " ms")} | p99 < 100 ms |
 | delay frame sent -> socket, p99, stream alone | {_fmt(s["stream_delay_p99_ms_without_bets"], " ms")} | p99 < 100 ms |
-| of which held by the pacing rule, p99 | {_fmt(s.get("stream_held_by_pacing_p99_ms"), " ms")} | - |
-| of which from its release to the socket, p50 / p99 (stream and bets; stream alone p99) | {_fmt(s.get("stream_after_release_p50_ms"), " ms")} / {_fmt(s.get("stream_after_release_p99_ms"), " ms")} ({_fmt(s.get("stream_after_release_p99_ms_without_bets"), " ms")}) | - |
+| of which until the feed node wrote it (reading the frame, the pacing rule's hold), p99 | {_fmt(s.get("stream_until_written_p99_ms"), " ms")} | - |
+| of which from that write to the socket, p50 / p99 (stream and bets; stream alone p99) | {_fmt(s.get("stream_after_written_p50_ms"), " ms")} / {_fmt(s.get("stream_after_written_p99_ms"), " ms")} ({_fmt(s.get("stream_after_written_p99_ms_without_bets"), " ms")}) | - |
 | server CPU per upstream frame (feed node + players' node) | {_fmt(s["stream_server_cpu_us_per_frame"], " µs")} ({_fmt(frame_cpu.get("feed"), " µs")} + {_fmt(frame_cpu.get("server"), " µs")}) | - |
 | PostgreSQL / Redis CPU per upstream frame | {_fmt(frame_cpu.get("postgres"), " µs")} / {_fmt(frame_cpu.get("redis"), " µs")} | - |
 | bets/s without / with the stream | {_fmt(s["bets_per_s_without_stream"])} / {_fmt(s["bets_per_s_with_stream"])} | within noise |
@@ -123,11 +123,12 @@ CPU per frame is over the idle floor (every socket connected, nothing sent) in t
 window. Frames coalesced are the frames whose value no socket received (a later frame of their
 market within ODDS_PUSH_MIN_INTERVAL_MS won); the delay is over every push received (the players'
 node is left to go quiet first, so late pushes count), from the send time of the frame whose value
-it carries. The pacing rule holds a busy market's value (`beat`: until the next multiple of
-ODDS_PUSH_MIN_INTERVAL_MS on the machine's monotonic clock; `first-change`: only a value no newer
-change follows within half an interval), then it is written, published and delivered: the two
-parts are that hold, from the rule run on the frames' send times, and the rest. When the bets
-and the stream together keep every core busy, bets/s falls by the stream's share of the machine
+it carries. The two parts split it at the push's `at`, when the feed node's flush wrote the
+value: until then (reading the frame, and the hold of ODDS_PUSH_PACING: under `beat` a busy
+market's value waits for the next multiple of the interval, under `first-change` only a value no
+newer change follows within half an interval waits), and from there to the socket (the write,
+the publish, the fan-out, the client's read). When the bets and the stream together keep every
+core busy, bets/s falls by the stream's share of the machine
 whatever the stream does; CPU per bet is the figure to compare then."""
 
 

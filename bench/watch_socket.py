@@ -11,6 +11,11 @@ so its work per push is what it is for real players. Players that bet are the of
 Frames from the server are never masked; frames to the server are (RFC 6455 section 5.3), with
 a fresh key per frame. A compressed frame (RSV1) is inflated with one window per connection, as
 the offer allows context takeover.
+
+`arrival_time()` tells a push handler when the read carrying its push arrived. By default that is
+when the client got to it; after `stamp_arrivals()` it is the kernel's receive timestamp
+(SO_TIMESTAMPNS), when the bytes reached the socket whatever the client process was doing: the
+arrival at a client on another machine, with no queueing of its own.
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ import asyncio
 import base64
 import itertools
 import os
+import socket
+import struct
+import time
 import zlib
 from collections import Counter
 from collections.abc import Callable
@@ -32,6 +40,17 @@ PushHandler = Callable[[str, Any], None]
 
 _TEXT, _CLOSE, _PING, _PONG = 0x1, 0x8, 0x9, 0xA
 _FLUSH_TAIL = b"\x00\x00\xff\xff"
+_READ_BYTES = 1 << 18
+_STAMP = struct.Struct("@qq")  # struct timespec: seconds, nanoseconds
+# Linux's SO_TIMESTAMPNS (include/uapi/asm-generic/socket.h), which Python does not name; its
+# control message (SCM_TIMESTAMPNS) has the same number.
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+_arrival = 0.0
+
+
+def arrival_time() -> float:
+    """The wall time the read being handled arrived (see the module's doc)."""
+    return _arrival
 
 
 class WatchRefused(Exception):
@@ -65,6 +84,7 @@ class WatchSocket(asyncio.Protocol):
         self.dropped = False
         self.closing = False
         self.compressed_frames = 0
+        self.stamped_reads = 0  # reads the kernel gave a receive timestamp with
         self._transport: asyncio.Transport | None = None
         self._upgraded = False
         self._buffer = b""
@@ -76,6 +96,7 @@ class WatchSocket(asyncio.Protocol):
         self._token = ""
         self._ready: asyncio.Future[None] | None = None
         self._lost: asyncio.Future[None] | None = None
+        self._stamped: socket.socket | None = None  # our own handle, reading with timestamps
 
     # --- the caller's side -------------------------------------------------------------------
 
@@ -104,6 +125,49 @@ class WatchSocket(asyncio.Protocol):
             self._transport.abort()
             raise
 
+    def stamp_arrivals(self) -> None:
+        """From now on, read through a second handle on the connection, with the kernel's receive
+        timestamp of each read (the transport keeps writing)."""
+        assert self._transport is not None
+        raw = self._transport.get_extra_info("socket")
+        stamped = socket.socket(fileno=os.dup(raw.fileno()))
+        try:
+            stamped.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            stamped.setblocking(False)
+        except OSError:
+            stamped.close()
+            raise
+        self._transport.pause_reading()
+        self._stamped = stamped
+        asyncio.get_running_loop().add_reader(stamped.fileno(), self._read_stamped)
+
+    def _read_stamped(self) -> None:
+        global _arrival
+        assert self._stamped is not None
+        try:
+            data, ancillary, _, _ = self._stamped.recvmsg(_READ_BYTES, socket.CMSG_SPACE(16))
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data, ancillary = b"", []
+        if not data:  # the server closed: the transport, paused, would not see it
+            self._unstamp()
+            self._abort()
+            return
+        _arrival = time.time()
+        for level, kind, value in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                seconds, nanoseconds = _STAMP.unpack_from(value)
+                _arrival = seconds + nanoseconds / 1e9
+                self.stamped_reads += 1
+        self._handle(data)
+
+    def _unstamp(self) -> None:
+        if self._stamped is not None:
+            asyncio.get_running_loop().remove_reader(self._stamped.fileno())
+            self._stamped.close()
+            self._stamped = None
+
     async def call(self, event: str, payload: Any, timeout_s: float = 30) -> Any:
         """Send an event and wait for its answer (the ack's first argument)."""
         ack_id = next(self._ids)
@@ -118,6 +182,7 @@ class WatchSocket(asyncio.Protocol):
     async def close(self, timeout_s: float = 5) -> None:
         """Leave the namespace and close; bounded, the server's close frame is not awaited."""
         self.closing = True
+        self._unstamp()
         if self._transport is None or self._transport.is_closing():
             return
         self._send(b"41")
@@ -133,6 +198,7 @@ class WatchSocket(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)  # a stream transport (uvloop's too)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._unstamp()
         if not self.closing:
             self.dropped = True
         self._fail(WatchRefused(f"connection lost: {exc or 'closed by the server'}"))
@@ -140,6 +206,11 @@ class WatchSocket(asyncio.Protocol):
             self._lost.set_result(None)
 
     def data_received(self, data: bytes) -> None:
+        global _arrival
+        _arrival = time.time()
+        self._handle(data)
+
+    def _handle(self, data: bytes) -> None:
         buffer = self._buffer + data if self._buffer else data
         if not self._upgraded:
             end = buffer.find(b"\r\n\r\n")
@@ -256,9 +327,11 @@ async def open_watchers(
     *,
     at_once: int = 100,
     timeout_s: float = 60,
+    stamped: bool = False,
 ) -> list[WatchSocket]:
     """A socket per (access token, markets) of `plan`, signed in and subscribed to its markets,
-    `at_once` connecting at a time; what failed is counted in `failures` by kind."""
+    `at_once` connecting at a time; what failed is counted in `failures` by kind. `stamped`:
+    each then reads with the kernel's receive timestamps (`stamp_arrivals`)."""
     gate = asyncio.Semaphore(at_once)
     sockets: list[WatchSocket] = []
 
@@ -273,6 +346,8 @@ async def open_watchers(
                 return
             if not (isinstance(answer, dict) and answer.get("ok")):
                 failures["subscribe"] += 1
+            if stamped:
+                socket.stamp_arrivals()
             sockets.append(socket)
 
     await asyncio.gather(*(join(token, markets) for token, markets in plan))

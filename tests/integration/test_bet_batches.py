@@ -15,7 +15,7 @@ import pytest
 from game.bets import BetRequest
 from game.errors import ErrorCode, GameError, NotReady
 from game.markets import Resolution, Side
-from services.betting import BetBatcher
+from services.betting import BetBatcher, QueueAdmission
 from storage import audit, bets, settlement
 from storage import markets as market_store
 from tests.betting_fixtures import RULES, balance_of, insert_market, make_user
@@ -109,7 +109,10 @@ async def test_crossing_batches_odds_updates_and_settlement_do_not_deadlock(
 async def test_the_batcher_lands_exactly_what_the_credits_allow_under_load(
     db: asyncpg.Pool,
 ) -> None:
-    batcher = BetBatcher(db, RULES, max_batch=50)
+    # Load shedding kept out of it (its own tests cover it): on a busy machine 300 bets at once
+    # can wait past the shedding target, and this test counts credits, not refusals for load.
+    unshed = QueueAdmission(target_s=60, deadline_s=60)
+    batcher = BetBatcher(db, RULES, max_batch=50, admission=unshed)
     workers = [asyncio.create_task(batcher.work()) for _ in range(3)]
     try:
         users = [await make_user(db, f"loaded{i}") for i in range(10)]
