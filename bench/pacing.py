@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from game.pacing import HOLD_GRACE, Pacing, PacingName, pacing
+from game.pacing import Pacing, PacingName, pacing
 from server.mirror.stream import MIN_WRITE_GAP_S
 
 WATCHED: Final = 5  # markets per watching socket, as in bench.stream
@@ -94,20 +94,24 @@ def paced_writes(rule: Pacing, arrivals: Arrivals) -> Writes:
     writes: Writes = []
     slot: float | None = None
     waiting: int | None = None
+
+    def gap(index: int) -> float:
+        return arrivals[index] - arrivals[index - 1] if index else math.inf
+
     for index, arrived in enumerate(arrivals):
         if waiting is not None:
-            due = rule.due_at(slot, arrivals[waiting])
+            due = rule.due_at(slot, arrivals[waiting], gap(waiting))
             if due <= arrived:
                 writes.append((due, waiting))
                 slot, waiting = rule.slot_of_write(due, due), None
-        due = rule.due_at(slot, arrived)
+        due = rule.due_at(slot, arrived, gap(index))
         if due <= arrived:
             writes.append((arrived, index))
             slot, waiting = rule.slot_of_write(due, arrived), None
         else:
             waiting = index
     if waiting is not None:
-        writes.append((rule.due_at(slot, arrivals[waiting]), waiting))
+        writes.append((rule.due_at(slot, arrivals[waiting], gap(waiting)), waiting))
     return writes
 
 
@@ -178,10 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markets", type=int, default=40)
     args = parser.parse_args(argv)
     interval_s = args.interval_ms / 1000
-    grace_ms = interval_s * HOLD_GRACE * 1000
     names: dict[PacingName, str] = {
         "beat": "`beat`: the latest value on a shared beat",
-        "first-change": f"`first-change`: the first change after the interval, else after {grace_ms:g} ms more",
+        "first-change": "`first-change`: the first change after the interval",
     }
     print(
         f"Interval {args.interval_ms:g} ms; {args.markets} markets for {args.seconds:g} s per"

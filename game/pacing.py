@@ -8,10 +8,12 @@ first change goes out at once under either rule (ODDS_PUSH_PACING):
   write. Busy markets share beats, so a player watching several gets their ticks in one write to
   the socket, not one each. The price is the wait: a busy market's value is up to the gap
   between its changes old when it goes out (at 10 changes a second, up to 100 ms).
-- `first-change`: once the interval has passed, the market's next change goes out at once; a
-  value that came within the interval goes out only if no newer change comes within half an
-  interval more. A value waits for no beat, but busy markets go out each at its own time, so a
-  player watching several busy markets gets up to one write per market.
+- `first-change`: once the interval has passed, the market's next change goes out at once. A
+  value that came within the interval goes out when the interval ends, unless the market's
+  changes come steadily enough that a newer one is due soon: then it waits for that one, until
+  one and a half of the market's last gap between changes after it, at most half an interval
+  past the interval. A value waits for no beat, but busy markets go out each at its own time,
+  so a player watching several busy markets gets up to one write per market.
 
 `python -m bench.pacing` compares them on regular, random and bursty changes.
 """
@@ -27,8 +29,9 @@ BEAT_EPSILON: Final = 1e-9
 # A write this share of an interval after its beat still counts as on it (the flush that makes
 # it may start late under load); two writes of a market are never closer than the rest.
 BEAT_LATENESS: Final = 0.1
-# Under `first-change`, how long past its interval a held value waits for a newer change, as a
-# share of the interval.
+# Under `first-change`, a held value waits for a newer change expected within HOLD_GAPS of the
+# market's last gap between changes, at most HOLD_GRACE of an interval past the interval.
+HOLD_GAPS: Final = 1.5
 HOLD_GRACE: Final = 0.5
 
 PacingName = Literal["beat", "first-change"]
@@ -37,9 +40,10 @@ PacingName = Literal["beat", "first-change"]
 class Pacing(Protocol):
     """A rule: when a market's latest value is written, and what its next write counts from."""
 
-    def due_at(self, slot: float | None, changed_at: float) -> float:
+    def due_at(self, slot: float | None, changed_at: float, gap: float = math.inf) -> float:
         """When to write a market last written at `slot` (None: never) whose latest change came
-        at `changed_at` (times in seconds of a monotonic clock)."""
+        at `changed_at`, `gap` after the change before it (times in seconds of a monotonic
+        clock; an infinite gap: no change before it)."""
         ...
 
     def slot_of_write(self, due: float, written_at: float) -> float:
@@ -71,7 +75,7 @@ class BeatPacing:
         beats = math.ceil((slot + self.interval_s) / self.interval_s - BEAT_EPSILON)
         return beats * self.interval_s
 
-    def due_at(self, slot: float | None, changed_at: float) -> float:
+    def due_at(self, slot: float | None, changed_at: float, gap: float = math.inf) -> float:
         """The latest value goes out when the market may be written: at once, or on its beat."""
         return self.allowed_at(slot)
 
@@ -90,13 +94,16 @@ class FirstChangePacing:
 
     interval_s: float
 
-    def due_at(self, slot: float | None, changed_at: float) -> float:
+    def due_at(self, slot: float | None, changed_at: float, gap: float = math.inf) -> float:
         if slot is None:
             return -math.inf
         allowed = slot + self.interval_s
         if changed_at >= allowed:
             return changed_at  # a change after the interval: at once
-        return allowed + self.interval_s * HOLD_GRACE
+        expected = changed_at + gap * HOLD_GAPS  # a newer change, if they come steadily
+        if expected <= allowed + self.interval_s * HOLD_GRACE:
+            return max(allowed, expected)
+        return allowed
 
     def slot_of_write(self, due: float, written_at: float) -> float:
         return written_at

@@ -108,8 +108,10 @@ class LiveOdds:
         # of the first frame that moved them (the delay metric measures from there) and the
         # upstream timestamp of the latest (the age metric).
         self._dirty: dict[uuid.UUID, float] = {}
-        # Market -> the monotonic time of the latest frame that moved it (the pacing rule's).
+        # Market -> the monotonic time of the latest frame that moved it, and the gap since the
+        # one before (the pacing rule's).
         self._changed_at: dict[uuid.UUID, float] = {}
+        self._gap: dict[uuid.UUID, float] = {}
         self._upstream_ms: dict[uuid.UUID, int] = {}
         self._resolutions: dict[uuid.UUID, Resolution] = {}
         self._announced: dict[str, None] = {}  # condition ids asked about, oldest first
@@ -162,6 +164,7 @@ class LiveOdds:
         self._upstream_ms.pop(market_id, None)
         self._written_slot.pop(market_id, None)
         self._changed_at.pop(market_id, None)
+        self._gap.pop(market_id, None)
 
     def connected(self, tokens: Iterable[str]) -> None:
         """A connection (re)subscribed these tokens: their books start over from the snapshot
@@ -232,10 +235,17 @@ class LiveOdds:
             if followed is not None:
                 market_id = followed.market_id
                 self._dirty.setdefault(market_id, received_at)
+                before = self._changed_at.get(market_id)
+                if before is None:
+                    gap = self._gap[market_id] = math.inf
+                elif received_at > before:  # both tokens of a market move in one frame
+                    gap = self._gap[market_id] = received_at - before
+                else:
+                    gap = self._gap.get(market_id, math.inf)
                 self._changed_at[market_id] = received_at
                 if not self.due_now:
                     slot = self._written_slot.get(market_id)
-                    self.due_now = self.pacing.due_at(slot, received_at) <= received_at
+                    self.due_now = self.pacing.due_at(slot, received_at, gap) <= received_at
                 self._upstream_ms[followed.market_id] = upstream_ms
         elif outcome is BookChange.INVALID:
             self._bad(BadInput.BAD_PRICE, text)
@@ -291,7 +301,9 @@ class LiveOdds:
 
     def _due_at(self, market_id: uuid.UUID) -> float:
         return self.pacing.due_at(
-            self._written_slot.get(market_id), self._changed_at.get(market_id, -math.inf)
+            self._written_slot.get(market_id),
+            self._changed_at.get(market_id, -math.inf),
+            self._gap.get(market_id, math.inf),
         )
 
     async def flush(self) -> FlushReport:

@@ -185,7 +185,8 @@ async def test_first_change_pacing_writes_a_change_after_the_interval_at_once(
 ) -> None:
     """ODDS_PUSH_PACING=first-change: no beat to wait for. A change that comes once the
     interval has passed is written in the next flush; a value held within the interval goes out
-    half an interval after it ends, unless a newer change comes first."""
+    when it ends, or, while the market's changes come steadily, when the next one was expected
+    (half an interval past it at most), unless a newer change comes first."""
     now = [100.3]
     live = LiveOdds(
         db,
@@ -202,7 +203,8 @@ async def test_first_change_pacing_writes_a_change_after_the_interval_at_once(
     assert (await live.flush()).written == 1  # written at 100.30
     stamps = iter(range(2, 100))
 
-    def bid_to(bid: str) -> None:
+    def bid_to(bid: str, at: float) -> None:
+        now[0] = at
         live.on_frame(
             frame(
                 price_change(
@@ -217,22 +219,20 @@ async def test_first_change_pacing_writes_a_change_after_the_interval_at_once(
             )
         )
 
-    now[0] = 100.40
-    bid_to("0.505")
+    bid_to("0.505", 100.45)
     assert (await live.flush()).written == 0  # within the interval: held
-    assert live.next_due() == pytest.approx(100.675)  # the interval's end and half of one more
-    now[0] = 100.56
-    bid_to("0.51")  # after the interval (100.55): at once, not on the beat at 100.75
+    assert live.next_due() == pytest.approx(100.55)  # next change expected by 100.675: no wait
+    bid_to("0.51", 100.56)  # after the interval: at once, not on the beat at 100.75
     assert live.next_due() == pytest.approx(100.56)
     assert (await live.flush()).written == 1
     assert await stored_odds(db, row.id) == (Decimal("0.5150"), Decimal("0.4850"))
-    now[0] = 100.60
-    bid_to("0.515")  # held: no newer change comes, so it goes out at 100.81 + 0.125
+    bid_to("0.515", 100.70)
+    bid_to("0.52", 100.76)  # steady, 60 ms apart: the next is expected by 100.85, past 100.81
     assert (await live.flush()).written == 0
-    assert live.next_due() == pytest.approx(100.935)
-    now[0] = 100.935
+    assert live.next_due() == pytest.approx(100.85)
+    now[0] = live.next_due() or 0.0  # none came: the held value goes out
     assert (await live.flush()).written == 1
-    assert await stored_odds(db, row.id) == (Decimal("0.5175"), Decimal("0.4825"))
+    assert await stored_odds(db, row.id) == (Decimal("0.5200"), Decimal("0.4800"))
     assert len(listener.ticks) == 3
 
 

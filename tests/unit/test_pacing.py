@@ -78,10 +78,22 @@ def test_first_change_a_change_after_the_interval_is_due_when_it_came() -> None:
     assert FIRST.due_at(100.30, 100.56) == 100.56  # no beat to wait for
 
 
-def test_first_change_a_change_within_the_interval_waits_half_an_interval_more() -> None:
-    # Written at 100.30, changed at 100.40: a newer change may come by 100.675; if none does,
-    # the held value goes out then.
-    assert FIRST.due_at(100.30, 100.40) == pytest.approx(100.675)
+def test_first_change_a_value_within_the_interval_goes_out_when_it_ends() -> None:
+    # Written at 100.30, changed at 100.40, 40 ms after the change before: a newer change is
+    # expected by 100.46, before the interval ends at 100.55; no reason to wait past it.
+    assert FIRST.due_at(100.30, 100.40, 0.04) == pytest.approx(100.55)
+
+
+def test_first_change_a_steady_market_waits_past_the_interval_for_its_next_change() -> None:
+    # Changes every 100 ms, the latest at 100.50: the next is expected by 100.65 (1.5 gaps),
+    # within half an interval past 100.55, so the held value waits for it until then.
+    assert FIRST.due_at(100.30, 100.50, 0.1) == pytest.approx(100.65)
+
+
+def test_first_change_a_value_no_change_is_expected_after_goes_out_when_the_interval_ends() -> None:
+    # 300 ms since the change before: the next is not expected before 100.80 (past 100.675).
+    assert FIRST.due_at(100.30, 100.50, 0.3) == pytest.approx(100.55)
+    assert FIRST.due_at(100.30, 100.50) == pytest.approx(100.55)  # the market's first change
 
 
 def test_first_change_writes_count_from_when_they_were_made() -> None:
