@@ -68,6 +68,13 @@ def frame(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+def bid_moved(channel: ChannelMarket, bid: str, ts: int | str, size: str = "5") -> Any:
+    """A `price_change` that moves the Yes best bid to `bid` under an ask of 0.52."""
+    return price_change(
+        channel, price=bid, size=size, side="BUY", best_bid=bid, best_ask="0.52", ts=str(ts)
+    )
+
+
 async def stored_odds(db: asyncpg.Pool, market_id: uuid.UUID) -> tuple[Decimal, Decimal]:
     row = await market_store.get_market(db, market_id)
     assert row is not None
@@ -114,19 +121,7 @@ async def test_changes_within_one_flush_are_written_once_with_the_latest_value(
     )
     await live.flush()
     for n, bid in enumerate(("0.505", "0.51", "0.515")):
-        live.on_frame(
-            frame(
-                price_change(
-                    channel,
-                    price=bid,
-                    size="10",
-                    side="BUY",
-                    best_bid=bid,
-                    best_ask="0.52",
-                    ts=str(2000 + n),
-                )
-            )
-        )
+        live.on_frame(frame(bid_moved(channel, bid, 2000 + n, size="10")))
     report = await live.flush()
     assert report.written == 1
     assert await stored_odds(db, row.id) == (Decimal("0.5175"), Decimal("0.4825"))
@@ -154,19 +149,7 @@ async def test_a_market_is_written_at_most_once_per_interval_with_its_latest_val
     assert (await live.flush()).written == 1  # a quiet market's first change goes out at once
 
     def bid_to(bid: str, ts: int) -> None:
-        live.on_frame(
-            frame(
-                price_change(
-                    channel,
-                    price=bid,
-                    size="5",
-                    side="BUY",
-                    best_bid=bid,
-                    best_ask="0.52",
-                    ts=str(ts),
-                )
-            )
-        )
+        live.on_frame(frame(bid_moved(channel, bid, ts)))
 
     now[0] += 0.1
     bid_to("0.505", 2)
@@ -205,19 +188,7 @@ async def test_first_change_pacing_writes_a_change_after_the_interval_at_once(
 
     def bid_to(bid: str, at: float) -> None:
         now[0] = at
-        live.on_frame(
-            frame(
-                price_change(
-                    channel,
-                    price=bid,
-                    size="5",
-                    side="BUY",
-                    best_bid=bid,
-                    best_ask="0.52",
-                    ts=str(next(stamps)),
-                )
-            )
-        )
+        live.on_frame(frame(bid_moved(channel, bid, next(stamps))))
 
     bid_to("0.505", 100.45)
     assert (await live.flush()).written == 0  # within the interval: held
@@ -271,14 +242,7 @@ async def test_busy_markets_fall_on_one_beat_and_are_written_together(
     stamps = iter(range(1, 1000))
 
     def move(channel: ChannelMarket, bid: str) -> None:
-        ts = str(next(stamps))
-        live.on_frame(
-            frame(
-                price_change(
-                    channel, price=bid, size="5", side="BUY", best_bid=bid, best_ask="0.52", ts=ts
-                )
-            )
-        )
+        live.on_frame(frame(bid_moved(channel, bid, next(stamps))))
 
     writes: dict[int, list[float]] = {0: [], 1: []}
 

@@ -20,8 +20,8 @@ from services.live_odds import LiveOdds
 from storage import markets as market_store
 from storage.rows import Market
 from tests.betting_fixtures import insert_market
-from tests.fake_market_channel import ChannelMarket, book, price_change
-from tests.integration.test_live_odds import Recorder
+from tests.fake_market_channel import ChannelMarket, book
+from tests.integration.test_live_odds import Recorder, bid_moved
 
 INTERVAL_S = 1.0  # long, so that "at once" and "when the other is due" are far apart
 
@@ -77,17 +77,7 @@ async def test_a_market_due_at_once_is_not_held_behind_one_waiting(
         stream.on_frame(orjson.dumps(value).decode(), live.clock())
 
     def move(channel: ChannelMarket, bid: str) -> None:
-        send(
-            price_change(
-                channel,
-                price=bid,
-                size="5",
-                side="BUY",
-                best_bid=bid,
-                best_ask="0.52",
-                ts=str(next(stamps)),
-            )
-        )
+        send(bid_moved(channel, bid, next(stamps)))
 
     loop = asyncio.create_task(stream.flush_forever())
     try:
