@@ -17,6 +17,7 @@ import orjson
 import pytest
 
 from game.markets import Resolution
+from game.pacing import PacingName
 from services.live_odds import LiveOdds
 from storage import markets as market_store
 from storage.rows import Market
@@ -81,6 +82,18 @@ async def stored_odds(db: asyncpg.Pool, market_id: uuid.UUID) -> tuple[Decimal, 
     return row.this_odds, row.that_odds
 
 
+def paced(db: asyncpg.Pool, listener: Recorder, rule: PacingName, now: list[float]) -> LiveOdds:
+    """Odds paced at 250 ms by `rule`, on a clock the test sets (`now[0]`)."""
+    return LiveOdds(
+        db,
+        listener,
+        listener.resolve,
+        push_interval_s=0.25,
+        push_pacing=rule,
+        clock=lambda: now[0],
+    )
+
+
 @pytest.fixture
 def listener() -> Recorder:
     return Recorder()
@@ -134,14 +147,7 @@ async def test_a_market_is_written_at_most_once_per_interval_with_its_latest_val
     db: asyncpg.Pool, listener: Recorder
 ) -> None:
     now = [100.0]
-    live = LiveOdds(
-        db,
-        listener,
-        listener.resolve,
-        push_interval_s=0.25,
-        push_pacing="beat",
-        clock=lambda: now[0],
-    )
+    live = paced(db, listener, "beat", now)
     row, channel = await followed_market(db, live)
     live.on_frame(
         frame([book(channel, channel.yes_token, ts="1"), book(channel, channel.no_token, ts="1")])
@@ -171,14 +177,7 @@ async def test_first_change_pacing_writes_a_change_after_the_interval_at_once(
     when it ends, or, while the market's changes come steadily, when the next one was expected
     (half an interval past it at most), unless a newer change comes first."""
     now = [100.3]
-    live = LiveOdds(
-        db,
-        listener,
-        listener.resolve,
-        push_interval_s=0.25,
-        push_pacing="first-change",
-        clock=lambda: now[0],
-    )
+    live = paced(db, listener, "first-change", now)
     row, channel = await followed_market(db, live)
     live.on_frame(
         frame([book(channel, channel.yes_token, ts="1"), book(channel, channel.no_token, ts="1")])
@@ -214,14 +213,7 @@ async def test_busy_markets_fall_on_one_beat_and_are_written_together(
     different times are soon written in the same flush (one statement, one batch of pushes), and
     no market is written twice within an interval."""
     now = [100.0]
-    live = LiveOdds(
-        db,
-        listener,
-        listener.resolve,
-        push_interval_s=0.25,
-        push_pacing="beat",
-        clock=lambda: now[0],
-    )
+    live = paced(db, listener, "beat", now)
     rows = []
     for _ in range(2):
         market_id = await insert_market(db, this_odds="0.4000", that_odds="0.6000")
