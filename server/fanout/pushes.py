@@ -7,7 +7,9 @@ hundreds of bets a second (each with a `balance` push) and thousands of sockets 
 those two costs were most of the server's CPU; here a burst costs one publish, and local delivery
 encodes a packet once and queues it straight onto each recipient's engine.io socket: a batch's
 pushes are gathered per socket and written socket by socket, one write each, giving the loop back
-every few milliseconds. Pushes from one node to one room keep their order.
+every few milliseconds. A node that falls behind delivers the batches waiting for it together:
+one write per socket for them all, and a room's newest odds once, so it catches up instead of
+writing every socket once per batch. Pushes from one node to one room keep their order.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ PUBLISH_INTERVAL_S: Final = 0.01
 # reads) at least this often: a beat of odds for 5,000 sockets takes some 100 ms, and a loop held
 # that long makes the load shedding (server/runtime/overload.py) refuse bets.
 DELIVERY_SLICE_S: Final = 0.005
+# The most channel batches a node behind delivers together (one write per socket for them all).
+MAX_BATCHES_TOGETHER: Final = 64
 # A batch's messages by recipient (engine.io session id), in the batch's order.
 Outgoing = dict[str, list[PreparedMessage]]
 
@@ -148,9 +152,16 @@ class Pushes:
                     if isinstance(item, Replay):
                         await self._replay(item)
                     else:
-                        await self.deliver_batch(
-                            item[1], last_offset=item[0], replaced=self._replaced_later()
-                        )
+                        # Batches that queued while this node was busy go out together: one
+                        # write per socket for all of them, so a node behind catches up.
+                        group = [item]
+                        while self._inbox and len(group) < MAX_BATCHES_TOGETHER:
+                            queued = self._inbox[0]
+                            if isinstance(queued, Replay):
+                                break  # a replay keeps its place between batches
+                            group.append(queued)
+                            self._inbox.popleft()
+                        await self._deliver_together(group, self._replaced_later())
                 except (redis.RedisError, OSError):
                     stop_if_cancelled()
                     metrics.REDIS_ERRORS.labels("pushes").inc()
@@ -192,32 +203,52 @@ class Pushes:
         last_offset: int | None = None,
         replaced: set[tuple[str, str]] | None = None,
     ) -> None:
-        batch = _pushes_of(published)
-        offset = None if last_offset is None else last_offset - len(batch)
-        if offset is not None and self._replayed:
-            # A replay covers what the channel had published when it looked; past that, live.
-            for sid, covered in list(self._replayed.items()):
-                if covered <= offset:
-                    del self._replayed[sid]
+        await self._deliver_together([(last_offset, published)], replaced or set())
+
+    async def _deliver_together(
+        self, group: list[tuple[int | None, Any]], replaced: set[tuple[str, str]]
+    ) -> None:
+        """Batches in channel order, each socket's pushes of all of them in one write. A state
+        push that a later one of the group, or a batch still queued (`replaced`), carries again
+        for the same room is skipped: the room gets the newest once."""
+        batches = [(last_offset, _pushes_of(published)) for last_offset, published in group]
+        newest: dict[tuple[str, str], tuple[int, int]] = {}
+        if len(batches) > 1:
+            for number, (_, batch) in enumerate(batches):
+                for position, (event, room, *_) in enumerate(batch):
+                    if event in REPLACED_BY_NEWER:
+                        newest[(event, room)] = (number, position)
         outgoing: Outgoing = {}
-        for event, room, data, *skip in batch:
-            if offset is not None:
-                offset += 1
-            if replaced and (event, room) in replaced:
-                metrics.PUSHES_SUPERSEDED.inc()
-                continue
-            self._address(
-                outgoing,
-                event,
-                # Nodes publish the JSON text of each push; tools may publish the object itself.
-                RawJson(data) if isinstance(data, str) else data,
-                room,
-                skip[0] if skip else None,
-                offset,
-            )
+        for number, (last_offset, batch) in enumerate(batches):
+            offset = None if last_offset is None else last_offset - len(batch)
+            if offset is not None and self._replayed:
+                # A replay covers what the channel had published when it looked; past that, live.
+                for sid, covered in list(self._replayed.items()):
+                    if covered <= offset:
+                        del self._replayed[sid]
+            for position, (event, room, data, *skip) in enumerate(batch):
+                if offset is not None:
+                    offset += 1
+                if (replaced or newest) and (
+                    (event, room) in replaced
+                    or newest.get((event, room), (number, position)) != (number, position)
+                ):
+                    metrics.PUSHES_SUPERSEDED.inc()
+                    continue
+                self._address(
+                    outgoing,
+                    event,
+                    # Nodes publish the JSON text of each push; tools may publish the object itself.
+                    RawJson(data) if isinstance(data, str) else data,
+                    room,
+                    skip[0] if skip else None,
+                    offset,
+                )
         await self._send(outgoing)
-        if isinstance(published, dict):
-            metrics.PUSH_FANOUT_SECONDS.observe(max(0.0, time.time() - published["at"]))
+        now = time.time()
+        for _, published in group:
+            if isinstance(published, dict):
+                metrics.PUSH_FANOUT_SECONDS.observe(max(0.0, now - published["at"]))
 
     async def deliver_here(
         self,

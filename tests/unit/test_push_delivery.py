@@ -216,3 +216,30 @@ async def test_a_node_behind_delivers_a_rooms_odds_once_the_newest_and_everythin
         ["odds", {"v": 2}],
         ["balance", {"b": 2}],  # balances are never skipped for everyone
     ]
+
+
+async def test_a_node_behind_writes_each_socket_once_for_all_the_batches_waiting() -> None:
+    pushes, _, writes = node({"market:a": ["s1", "s2"], "user:s1": ["s1"]})
+    pushes.client = SilentChannel()  # type: ignore[assignment]
+    batches = [
+        [["odds", "market:a", f'{{"v":{n}}}', None], ["balance", "user:s1", f'{{"b":{n}}}', None]]
+        for n in range(5)
+    ]
+    pushes._inbox.extend((None, {"at": 0, "pushes": batch}) for batch in batches)
+    pushes._arrived.set()
+    delivering = asyncio.create_task(pushes.deliver_forever())
+    try:
+        for _ in range(20):
+            await asyncio.sleep(0)
+    finally:
+        delivering.cancel()
+        await asyncio.gather(delivering, return_exceptions=True)
+    # One write each, not five: s1 gets every balance in order and the newest odds once, in
+    # its place (the last batch's).
+    assert [len(writes["s1"]), len(writes["s2"])] == [1, 1]
+    assert events(writes["s1"][0]) == [
+        *(["balance", {"b": n}] for n in range(4)),
+        ["odds", {"v": 4}],
+        ["balance", {"b": 4}],
+    ]
+    assert events(writes["s2"][0]) == [["odds", {"v": 4}]]
