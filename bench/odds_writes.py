@@ -2,9 +2,11 @@
 driven at a set rate of odds changes, and the 30-day chart read over a month of candles.
 
 Two ways to write the same upstream rate, each for `seconds`:
-  paced        as the live feed writes it: a market at most once per ODDS_PUSH_MIN_INTERVAL_MS
-               (250 ms), busy markets together on the shared beat; one statement a beat with
-               every market (200 markets moving 10 times a second: 4 statements of 200 a second);
+  paced        as the feed writes it under ODDS_PUSH_PACING=beat: a market at most once per
+               ODDS_PUSH_MIN_INTERVAL_MS (250 ms), busy markets together on the shared beat; one
+               statement a beat with every market (200 markets moving 10 times a second: 4
+               statements of 200 a second; under `first-change` the same rows go in more, smaller
+               statements, at most one per 20 ms);
   every change each change written: statements of 50 markets, as many a second as make the rate.
 Rows written are PostgreSQL's own counts (pg_stat_user_tables), bytes its relation sizes.
 """
