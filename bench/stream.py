@@ -329,7 +329,7 @@ def match(
     frame, and the pacing rule's hold, by design), and from there to the socket (the write,
     the publish, the fan-out)."""
     delays = {name: new_histogram() for name, _, _ in windows}
-    held = {name: new_histogram() for name, _, _ in windows}
+    until_written = {name: new_histogram() for name, _, _ in windows}
     after_written = {name: new_histogram() for name, _, _ in windows}
     delivered: dict[str, set[int]] = {name: set() for name, _, _ in windows}
     unmatched = 0
@@ -357,12 +357,12 @@ def match(
                 continue
             release = min(max(release, sent), arrived)  # the clocks' reading within a tick
             record_seconds(delays[name], arrived - sent)
-            record_seconds(held[name], release - sent)
+            record_seconds(until_written[name], release - sent)
             record_seconds(after_written[name], arrived - release)
             delivered[name].add(sequence)
     return {
         "delays": {name: encode(histogram) for name, histogram in delays.items()},
-        "held": {name: encode(histogram) for name, histogram in held.items()},
+        "untilWritten": {name: encode(histogram) for name, histogram in until_written.items()},
         "afterWritten": {name: encode(histogram) for name, histogram in after_written.items()},
         "delivered": {name: sorted(seqs) for name, seqs in delivered.items()},
         "unmatched": unmatched,
@@ -735,7 +735,7 @@ def report(
             "deliveries": delays.get("count", 0),
             "deliveriesPerS": round(delays.get("count", 0) / window.wall_s, 1),
             "delayMs": delays,
-            "untilWrittenMs": summarize(merge(entry["held"][name] for entry in matched)),
+            "untilWrittenMs": summarize(merge(entry["untilWritten"][name] for entry in matched)),
             "afterWrittenMs": summarize(merge(entry["afterWritten"][name] for entry in matched)),
             "cpuSeconds": seconds,
             "coresBusy": cores_busy(window),

@@ -161,7 +161,7 @@ class Pushes:
                                 break  # a replay keeps its place between batches
                             group.append(queued)
                             self._inbox.popleft()
-                        await self._deliver_together(group, self._replaced_later())
+                        await self.deliver_batches(group, self._replaced_later())
                 except (redis.RedisError, OSError):
                     stop_if_cancelled()
                     metrics.REDIS_ERRORS.labels("pushes").inc()
@@ -186,7 +186,7 @@ class Pushes:
             finally:
                 await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
 
-    def _replaced_later(self) -> set[tuple[str, str]]:
+    def _replaced_later(self) -> frozenset[tuple[str, str]]:
         """The (event, room) of state pushes that batches still queued here carry again, newer:
         a node that fell behind delivers those once, the latest, instead of every one in turn."""
         replaced: set[tuple[str, str]] = set()
@@ -195,18 +195,12 @@ class Pushes:
                 for event, room, *_ in _pushes_of(item[1]):
                     if event in REPLACED_BY_NEWER:
                         replaced.add((event, room))
-        return replaced
+        return frozenset(replaced)
 
-    async def deliver_batch(
+    async def deliver_batches(
         self,
-        published: Any,
-        last_offset: int | None = None,
-        replaced: set[tuple[str, str]] | None = None,
-    ) -> None:
-        await self._deliver_together([(last_offset, published)], replaced or set())
-
-    async def _deliver_together(
-        self, group: list[tuple[int | None, Any]], replaced: set[tuple[str, str]]
+        group: list[tuple[int | None, Any]],
+        replaced: frozenset[tuple[str, str]] = frozenset(),
     ) -> None:
         """Batches in channel order, each socket's pushes of all of them in one write. A state
         push that a later one of the group, or a batch still queued (`replaced`), carries again
@@ -229,9 +223,9 @@ class Pushes:
             for position, (event, room, data, *skip) in enumerate(batch):
                 if offset is not None:
                     offset += 1
-                if (replaced or newest) and (
-                    (event, room) in replaced
-                    or newest.get((event, room), (number, position)) != (number, position)
+                here = (number, position)
+                if event in REPLACED_BY_NEWER and (
+                    (event, room) in replaced or newest.get((event, room), here) != here
                 ):
                     metrics.PUSHES_SUPERSEDED.inc()
                     continue

@@ -105,7 +105,7 @@ ROOMS = {
 
 async def test_each_socket_gets_its_pushes_of_a_batch_in_one_write_in_order() -> None:
     pushes, _, writes = node(ROOMS)
-    await pushes.deliver_batch({"at": 0, "pushes": BATCH})
+    await pushes.deliver_batches([(None, {"at": 0, "pushes": BATCH})])
     await asyncio.sleep(0)
     assert {sid: len(chunks) for sid, chunks in writes.items()} == {"s1": 1, "s2": 1, "s3": 1}
     assert events(writes["s1"][0]) == [
@@ -138,9 +138,8 @@ async def test_a_large_fan_out_lets_other_work_run_between_sockets(
 
     worker = asyncio.create_task(other_work())
     await asyncio.sleep(0)
-    await pushes.deliver_batch(
-        {"at": 0, "pushes": [["odds", "market:a", "{}", None], ["odds", "market:b", "{}", None]]}
-    )
+    ticks = [["odds", "market:a", "{}", None], ["odds", "market:b", "{}", None]]
+    await pushes.deliver_batches([(None, {"at": 0, "pushes": ticks})])
     await asyncio.sleep(0)
     delivered = True
     await worker
@@ -190,6 +189,18 @@ class SilentChannel:
         return None
 
 
+async def deliver_waiting(pushes: Pushes) -> None:
+    """Let the node's delivery loop work off the batches waiting in its inbox."""
+    pushes._arrived.set()
+    delivering = asyncio.create_task(pushes.deliver_forever())
+    try:
+        for _ in range(20):
+            await asyncio.sleep(0)
+    finally:
+        delivering.cancel()
+        await asyncio.gather(delivering, return_exceptions=True)
+
+
 async def test_a_node_behind_delivers_a_rooms_odds_once_the_newest_and_everything_else() -> None:
     pushes, _, writes = node({"market:a": ["s1"], "market:b": ["s1"], "user:s1": ["s1"]})
     pushes.client = SilentChannel()  # type: ignore[assignment]
@@ -201,14 +212,7 @@ async def test_a_node_behind_delivers_a_rooms_odds_once_the_newest_and_everythin
     newer = [["odds", "market:a", '{"v":2}', None], ["balance", "user:s1", '{"b":2}', None]]
     # Both batches arrived while the node was busy: they wait in its inbox together.
     pushes._inbox.extend([(None, {"at": 0, "pushes": older}), (None, {"at": 0, "pushes": newer})])
-    pushes._arrived.set()
-    delivering = asyncio.create_task(pushes.deliver_forever())
-    try:
-        for _ in range(20):
-            await asyncio.sleep(0)
-    finally:
-        delivering.cancel()
-        await asyncio.gather(delivering, return_exceptions=True)
+    await deliver_waiting(pushes)
     heard = [event for written in writes["s1"] for event in events(written)]
     assert heard == [
         ["balance", {"b": 1}],
@@ -226,14 +230,7 @@ async def test_a_node_behind_writes_each_socket_once_for_all_the_batches_waiting
         for n in range(5)
     ]
     pushes._inbox.extend((None, {"at": 0, "pushes": batch}) for batch in batches)
-    pushes._arrived.set()
-    delivering = asyncio.create_task(pushes.deliver_forever())
-    try:
-        for _ in range(20):
-            await asyncio.sleep(0)
-    finally:
-        delivering.cancel()
-        await asyncio.gather(delivering, return_exceptions=True)
+    await deliver_waiting(pushes)
     # One write each, not five: s1 gets every balance in order and the newest odds once, in
     # its place (the last batch's).
     assert [len(writes["s1"]), len(writes["s2"])] == [1, 1]
